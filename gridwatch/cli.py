@@ -1,0 +1,50 @@
+"""The ``gridwatch`` command. Each module registers its own subcommands; every one has ``--help``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+# Modules that own subcommands; each exposes ``register(subparsers)`` which adds parsers whose
+# ``func(args) -> int`` runs the command. Heavy imports (Faust, Prophet) stay inside the commands.
+COMMAND_MODULES = (
+    "streams.broker",      # kafka start|stop|status
+    "streams.topics",      # topics create|verify
+    "streams.worker",      # worker
+    "streams.simulator",   # simulate
+    "streams.replay",      # replay
+    "notifiers.sandbox",   # sandbox
+    "streams.demo",        # demo
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    import importlib
+
+    parser = argparse.ArgumentParser(
+        prog="gridwatch",
+        description="Smart-meter monitoring and proactive customer notification on Apache Kafka.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,55 @@
+"""Settings, all from the environment with embedded defaults so the demo runs with none set."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# Topic names of the wire contract, and the internal topics the worker uses between its stages.
+READINGS = "meter.readings"
+EVENTS = "meter.events"
+CUSTOMERS = "customers"
+ALERTS = "alerts"
+NOTIFICATIONS = "notifications"
+DLQ = "gridwatch.dlq"
+# internal: customers re-keyed by meter_id (compacted), so the reading path can look its meter up locally
+METER_DIRECTORY = "gridwatch.meter-directory"
+# internal: per-meter voltage state changes, re-keyed by transformer_id for topology correlation
+METER_STATUS = "gridwatch.meter-status"
+# internal: one request per (alert, customer), keyed by customer_id, co-partitioned with the customers table
+NOTIFY_REQUESTS = "gridwatch.notify-requests"
+
+CONTRACT_TOPICS = (READINGS, EVENTS, CUSTOMERS, ALERTS, NOTIFICATIONS, DLQ)
+INTERNAL_TOPICS = (METER_DIRECTORY, METER_STATUS, NOTIFY_REQUESTS)
+COMPACTED_TOPICS = (CUSTOMERS, METER_DIRECTORY)
+
+
+def _project_dir() -> Path:
+    return Path(os.environ.get("GRIDWATCH_HOME", os.getcwd()))
+
+
+@dataclass(frozen=True)
+class Settings:
+    bootstrap_servers: str = field(
+        default_factory=lambda: os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"))
+    partitions: int = field(default_factory=lambda: int(os.environ.get("GRIDWATCH_PARTITIONS", "8")))
+    run_dir: Path = field(
+        default_factory=lambda: Path(os.environ.get("GRIDWATCH_RUN_DIR", _project_dir() / ".run")))
+    sandbox_url: str = field(
+        default_factory=lambda: os.environ.get("GRIDWATCH_SANDBOX_URL", "http://127.0.0.1:8088"))
+    # The sender: a Messaging Service SID wins over a From number when both are set.
+    twilio_account_sid: str | None = field(default_factory=lambda: os.environ.get("TWILIO_ACCOUNT_SID"))
+    twilio_auth_token: str | None = field(default_factory=lambda: os.environ.get("TWILIO_AUTH_TOKEN"))
+    twilio_from: str | None = field(default_factory=lambda: os.environ.get("TWILIO_FROM_NUMBER"))
+    twilio_messaging_service_sid: str | None = field(
+        default_factory=lambda: os.environ.get("TWILIO_MESSAGING_SERVICE_SID"))
+
+    @property
+    def bootstrap_list(self) -> list[str]:
+        return [s.strip() for s in self.bootstrap_servers.split(",") if s.strip()]
+
+    @property
+    def uses_real_twilio(self) -> bool:
+        return bool(self.twilio_account_sid and self.twilio_auth_token
+                    and (self.twilio_from or self.twilio_messaging_service_sid))
