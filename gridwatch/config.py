@@ -45,6 +45,18 @@ class Settings:
     twilio_messaging_service_sid: str | None = field(
         default_factory=lambda: os.environ.get("TWILIO_MESSAGING_SERVICE_SID"))
 
+    #: Prepended to every topic name and the consumer group, to run several isolated pipelines on one
+    #: cluster (tests use a fresh prefix per run). Empty by default: the contract's topic names as they are.
+    topic_prefix: str = field(default_factory=lambda: os.environ.get("GRIDWATCH_TOPIC_PREFIX", ""))
+
+    def topic(self, name: str) -> str:
+        """The deployed name of a contract or internal topic."""
+        return f"{self.topic_prefix}{name}"
+
+    @property
+    def app_id(self) -> str:
+        return f"{self.topic_prefix}gridwatch"
+
     @property
     def bootstrap_list(self) -> list[str]:
         return [s.strip() for s in self.bootstrap_servers.split(",") if s.strip()]

@@ -1,0 +1,240 @@
+"""Topology correlation of per-meter voltage findings into alerts, one transformer at a time.
+
+When most reporting meters of one transformer are abnormal the same way at the same event time, that is
+ONE transformer-scope alert; a meter that stays abnormal alone through the correlation window gets a
+meter-scope alert. An alert resolves at the event time all of its meters are back in band.
+
+Decisions are made in event time and only up to a *watermark*: the time up to which every source
+partition that carries one of the transformer's meters has been processed. Meter findings arrive from
+many partitions in no fixed order; waiting for the watermark is what makes a replay at any speed give the
+same alerts. The caller (the worker) computes the watermark; this module never reads a clock.
+
+State is one JSON-serialisable dict per transformer; functions return a new state and never mutate input.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+from gridwatch.contract import format_ts
+
+__all__ = ["CorrelatorConfig", "TransformerCorrelator", "alert_id"]
+
+
+@dataclass(frozen=True)
+class CorrelatorConfig:
+    #: a lone abnormal meter waits this long for neighbours before it becomes a meter-scope alert
+    window_s: int = 900
+    #: fraction of reporting meters that must be abnormal together for a transformer-scope alert
+    majority: float = 0.5
+    #: ... and at least this many meters
+    min_meters: int = 2
+    #: a meter silent for longer than this (event time) no longer counts as reporting
+    stale_s: int = 3 * 3600
+
+
+def alert_id(kind: str, level: str, scope_id: str, started_at: int) -> str:
+    """Deterministic, so re-processing after a restart or a replay yields the same alert."""
+    return f"{kind}:{level}:{scope_id}:{format_ts(started_at)}"
+
+
+def _severity(kind: str, v: float | None, nominal: float | None) -> str:
+    if v is None or not nominal:
+        return "warning"
+    pu = v / nominal
+    # EN 50160's outer limit (-15 %) and IEEE 1159's overvoltage band (> 1.1 pu) call for prompt action.
+    if (kind == "undervoltage" and pu < 0.85) or (kind == "overvoltage" and pu > 1.10):
+        return "critical"
+    return "warning"
+
+
+class TransformerCorrelator:
+    """Turns member, status and watermark messages of one transformer into alert records."""
+
+    name = "voltage-topology"
+
+    def __init__(self, config: CorrelatorConfig | None = None):
+        self.config = config or CorrelatorConfig()
+
+    @staticmethod
+    def new_state(transformer_id: str) -> dict:
+        return {"transformer_id": transformer_id, "feeder_id": None, "members": {}, "decided": None,
+                "pending": {}, "open": {}}
+
+    # -- inputs ---------------------------------------------------------------------------------------
+    def member(self, state: dict, msg: dict) -> dict:
+        """A meter joins (or, with ``removed``, leaves) the transformer; from the customer directory."""
+        st = copy.deepcopy(state)
+        m = msg["meter_id"]
+        if msg.get("removed"):
+            st["members"].pop(m, None)
+            st["pending"].pop(m, None)
+            return st
+        st["feeder_id"] = msg.get("feeder_id") or st["feeder_id"]
+        rec = st["members"].setdefault(m, {"first_seen": None, "last_seen": None, "tl": [], "profile": None})
+        rec["customer_id"] = msg.get("customer_id")
+        rec["partition"] = msg.get("partition")
+        return st
+
+    def status(self, state: dict, msg: dict) -> dict:
+        """A batch of one meter was processed: how far it got and which transitions it saw."""
+        st = copy.deepcopy(state)
+        m = msg["meter_id"]
+        rec = st["members"].setdefault(m, {"first_seen": None, "last_seen": None, "tl": [], "profile": None,
+                                           "customer_id": msg.get("customer_id"),
+                                           "partition": msg.get("partition")})
+        if rec["last_seen"] is not None and msg["ts"] <= rec["last_seen"]:
+            return st  # redelivered after a restart: already applied
+        first = msg.get("first_ts", msg["ts"])
+        rec["first_seen"] = first if rec["first_seen"] is None else min(rec["first_seen"], first)
+        rec["last_seen"] = msg["ts"]
+        rec["profile"] = msg.get("profile") or rec["profile"]
+        for t in msg.get("transitions", ()):
+            kind = t["kind"] if t["status"] == "abnormal" else "normal"
+            rec["tl"].append([t["at"], kind, t["started_at"], t.get("v_extreme")])
+        return st
+
+    def partitions(self, state: dict) -> set[int]:
+        """Source partitions whose progress bounds this transformer's watermark."""
+        return {r["partition"] for r in state["members"].values() if r.get("partition") is not None}
+
+    # -- decisions ------------------------------------------------------------------------------------
+    def advance(self, state: dict, watermark: int) -> tuple[dict, list[dict]]:
+        """Decide everything that happened up to ``watermark``; returns (new state, alert records)."""
+        st = copy.deepcopy(state)
+        decided = st["decided"]
+        if decided is not None and watermark <= decided:
+            return st, []
+        lo = decided if decided is not None else float("-inf")
+        out: list[dict] = []
+        while True:
+            # next moment anything can change: a meter's transition or a lone meter's deadline
+            nxt = [e[0] for rec in st["members"].values() for e in rec["tl"] if lo < e[0] <= watermark]
+            nxt += [p["due"] for p in st["pending"].values() if lo < p["due"] <= watermark]
+            if not nxt:
+                break
+            lo = min(nxt)
+            out.extend(self._decide_at(st, lo))
+        self._prune(st, watermark)
+        st["decided"] = watermark
+        return st, out
+
+    def _state_at(self, rec: dict, t: int) -> tuple[str, int | None, float | None]:
+        kind, started, v = "normal", None, None
+        for at, k, s, vx in rec["tl"]:
+            if at > t:
+                break
+            kind, started, v = k, s, vx
+        return kind, started, v
+
+    def _reporting(self, rec: dict, t: int) -> bool:
+        return (rec["first_seen"] is not None and rec["first_seen"] <= t
+                and rec["last_seen"] + self.config.stale_s >= t)
+
+    def _decide_at(self, st: dict, t: int) -> list[dict]:
+        cfg, out = self.config, []
+        now = {m: self._state_at(rec, t) for m, rec in st["members"].items()}
+
+        # 1. open alerts: grow, or resolve when every meter is back in band
+        for aid in list(st["open"]):
+            a = st["open"][aid]
+            if a["scope"]["level"] == "transformer":
+                joined = sorted(m for m, (k, _, _) in now.items() if k == a["kind"] and m not in a["meter_ids"])
+                if joined:
+                    a["meter_ids"] = sorted(a["meter_ids"] + joined)
+                    for m in joined:
+                        st["pending"].pop(m, None)
+                    self._note_extreme(a, now)
+                    out.append(self._record(st, a, "open"))
+            if all(now.get(m, ("normal",))[0] != a["kind"] for m in a["meter_ids"]):
+                a["resolved_at"] = t
+                out.append(self._record(st, a, "resolved"))
+                del st["open"][aid]
+
+        # 2. a transformer-scope alert when most reporting meters deviate the same way together
+        reporting = [m for m, rec in st["members"].items() if self._reporting(rec, t)]
+        for kind in ("undervoltage", "overvoltage"):
+            if any(a["kind"] == kind and a["scope"]["level"] == "transformer" for a in st["open"].values()):
+                continue
+            abn = sorted(m for m in reporting if now[m][0] == kind)
+            if len(abn) >= cfg.min_meters and len(abn) > cfg.majority * len(reporting):
+                started = min(now[m][1] for m in abn)
+                a = {"alert_id": alert_id(kind, "transformer", st["transformer_id"], started), "kind": kind,
+                     "scope": {"level": "transformer", "id": st["transformer_id"]}, "meter_ids": abn,
+                     "started_at": started, "detected_at": t, "resolved_at": None,
+                     "reporting": len(reporting), "v_extreme": None}
+                self._note_extreme(a, now)
+                for m in abn:
+                    st["pending"].pop(m, None)
+                # a lone-meter alert raised earlier becomes part of the transformer's incident
+                for aid in [i for i, o in st["open"].items()
+                            if o["scope"]["level"] == "meter" and o["kind"] == kind and o["meter_ids"][0] in abn]:
+                    o = st["open"].pop(aid)
+                    o["resolved_at"] = t
+                    o["merged_into"] = a["alert_id"]
+                    out.append(self._record(st, o, "resolved"))
+                st["open"][a["alert_id"]] = a
+                out.append(self._record(st, a, "open"))
+
+        covered = {m for a in st["open"].values() for m in a["meter_ids"]}
+        # 3. new abnormal meters not covered by an open alert wait for their neighbours
+        for m, rec in st["members"].items():
+            for at, k, started, v in rec["tl"]:
+                if at == t and k != "normal" and m not in covered and m not in st["pending"]:
+                    st["pending"][m] = {"kind": k, "started_at": started, "due": t + cfg.window_s}
+        # 4. ... and become meter-scope alerts when none came
+        for m, p in list(st["pending"].items()):
+            if p["due"] > t:
+                continue
+            del st["pending"][m]
+            k, started, v = now.get(m, ("normal", None, None))
+            if k != p["kind"] or m in covered:
+                continue
+            a = {"alert_id": alert_id(k, "meter", m, started), "kind": k,
+                 "scope": {"level": "meter", "id": m}, "meter_ids": [m], "started_at": started,
+                 "detected_at": t, "resolved_at": None, "reporting": len(reporting), "v_extreme": v}
+            st["open"][a["alert_id"]] = a
+            out.append(self._record(st, a, "open"))
+        return out
+
+    @staticmethod
+    def _note_extreme(a: dict, now: dict) -> None:
+        vs = [now[m][2] for m in a["meter_ids"] if m in now and now[m][2] is not None]
+        if a["v_extreme"] is not None:
+            vs.append(a["v_extreme"])
+        if vs:
+            a["v_extreme"] = min(vs) if a["kind"] == "undervoltage" else max(vs)
+
+    def _record(self, st: dict, a: dict, status: str) -> dict:
+        members = st["members"]
+        profile = next((members[m]["profile"] for m in a["meter_ids"]
+                        if m in members and members[m].get("profile")), None) or {}
+        evidence = {
+            "standard": profile.get("name"), "nominal_v": profile.get("nominal"),
+            "band_v": [profile.get("low"), profile.get("high")], "v_extreme": a["v_extreme"],
+            "meters_abnormal": len(a["meter_ids"]), "meters_reporting": a["reporting"],
+            "transformer_id": st["transformer_id"], "feeder_id": st["feeder_id"],
+        }
+        if a.get("merged_into"):
+            evidence["merged_into"] = a["merged_into"]
+        return {
+            "alert_id": a["alert_id"], "kind": a["kind"],
+            "severity": _severity(a["kind"], a["v_extreme"], profile.get("nominal")),
+            "status": status, "scope": dict(a["scope"]), "meter_ids": list(a["meter_ids"]),
+            "customer_ids": sorted(members[m]["customer_id"] for m in a["meter_ids"]
+                                   if m in members and members[m].get("customer_id")),
+            "started_at": format_ts(a["started_at"]), "detected_at": format_ts(a["detected_at"]),
+            "resolved_at": format_ts(a["resolved_at"]), "evidence": evidence,
+        }
+
+    @staticmethod
+    def _prune(st: dict, watermark: int) -> None:
+        # Keep the last transition at or before the watermark (it is the current state) and all after it.
+        for rec in st["members"].values():
+            tl = rec["tl"]
+            keep_from = 0
+            for i, e in enumerate(tl):
+                if e[0] <= watermark:
+                    keep_from = i
+            rec["tl"] = tl[keep_from:]
