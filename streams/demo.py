@@ -1,0 +1,175 @@
+"""``gridwatch demo``: the whole pipeline on a real Kafka broker, with embedded defaults.
+
+Starts (or reuses) Kafka, creates the topics, starts the SMS sandbox and the worker, publishes a simulated
+utility with a transformer undervoltage, and prints alerts and SMS as they happen. Ctrl-C, or
+``--duration``, stops everything it started — and nothing it did not start.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from gridwatch import config as names
+from gridwatch.config import Settings
+
+__all__ = ["register", "run", "Processes", "wait_http"]
+
+
+def wait_http(url: str, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return True
+        except OSError:
+            time.sleep(0.2)
+    return False
+
+
+class Processes:
+    """Child processes started by us, stopped in reverse order (SIGTERM, then SIGKILL)."""
+
+    def __init__(self):
+        self.children: list[tuple[str, subprocess.Popen]] = []
+
+    def start(self, name: str, argv: list[str], env: dict, log: Path) -> subprocess.Popen:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        out = open(log, "ab")
+        proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+        self.children.append((name, proc))
+        return proc
+
+    def stop(self) -> None:
+        for name, proc in reversed(self.children):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for name, proc in reversed(self.children):
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self.children.clear()
+
+
+def gridwatch_argv(*args: str) -> list[str]:
+    return [sys.executable, "-m", "gridwatch.cli", *args]
+
+
+def run(args) -> int:
+    from kafka import KafkaConsumer
+
+    from streams import broker, topics
+
+    base = Settings()
+    settings = dataclasses.replace(base, run_dir=Path(args.run_dir).resolve())
+    env = {**os.environ, "GRIDWATCH_RUN_DIR": str(settings.run_dir),
+           "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers, "PYTHONUNBUFFERED": "1"}
+    t_begin = time.monotonic()
+    since_ms = int(time.time() * 1000)
+    procs = Processes()
+    started_broker = False
+    try:
+        if not broker.is_reachable(settings.bootstrap_servers):
+            # A broker of our own: start it from a clean slate so the demo shows its alerts every time.
+            shutil.rmtree(settings.run_dir, ignore_errors=True)
+        started_broker = broker.start(settings) == "started"
+        print(f"Kafka: {'started' if started_broker else 'reusing'} {settings.bootstrap_servers}")
+        topics.create_topics(settings)
+
+        sandbox_url = settings.sandbox_url
+        if settings.uses_real_twilio:
+            print("SMS: real Twilio (TWILIO_* set)")
+        elif wait_http(sandbox_url + "/sandbox/messages", 0.5):
+            print(f"SMS sandbox: reusing {sandbox_url}")
+        else:
+            port = sandbox_url.rsplit(":", 1)[-1].strip("/")
+            procs.start("sandbox", gridwatch_argv("sandbox", "--port", port), env,
+                        settings.run_dir / "sandbox.log")
+            if not wait_http(sandbox_url + "/sandbox/messages", 30):
+                print(f"SMS sandbox did not come up; see {settings.run_dir / 'sandbox.log'}")
+                return 1
+        procs.start("worker", gridwatch_argv("worker"), env, settings.run_dir / "worker.log")
+        print(f"worker started (log: {settings.run_dir / 'worker.log'})")
+
+        sim = gridwatch_argv("simulate", "--scenario", args.scenario, "--seed", str(args.seed),
+                             "--truth", str(settings.run_dir / "truth.jsonl"))
+        if args.speedup:
+            sim += ["--speedup", str(args.speedup)]
+        procs.start("simulator", sim, env, settings.run_dir / "simulator.log")
+        print(f"simulator: scenario {args.scenario!r} (ground truth: {settings.run_dir / 'truth.jsonl'})")
+        print(f"\nSMS sandbox page: {sandbox_url}/   — alerts and SMS follow as they happen "
+              f"(Ctrl-C to stop)\n")
+
+        consumer = KafkaConsumer(
+            settings.topic(names.ALERTS), settings.topic(names.NOTIFICATIONS), settings.topic(names.DLQ),
+            bootstrap_servers=settings.bootstrap_list, auto_offset_reset="earliest",
+            enable_auto_commit=False, group_id=None, consumer_timeout_ms=500)
+        first_sms = None
+        deadline = t_begin + args.duration if args.duration else None
+        while deadline is None or time.monotonic() < deadline:
+            for msg in consumer:
+                if msg.timestamp < since_ms:
+                    continue  # from an earlier run on a reused broker
+                value = json.loads(msg.value)
+                print(describe(msg.topic, value))
+                if msg.topic.endswith(names.NOTIFICATIONS) and value["status"] == "sent" and first_sms is None:
+                    first_sms = time.monotonic() - t_begin
+                    print(f"   (first SMS {first_sms:.1f} s after `gridwatch demo` started)")
+                if deadline is not None and time.monotonic() >= deadline:
+                    break
+            for name, proc in procs.children:
+                if name == "worker" and proc.poll() is not None:
+                    print(f"worker exited with {proc.returncode}; see {settings.run_dir / 'worker.log'}")
+                    return 1
+        consumer.close()
+        return 0
+    except KeyboardInterrupt:
+        return 0
+    except (broker.BrokerError, topics.TopicsError) as exc:
+        print(f"gridwatch demo: {exc}")
+        return 1
+    finally:
+        print("\nstopping what the demo started…")
+        procs.stop()
+        if started_broker:
+            broker.stop(settings)
+
+
+def describe(topic: str, v: dict) -> str:
+    if topic.endswith(names.ALERTS):
+        return (f"ALERT {v['status']:<8} {v['kind']} at {v['scope']['level']} {v['scope']['id']} "
+                f"({len(v['meter_ids'])} meters, {len(v['customer_ids'])} customers) started {v['started_at']}"
+                f" detected {v['detected_at']}" + (f" resolved {v['resolved_at']}" if v['resolved_at'] else "")
+                + f"  [{v['evidence'].get('standard')}, extreme {v['evidence'].get('v_extreme')} V]")
+    if topic.endswith(names.NOTIFICATIONS):
+        line = f"SMS   {v['status']:<8} {v['customer_id']} ({v['language']})"
+        if v["status"] == "sent":
+            return line + f": {v['body']}"
+        return line + f" — {v['reason']}"
+    return f"DLQ   {v['topic']}[{v['partition']}]@{v['offset']}: {v['error']}"
+
+
+def register(sub) -> None:
+    p = sub.add_parser("demo", help="run the whole pipeline on a real Kafka broker with a simulated fault",
+                       description="Start (or reuse) Kafka, create topics, start the SMS sandbox and the worker, "
+                                   "simulate a utility with a transformer undervoltage and print alerts and SMS.")
+    p.add_argument("--duration", type=float, default=None,
+                   help="stop after this many seconds (default: run until Ctrl-C)")
+    p.add_argument("--scenario", default="demo", help="simulator scenario (default: demo)")
+    p.add_argument("--seed", type=int, default=7, help="simulator seed (default 7)")
+    p.add_argument("--speedup", type=float, default=None,
+                   help="simulated seconds per wall second (default: as fast as possible)")
+    p.add_argument("--run-dir", default=str(Settings().run_dir / "demo"),
+                   help="where the demo keeps broker data, worker state and logs (default .run/demo)")
+    p.set_defaults(func=run)

@@ -1,0 +1,418 @@
+"""``gridwatch worker``: the Faust application — validate -> detect -> alert -> notify.
+
+Stages and the topics between them (every arrow is a Kafka topic, so each stage can be scaled and
+restarted on its own; tables live in RocksDB with a changelog topic each):
+
+    customers ──> customers table ──> gridwatch.meter-directory ──> meters table (keyed by meter)
+                                 └──> gridwatch.meter-status (membership, keyed by transformer)
+    meter.readings ──validate──> voltage detector (per meter) ──> gridwatch.meter-status
+                                          (status per batch + partition watermarks)
+    gridwatch.meter-status ──> topology correlator (per transformer) ──> alerts
+    alerts ──> gridwatch.notify-requests (one per customer, keyed by customer) ──> SMS ──> notifications
+    anything invalid ──> gridwatch.dlq
+
+Per-message cost in Faust dominates, so a ``meter.readings`` message carries a batch of readings and the
+detect path does one table read, one table write and one status send per message, not per reading.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from collections import Counter
+from datetime import datetime, timezone
+
+from gridwatch import config as topics
+from gridwatch.config import Settings
+from gridwatch.contract import ContractError, decode_customer, decode_event, decode_readings
+
+log = logging.getLogger("gridwatch.worker")
+
+#: How far behind the newest reading of a partition a reading may arrive and still be decided on.
+ALLOWED_LATENESS_S = 900
+#: A source partition that lags the others by more than this (event time) stops holding decisions back.
+IDLE_PARTITION_S = 6 * 3600
+#: Broadcast a partition's progress at most once per this much event time.
+WATERMARK_STEP_S = 900
+#: Readings of a meter not yet in the directory are held back, up to this many per meter.
+PARKED_MAX = 672
+#: Delivery attempts for a retryable provider error, with exponential back-off from 1 s.
+SEND_ATTEMPTS = 3
+
+
+def partition_for(key: str, partitions: int) -> int:
+    """The partition Kafka's default partitioner (murmur2) gives ``key``: the same in every client."""
+    from kafka.partitioner.default import murmur2
+
+    return (murmur2(key.encode("utf-8")) & 0x7FFFFFFF) % partitions
+
+
+def _dumps(value: dict) -> bytes:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def _text(raw: bytes | None) -> str | None:
+    if raw is None:
+        return None
+    return raw.decode("utf-8", errors="replace")
+
+
+def transformer_watermark(parts: set[int], view: dict[str, int]) -> int | None:
+    """Event time up to which every partition carrying one of the transformer's meters has progressed.
+
+    A partition never heard from holds decisions back; one that lags the most advanced partition by
+    more than ``IDLE_PARTITION_S`` is taken as idle (e.g. every meter on it is dark) and ignored.
+    """
+    if not parts:
+        return None
+    known = [view.get(str(p)) for p in parts]
+    if any(w is None for w in known):
+        return None
+    top = max(view.values())
+    live = [w for w in known if top - w <= IDLE_PARTITION_S]
+    return min(live) if live else None
+
+
+def build_app(settings: Settings | None = None, *, web_port: int | None = None):
+    """Assemble the Faust app: topics, tables and the agents of every stage."""
+    import faust
+
+    from detectors.standards import profile_for
+    from detectors.topology import TransformerCorrelator
+    from detectors.voltage import VoltageDetector
+
+    s = settings or Settings()
+    n = s.partitions
+    datadir = s.run_dir / "worker"
+    datadir.mkdir(parents=True, exist_ok=True)
+    app = faust.App(
+        s.app_id,
+        broker=[f"kafka://{b}" for b in s.bootstrap_list],
+        store="rocksdb://",
+        datadir=str(datadir),
+        topic_partitions=n,
+        topic_replication_factor=1,
+        web_enabled=web_port is not None,
+        web_port=web_port or 6066,
+        web_host="127.0.0.1",
+        consumer_auto_offset_reset="earliest",
+    )
+    app.conf.table_standby_replicas = 0
+
+    def topic(name):
+        return app.topic(s.topic(name), key_type=bytes, value_type=bytes, key_serializer="raw",
+                         value_serializer="raw", partitions=n, allow_empty=True)
+
+    readings_t, events_t, customers_t = topic(topics.READINGS), topic(topics.EVENTS), topic(topics.CUSTOMERS)
+    directory_t, status_t = topic(topics.METER_DIRECTORY), topic(topics.METER_STATUS)
+    alerts_t, requests_t = topic(topics.ALERTS), topic(topics.NOTIFY_REQUESTS)
+    notifications_t, dlq_t = topic(topics.NOTIFICATIONS), topic(topics.DLQ)
+
+    def table(name, help_):
+        return app.Table(name, default=None, partitions=n, value_serializer="json", help=help_)
+
+    customers_tb = table("customers", "customer_id -> customer record")
+    meters_tb = table("meters", "meter_id -> directory entry (customer, transformer, feeder, nominal V)")
+    parked_tb = table("parked", "meter_id -> readings held until the meter is in the directory")
+    voltage_tb = table("voltage", "meter_id -> voltage detector state")
+    transformers_tb = table("transformers", "transformer_id -> topology correlator state")
+    watermarks_tb = table("watermarks", "p<dest partition> -> {source partition: event time}")
+    outbox_tb = table("outbox", "alert|customer|channel -> delivery claim and outcome")
+
+    detector = VoltageDetector()
+    correlator = TransformerCorrelator()
+    stats: Counter = Counter()
+    stream_time: dict[int, int] = {}       # readings partition -> newest reading ts (in memory)
+    wm_sent: dict[int, int] = {}           # readings partition -> last broadcast watermark
+    by_partition: dict[int, set[str]] = {}  # meter-status partition -> transformer ids, built lazily
+    notifier_box: list = []
+
+    async def dead_letter(msg, error: str) -> None:
+        stats["dlq"] += 1
+        log.warning("dead letter %s[%s]@%s: %s", msg.topic, msg.partition, msg.offset, error)
+        await dlq_t.send(key=msg.key, value=_dumps({
+            "topic": msg.topic, "partition": msg.partition, "offset": msg.offset,
+            "key": _text(msg.key), "payload": _text(msg.value), "error": error}))
+
+    # -- customers and the meter directory --------------------------------------------------------
+    @app.agent(customers_t, name="customers")
+    async def on_customers(stream):
+        async for event in stream.events():
+            msg = event.message
+            try:
+                cid = (msg.key or b"").decode("utf-8")
+                cust = decode_customer(msg.key, msg.value)
+                if not cid:
+                    raise ContractError("customers: a record without a key (customer_id)")
+                old = customers_tb.get(cid)
+                if cust is None:
+                    customers_tb.pop(cid, None)
+                else:
+                    customers_tb[cid] = cust
+                if old and (cust is None or old["meter_id"] != cust["meter_id"]
+                            or old["transformer_id"] != cust["transformer_id"]):
+                    await status_t.send(key=old["transformer_id"].encode(), value=_dumps(
+                        {"type": "member", "meter_id": old["meter_id"], "removed": True}))
+                    if cust is None or old["meter_id"] != cust["meter_id"]:
+                        await directory_t.send(key=old["meter_id"].encode(), value=None)
+                if cust is not None:
+                    entry = {k: cust[k] for k in ("customer_id", "meter_id", "transformer_id", "feeder_id",
+                                                  "nominal_voltage")}
+                    # membership first, so the correlator knows the meter before any status of it
+                    await status_t.send(key=cust["transformer_id"].encode(), value=_dumps(
+                        {"type": "member", **entry, "partition": partition_for(cust["meter_id"], n)}))
+                    await directory_t.send(key=cust["meter_id"].encode(), value=_dumps(entry))
+                stats["customers"] += 1
+            except ContractError as exc:
+                await dead_letter(msg, str(exc))
+            except Exception as exc:  # noqa: BLE001 - an escaping exception would still ack the event
+                log.exception("customers: unexpected error")
+                await dead_letter(msg, f"internal error: {exc!r}")
+
+    @app.agent(directory_t, name="meter-directory")
+    async def on_directory(stream):
+        async for event in stream.events():
+            msg = event.message
+            try:
+                meter_id = msg.key.decode("utf-8")
+                if msg.value is None:
+                    meters_tb.pop(meter_id, None)
+                    continue
+                meters_tb[meter_id] = json.loads(msg.value)
+                held = parked_tb.get(meter_id)
+                if held:
+                    parked_tb.pop(meter_id, None)
+                    from gridwatch.contract import Reading
+
+                    await detect(msg.partition, [Reading(**r) for r in held])
+            except Exception:  # noqa: BLE001
+                log.exception("meter-directory: unexpected error")
+
+    # -- readings -> per-meter voltage state ---------------------------------------------------------
+    async def detect(partition: int, readings: list) -> None:
+        meter_id = readings[0].meter_id
+        entry = meters_tb.get(meter_id)
+        if entry is None:
+            held = list(parked_tb.get(meter_id) or [])
+            held.extend({f: getattr(r, f) for f in r.__slots__} for r in readings)
+            if len(held) > PARKED_MAX:
+                stats["dropped_unknown_meter"] += len(held) - PARKED_MAX
+                held = held[-PARKED_MAX:]
+            parked_tb[meter_id] = held
+            stats["parked"] += len(readings)
+            return
+        profile = profile_for(entry["nominal_voltage"])
+        before = voltage_tb.get(meter_id)
+        after, transitions = detector.process(before, readings, profile)
+        voltage_tb[meter_id] = after
+        stats["readings"] += len(readings)
+        stats["duplicates"] += after["duplicates"] - (before or {}).get("duplicates", 0)
+        if after["last_ts"] is not None and (before is None or after["last_ts"] != before["last_ts"]
+                                             or transitions):
+            await status_t.send(key=entry["transformer_id"].encode(), value=_dumps({
+                "type": "status", "meter_id": meter_id, "customer_id": entry["customer_id"],
+                "partition": partition, "first_ts": min(r.ts for r in readings), "ts": after["last_ts"],
+                "transitions": transitions,
+                "profile": {"name": profile.name, "nominal": profile.nominal, "low": profile.low,
+                            "high": profile.high},
+            }))
+
+    async def advance_partition_time(partition: int, newest: int) -> None:
+        if newest <= stream_time.get(partition, -1):
+            return
+        stream_time[partition] = newest
+        wm = newest - ALLOWED_LATENESS_S
+        if wm - wm_sent.get(partition, -(10**12)) < WATERMARK_STEP_S:
+            return
+        wm_sent[partition] = wm
+        body = _dumps({"type": "watermark", "partition": partition, "ts": wm})
+        for dest in range(n):
+            await status_t.send(key=b"~watermark", value=body, partition=dest)
+
+    @app.agent(readings_t, name="readings")
+    async def on_readings(stream):
+        async for event in stream.events():
+            msg = event.message
+            try:
+                readings = decode_readings(msg.key, msg.value)
+            except ContractError as exc:
+                await dead_letter(msg, str(exc))
+                continue
+            try:
+                await detect(msg.partition, readings)
+                await advance_partition_time(msg.partition, max(r.ts for r in readings))
+            except Exception as exc:  # noqa: BLE001
+                log.exception("readings: unexpected error")
+                await dead_letter(msg, f"internal error: {exc!r}")
+
+    @app.agent(events_t, name="meter-events")
+    async def on_events(stream):
+        async for event in stream.events():
+            msg = event.message
+            try:
+                decode_event(msg.key, msg.value)
+                stats["events"] += 1
+            except ContractError as exc:
+                await dead_letter(msg, str(exc))
+
+    # -- per-transformer correlation -> alerts -----------------------------------------------------
+    async def publish_alerts(records: list[dict]) -> None:
+        for rec in records:
+            stats[f"alerts_{rec['status']}"] += 1
+            log.info("alert %s %s %s scope=%s:%s meters=%d", rec["status"], rec["kind"], rec["alert_id"],
+                     rec["scope"]["level"], rec["scope"]["id"], len(rec["meter_ids"]))
+            await alerts_t.send(key=rec["alert_id"].encode(), value=_dumps(rec))
+
+    async def decide(tid: str, st: dict, view: dict) -> dict:
+        wm = transformer_watermark(correlator.partitions(st), view)
+        if wm is not None:
+            st, records = correlator.advance(st, wm)
+            await publish_alerts(records)
+        return st
+
+    @app.agent(status_t, name="topology")
+    async def on_status(stream):
+        async for event in stream.events():
+            msg = event.message
+            try:
+                body = json.loads(msg.value)
+                dest = msg.partition
+                vkey = f"p{dest}"
+                if body["type"] == "watermark":
+                    view = dict(watermarks_tb.get(vkey) or {})
+                    src = str(body["partition"])
+                    if body["ts"] <= view.get(src, -(10**12)):
+                        continue
+                    view[src] = body["ts"]
+                    watermarks_tb[vkey] = view
+                    if dest not in by_partition:
+                        by_partition[dest] = {k for k, v in transformers_tb.items() if v and v.get("p") == dest}
+                    for tid in sorted(by_partition[dest]):
+                        st = transformers_tb.get(tid)
+                        new = await decide(tid, st, view)
+                        if new != st:
+                            transformers_tb[tid] = new
+                    continue
+                tid = msg.key.decode("utf-8")
+                st = transformers_tb.get(tid) or {**correlator.new_state(tid), "p": dest}
+                if body["type"] == "member":
+                    st = correlator.member(st, body)
+                else:
+                    st = correlator.status(st, body)
+                st = await decide(tid, st, watermarks_tb.get(vkey) or {})
+                transformers_tb[tid] = st
+                by_partition.setdefault(dest, set()).add(tid)
+            except Exception:  # noqa: BLE001 - internal topic: log loudly, keep going
+                log.exception("topology: unexpected error on %s", msg.value[:200] if msg.value else None)
+
+    # -- alerts -> one request per customer -> SMS -> notifications ----------------------------------
+    @app.agent(alerts_t, name="alert-fanout")
+    async def on_alerts(stream):
+        async for event in stream.events():
+            try:
+                alert = json.loads(event.message.value)
+                if alert["status"] != "open":
+                    continue
+                for cid in alert["customer_ids"]:
+                    await requests_t.send(key=cid.encode(), value=_dumps({"alert": alert, "customer_id": cid}))
+            except Exception:  # noqa: BLE001
+                log.exception("alert-fanout: unexpected error")
+
+    def notifier():
+        if not notifier_box:
+            from notifiers.sms import TwilioSms
+
+            notifier_box.append(TwilioSms.from_settings(s))
+        return notifier_box[0]
+
+    async def deliver(to: str, body: str):
+        from notifiers.base import NotifierError
+
+        delay = 1.0
+        for attempt in range(1, SEND_ATTEMPTS + 1):
+            try:
+                return await notifier().send(to, body), None
+            except NotifierError as exc:
+                if not exc.retryable or attempt == SEND_ATTEMPTS:
+                    return None, f"provider error {exc.code or exc.status}: {exc}"
+                await asyncio.sleep(delay)
+                delay *= 2
+        return None, "unreachable"
+
+    @app.agent(requests_t, name="notify")
+    async def on_requests(stream):
+        from notifiers.templates import render
+
+        async for event in stream.events():
+            try:
+                req = json.loads(event.message.value)
+                alert, cid = req["alert"], req["customer_id"]
+                okey = f"{alert['alert_id']}|{cid}|sms"
+                claim = outbox_tb.get(okey)
+                if claim is not None and claim.get("state") == "done":
+                    continue  # one SMS per customer per alert, whatever re-delivers the request
+                cust = customers_tb.get(cid)
+                rec = {"notification_id": str(uuid.uuid5(uuid.NAMESPACE_URL, okey)), "alert_id": alert["alert_id"],
+                       "customer_id": cid, "channel": "sms",
+                       "language": (cust or {}).get("language", "en"), "body": None, "status": "suppressed",
+                       "reason": None, "provider_message_id": None}
+                if claim is not None:
+                    # Claimed but never finished: a previous attempt died mid-send. Sending again could
+                    # message the customer twice, so record it for reconciliation instead.
+                    rec["reason"] = "interrupted_send_unreconciled"
+                elif cust is None:
+                    rec.update(status="failed", reason="unknown_customer")
+                elif cust.get("opted_out"):
+                    rec["reason"] = "opted_out"
+                else:
+                    rec["body"] = render(alert, cust)
+                    outbox_tb[okey] = {"state": "claimed", "at": time.time()}
+                    delivery, error = await deliver(cust["phone"], rec["body"])
+                    if delivery is not None:
+                        rec.update(status="sent", provider_message_id=delivery.provider_message_id)
+                    else:
+                        rec.update(status="failed", reason=error)
+                rec["created_at"] = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+                outbox_tb[okey] = {"state": "done", "status": rec["status"]}
+                stats[f"notifications_{rec['status']}"] += 1
+                await notifications_t.send(key=cid.encode(), value=_dumps(rec))
+            except Exception:  # noqa: BLE001
+                log.exception("notify: unexpected error")
+
+    @app.timer(interval=10.0)
+    async def report():
+        if stats:
+            log.info("progress: %s", ", ".join(f"{k}={v}" for k, v in sorted(stats.items())))
+
+    app.gridwatch_stats = stats
+    return app
+
+
+def run(args) -> int:
+    from streams.topics import TopicsError, verify_topics
+
+    settings = Settings()
+    try:
+        verify_topics(settings)
+    except TopicsError as exc:
+        print(f"gridwatch worker: {exc}")
+        return 2
+    app = build_app(settings, web_port=args.web_port)
+    from faust.worker import Worker
+
+    worker = Worker(app, loglevel=args.loglevel, quiet=True)
+    worker.execute_from_commandline()
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("worker", help="run the stream worker: validate -> detect -> alert -> notify",
+                       description="Run the Faust worker. Kafka from KAFKA_BOOTSTRAP_SERVERS; SMS through "
+                                   "Twilio when TWILIO_* are set, else the local SMS sandbox.")
+    p.add_argument("--web-port", type=int, default=None,
+                   help="serve Faust's web endpoints on this port (off by default)")
+    p.add_argument("--loglevel", default="info", help="log level (default info)")
+    p.set_defaults(func=run)
