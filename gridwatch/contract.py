@@ -108,10 +108,13 @@ class MeterEvent:
 def _loads(payload: bytes | str | None) -> Any:
     if payload is None:
         raise ContractError("empty message value")
+    if isinstance(payload, (bytes, bytearray)):
+        try:
+            payload = payload.decode("utf-8")  # the contract says UTF-8; json would guess UTF-16/32 too
+        except UnicodeDecodeError:
+            raise ContractError("message value is not UTF-8") from None
     try:
         return json.loads(payload)
-    except UnicodeDecodeError:
-        raise ContractError("message value is not UTF-8") from None
     except json.JSONDecodeError as exc:
         raise ContractError(f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
 

@@ -1,0 +1,133 @@
+"""A running pipeline for integration tests: real broker, real worker process, real SMS sandbox.
+
+Every pipeline gets its own topic prefix, consumer group and state directory, so tests never see each
+other's data, even on a long-lived broker.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import socket
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from gridwatch.config import Settings
+
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Pipeline:
+    def __init__(self, settings: Settings, env: dict, procs):
+        self.settings, self.env, self.procs = settings, env, procs
+        from kafka import KafkaProducer
+
+        self.producer = KafkaProducer(bootstrap_servers=settings.bootstrap_list, acks="all", linger_ms=5)
+
+    def topic(self, name: str) -> str:
+        return self.settings.topic(name)
+
+    def send(self, topic: str, key: str | None, value) -> None:
+        if isinstance(value, (dict, list)):
+            value = json.dumps(value).encode()
+        elif isinstance(value, str):
+            value = value.encode()
+        self.producer.send(self.topic(topic), key=key.encode() if key is not None else None, value=value)
+
+    def flush(self) -> None:
+        self.producer.flush(30)
+
+    def read(self, topic: str, until, timeout: float = 180.0) -> list[dict]:
+        """Records of ``topic`` (decoded JSON) once ``until(records)`` holds; fails after ``timeout``."""
+        from kafka import KafkaConsumer
+
+        consumer = KafkaConsumer(self.topic(topic), bootstrap_servers=self.settings.bootstrap_list,
+                                 group_id=None, auto_offset_reset="earliest", enable_auto_commit=False)
+        records: list[dict] = []
+        deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline:
+                for batch in consumer.poll(timeout_ms=500).values():
+                    records.extend(json.loads(m.value) for m in batch)
+                if until(records):
+                    return records
+                self.assert_worker_alive()
+        finally:
+            consumer.close()
+        raise AssertionError(f"{topic}: condition not met within {timeout:.0f}s; got {len(records)} records:\n"
+                             + "\n".join(json.dumps(r)[:300] for r in records[-20:]))
+
+    def settle(self, topic: str, seconds: float = 5.0) -> list[dict]:
+        """Everything on ``topic`` once nothing new has arrived for ``seconds`` (to assert "no more")."""
+        last, seen = -1, []
+        while True:
+            seen = self.read(topic, lambda r: True, timeout=10)
+            if len(seen) == last:
+                return seen
+            last = len(seen)
+            time.sleep(seconds)
+
+    def sandbox_messages(self) -> list[dict]:
+        import urllib.request
+
+        with urllib.request.urlopen(self.settings.sandbox_url + "/sandbox/messages", timeout=5) as r:
+            data = json.loads(r.read())
+        return data["messages"] if isinstance(data, dict) else data
+
+    def assert_worker_alive(self) -> None:
+        for name, proc in self.procs.children:
+            if proc.poll() is not None:
+                raise AssertionError(f"{name} exited with {proc.returncode}:\n{self.log_tail(name)}")
+
+    def log_tail(self, name: str, lines: int = 60) -> str:
+        path = self.settings.run_dir / f"{name}.log"
+        if not path.exists():
+            return ""
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+@pytest.fixture
+def pipeline(kafka_broker, tmp_path, request):
+    """Topics, SMS sandbox and worker for one test; torn down afterwards, logs shown on failure."""
+    from streams.demo import Processes, gridwatch_argv, wait_http
+    from streams.topics import create_topics
+
+    port = free_port()
+    settings = dataclasses.replace(
+        Settings(), bootstrap_servers=kafka_broker, topic_prefix=f"it{uuid.uuid4().hex[:8]}.",
+        run_dir=tmp_path / "run", sandbox_url=f"http://127.0.0.1:{port}",
+        twilio_account_sid=None, twilio_auth_token=None)
+    create_topics(settings)
+    env = {**os.environ, "GRIDWATCH_TOPIC_PREFIX": settings.topic_prefix, "GRIDWATCH_RUN_DIR": str(settings.run_dir),
+           "GRIDWATCH_SANDBOX_URL": settings.sandbox_url, "KAFKA_BOOTSTRAP_SERVERS": kafka_broker,
+           "PYTHONUNBUFFERED": "1"}
+    for var in ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_FROM_NUMBER", "TWILIO_MESSAGING_SERVICE_SID"):
+        env.pop(var, None)
+    procs = Processes()
+    procs.start("sandbox", gridwatch_argv("sandbox", "--port", str(port)), env, settings.run_dir / "sandbox.log")
+    assert wait_http(settings.sandbox_url + "/sandbox/messages", 30), "SMS sandbox did not start"
+    procs.start("worker", gridwatch_argv("worker"), env, settings.run_dir / "worker.log")
+    pipe = Pipeline(settings, env, procs)
+    yield pipe
+    failed = getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed
+    pipe.producer.close()
+    procs.stop()
+    if failed:
+        sys.stderr.write("\n--- worker.log (tail) ---\n" + pipe.log_tail("worker", 120) + "\n")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    setattr(item, f"rep_{rep.when}", rep)
