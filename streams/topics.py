@@ -1,0 +1,195 @@
+"""Topic administration: create gridwatch's topics up front and check them before processing.
+
+Why explicit: Faust creates only its own internal topics (changelogs, repartitions), and a table
+whose source topic has another partition count than ``topic_partitions`` fails with
+PartitionsMismatch — or, worse, co-partitioned streams silently stop lining up. So every contract
+and internal topic is created here with ``Settings.partitions`` partitions (the broker never
+auto-creates topics), and ``verify_topics`` names every discrepancy with the command that fixes it.
+
+Uses kafka-python 3.x's KafkaAdminClient (the dict form of ``create_topics``; 2.x's NewTopic list
+is deprecated there).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import sys
+from typing import TYPE_CHECKING, Iterator
+
+from gridwatch.config import COMPACTED_TOPICS, CONTRACT_TOPICS, INTERNAL_TOPICS, Settings
+
+if TYPE_CHECKING:
+    from kafka.admin import KafkaAdminClient
+
+ALL_TOPICS = CONTRACT_TOPICS + INTERNAL_TOPICS
+REPLICATION_FACTOR = 1  # one broker locally and in docker-compose
+ERR_TOPIC_ALREADY_EXISTS = 36
+
+
+class TopicsError(RuntimeError):
+    """gridwatch's topics are missing or misconfigured, or the broker cannot be reached."""
+
+
+def topic_configs(name: str) -> dict[str, str]:
+    """Topic-level configs: keyed snapshots (customers, the meter directory) are compacted."""
+    return {"cleanup.policy": "compact"} if name in COMPACTED_TOPICS else {}
+
+
+def topic_specs(settings: Settings) -> dict[str, dict]:
+    """The CreateTopics request body, in kafka-python's dict form (pure, for tests)."""
+    return {
+        settings.topic(name): {"num_partitions": settings.partitions,
+                               "replication_factor": REPLICATION_FACTOR,
+                               "configs": topic_configs(name)}
+        for name in ALL_TOPICS
+    }
+
+
+def deployed_names(settings: Settings) -> list[str]:
+    """Every topic gridwatch uses, as named on the cluster (with GRIDWATCH_TOPIC_PREFIX)."""
+    return [settings.topic(name) for name in ALL_TOPICS]
+
+
+@contextlib.contextmanager
+def _admin(settings: Settings) -> Iterator[KafkaAdminClient]:
+    from kafka.admin import KafkaAdminClient
+    from kafka.errors import KafkaError
+
+    try:
+        client = KafkaAdminClient(bootstrap_servers=settings.bootstrap_list, client_id="gridwatch-topics",
+                                  bootstrap_timeout_ms=10000, request_timeout_ms=30000)
+    except KafkaError as exc:
+        raise TopicsError(f"cannot reach Kafka at {settings.bootstrap_servers} ({type(exc).__name__}): "
+                          "start one with `gridwatch kafka start` or `docker compose up kafka`") from None
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def _describe(client: KafkaAdminClient, names) -> dict[str, dict]:
+    """name -> topic metadata for the topics that exist (missing ones are left out)."""
+    found = {}
+    for topic in client.describe_topics(list(names)):
+        if topic.get("error_code", 0) == 0 and topic.get("name"):
+            found[topic["name"]] = topic
+    return found
+
+
+def create_topics(settings: Settings | None = None) -> dict[str, str]:
+    """Create every gridwatch topic that does not exist yet; name -> "created" or "exists".
+
+    Idempotent: an existing topic is left exactly as it is, even if it differs (``verify_topics``
+    reports that; changing partitions of a keyed topic would move keys, so it is not done silently).
+    """
+    from kafka.errors import for_code
+
+    settings = settings or Settings()
+    names = deployed_names(settings)
+    with _admin(settings) as client:
+        existing = set(_describe(client, names))
+        result = {name: "exists" for name in names if name in existing}
+        wanted = {name: spec for name, spec in topic_specs(settings).items() if name not in existing}
+        if wanted:
+            response = client.create_topics(wanted, raise_errors=False)
+            problems = []
+            for topic in response["topics"]:
+                code = topic.get("error_code", 0)
+                if code == 0:
+                    result[topic["name"]] = "created"
+                elif code == ERR_TOPIC_ALREADY_EXISTS:  # created concurrently by someone else
+                    result[topic["name"]] = "exists"
+                else:
+                    problems.append(f"{topic['name']}: {for_code(code).__name__} "
+                                    f"{topic.get('error_message') or ''}".rstrip())
+            if problems:
+                raise TopicsError("could not create topics: " + "; ".join(problems))
+            created = [name for name, state in result.items() if state == "created"]
+            client.wait_for_topics(created, timeout_ms=30000)  # leaders elected before anyone produces
+    return {name: result[name] for name in names}
+
+
+def verify_topics(settings: Settings | None = None) -> None:
+    """Raise TopicsError listing every missing topic, wrong partition count or wrong cleanup policy."""
+    from kafka.admin import ConfigResource, ConfigResourceType
+
+    settings = settings or Settings()
+    problems: list[str] = []
+    names = deployed_names(settings)
+    with _admin(settings) as client:
+        found = _describe(client, names)
+        for name in names:
+            topic = found.get(name)
+            if topic is None:
+                problems.append(f"topic '{name}' is missing: run `gridwatch topics create`")
+                continue
+            count = len(topic.get("partitions") or [])
+            if count != settings.partitions:
+                problems.append(
+                    f"topic '{name}' has {count} partitions, gridwatch is configured for "
+                    f"{settings.partitions} (GRIDWATCH_PARTITIONS): set GRIDWATCH_PARTITIONS={count} "
+                    f"or recreate the topic")
+        compacted = [settings.topic(name) for name in COMPACTED_TOPICS if settings.topic(name) in found]
+        if compacted:
+            resources = [ConfigResource(ConfigResourceType.TOPIC, name, ["cleanup.policy"]) for name in compacted]
+            configs = client.describe_configs(resources, config_filter="all").get("topic", {})
+            for name in compacted:
+                policy = (configs.get(name, {}).get("cleanup.policy") or {}).get("value") or "delete"
+                if "compact" not in policy.split(","):
+                    problems.append(f"topic '{name}' has cleanup.policy={policy}, gridwatch needs compact: "
+                                    f"recreate it with `gridwatch topics create`")
+    if problems:
+        raise TopicsError(f"{len(problems)} topic problem(s) on {settings.bootstrap_servers}:\n  - "
+                          + "\n  - ".join(problems))
+
+
+# ---------------------------------------------------------------------------------------------- CLI
+
+def _quiet_client_logs(args: argparse.Namespace) -> None:
+    """kafka-python logs every connection at INFO; a command's own one-line result says enough (-v shows all)."""
+    if not getattr(args, "verbose", False):
+        logging.getLogger("kafka").setLevel(logging.CRITICAL)
+
+
+def _cmd_create(args: argparse.Namespace) -> int:
+    _quiet_client_logs(args)
+    try:
+        result = create_topics()
+    except TopicsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    width = max(map(len, result))
+    for name, state in result.items():
+        print(f"{name:<{width}}  {state}")
+    return 0
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    _quiet_client_logs(args)
+    settings = Settings()
+    try:
+        verify_topics(settings)
+    except TopicsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"all {len(ALL_TOPICS)} topics present with {settings.partitions} partitions")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``gridwatch topics create|verify``."""
+    parser = subparsers.add_parser(
+        "topics", help="create or verify gridwatch's Kafka topics",
+        description="Manage the contract and internal topics on KAFKA_BOOTSTRAP_SERVERS. Every topic has "
+                    "GRIDWATCH_PARTITIONS partitions (default 8); customers and the meter directory are compacted.")
+    actions = parser.add_subparsers(dest="topics_command", metavar="ACTION", required=True)
+    p = actions.add_parser(
+        "create", help="create the topics that are missing (existing ones are left alone)",
+        description="Create every gridwatch topic that does not exist yet. Safe to run again.")
+    p.set_defaults(func=_cmd_create)
+    p = actions.add_parser(
+        "verify", help="check every topic exists with the configured partitions and cleanup policy",
+        description="Exit 1 listing every missing or misconfigured topic, with the command that fixes it.")
+    p.set_defaults(func=_cmd_verify)
