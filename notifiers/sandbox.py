@@ -1,0 +1,595 @@
+"""``gridwatch sandbox``: a local stand-in for the part of Twilio's Messages API that gridwatch uses.
+
+It speaks the real wire format (so the real ``twilio`` client talks to it, see :mod:`notifiers.sms`):
+
+``POST /2010-04-01/Accounts/{AccountSid}/Messages.json``
+    Form-encoded ``To``, ``Body``, and ``From`` or ``MessagingServiceSid`` (``ValidityPeriod`` and
+    ``StatusCallback`` are accepted and recorded, no callback is ever made). HTTP basic auth
+    ``AccountSid:AuthToken``; the path AccountSid must be the authenticated one. ``201`` with a message
+    resource (``sid`` ``SM`` + 32 hex, ``status`` ``queued``, ``num_segments`` from
+    :func:`notifiers.templates.sms_segments`, RFC 2822 dates, ...).
+``GET /2010-04-01/Accounts/{AccountSid}/Messages/{MessageSid}.json``
+    One message, or ``404`` code 20404.
+``GET /2010-04-01/Accounts/{AccountSid}/Messages.json``
+    A page ``{"messages": [...], "page": ..., "next_page_uri": ...}``, newest first, filters ``To``/``From``,
+    paging ``PageSize`` (default 50) and ``Page``.
+
+Errors use Twilio's JSON shape ``{"code", "message", "more_info", "status"}``, with the codes the real API
+uses for the same mistake:
+
+=====  ======  =================================================================
+HTTP   code    when
+=====  ======  =================================================================
+401    20003   no/bad basic auth, or the path AccountSid is not the authenticated one
+400    21604   ``To`` missing
+400    21603   neither ``From`` nor ``MessagingServiceSid``
+400    21602   ``Body`` missing or empty (and no ``MediaUrl``/``ContentSid``)
+400    21617   ``Body`` longer than 1600 characters
+400    21211   ``To`` not E.164 (``+`` then 2-15 digits, no leading 0)
+400    21606   ``From`` not an E.164 number, short code or alphanumeric sender ID
+400    21705   ``MessagingServiceSid`` not ``MG`` + 32 hex
+404    20404   unknown message / path
+=====  ======  =================================================================
+
+Test hooks (not part of Twilio):
+
+* **fail list**: ``--fail NUMBER=CODE[xN]`` (repeatable; or env ``GRIDWATCH_SANDBOX_FAIL`` with
+  comma-separated entries; or ``make_app(fail={...})``). A valid send to NUMBER is answered with that error
+  instead of being accepted: Twilio codes 21211, 21610, 21612, 21614, 21635 (HTTP 400, permanent),
+  20429 or ``429`` (HTTP 429 + ``Retry-After: 1``), 20500 or ``500``, 20503 or ``503``, any other Twilio
+  code (HTTP 400) or any HTTP status 4xx/5xx. ``xN`` fails only the first N attempts and then accepts
+  (for retry tests), e.g. ``+15005550002=500x2``.
+* ``GET /sandbox/messages`` → ``{"messages": [record, ...], "rejected": [...]}`` oldest first, where a
+  record is the message resource plus a ``"sandbox"`` object (``encoding``, ``validity_period``,
+  ``status_callback``, ``received_at``); ``?to=`` filters. ``rejected`` lists refused sends (masked ``to``,
+  ``code``, ``status``, ``time``), so tests can count retries. ``DELETE /sandbox/messages`` clears both.
+* ``--store FILE`` appends every accepted record to FILE as JSON lines (never truncated by DELETE).
+* ``GET /``: an HTML page (auto-refresh 2 s) of the messages, newest first, numbers masked.
+
+Credentials default to :data:`SANDBOX_ACCOUNT_SID` / :data:`SANDBOX_AUTH_TOKEN` (not secrets), overridable
+by env ``GRIDWATCH_SANDBOX_ACCOUNT_SID`` / ``GRIDWATCH_SANDBOX_AUTH_TOKEN`` (see
+:func:`sandbox_credentials`). Plain aiohttp: no Faust here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import binascii
+import hmac
+import html
+import json
+import logging
+import os
+import re
+import signal
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from email.utils import format_datetime
+from pathlib import Path
+from urllib.parse import urlencode
+
+from aiohttp import web
+
+from notifiers.privacy import mask_phone
+from notifiers.templates import sms_segments
+
+__all__ = [
+    "API_VERSION",
+    "SANDBOX_ACCOUNT_SID",
+    "SANDBOX_AUTH_TOKEN",
+    "FailRule",
+    "SandboxState",
+    "STATE",
+    "make_app",
+    "parse_fail",
+    "register",
+    "sandbox_credentials",
+    "serve",
+]
+
+log = logging.getLogger(__name__)
+
+API_VERSION = "2010-04-01"
+# Fixed, public, NOT secret: the sandbox only ever runs on a developer machine or in CI.
+SANDBOX_ACCOUNT_SID = "AC5a4db0c2e1f3a6b7c8d9e0f1a2b3c4d5"
+SANDBOX_AUTH_TOKEN = "gridwatch-sandbox-token-not-secret"
+ENV_ACCOUNT_SID = "GRIDWATCH_SANDBOX_ACCOUNT_SID"
+ENV_AUTH_TOKEN = "GRIDWATCH_SANDBOX_AUTH_TOKEN"
+ENV_FAIL = "GRIDWATCH_SANDBOX_FAIL"
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8088
+MAX_BODY_CHARS = 1600
+
+_ACCOUNT_SID_RE = re.compile(r"^AC[0-9a-fA-F]{32}$")
+_SERVICE_SID_RE = re.compile(r"^MG[0-9a-fA-F]{32}$")
+_E164_RE = re.compile(r"^\+[1-9]\d{1,14}$")
+_SHORT_CODE_RE = re.compile(r"^\d{3,8}$")
+_ALPHA_SENDER_RE = re.compile(r"^(?=.*[A-Za-z])[A-Za-z0-9 ]{1,11}$")
+
+assert _ACCOUNT_SID_RE.match(SANDBOX_ACCOUNT_SID)
+
+
+def sandbox_credentials() -> tuple[str, str]:
+    """``(account_sid, auth_token)`` the sandbox accepts: the env overrides, else the built-in defaults."""
+    return (os.environ.get(ENV_ACCOUNT_SID) or SANDBOX_ACCOUNT_SID,
+            os.environ.get(ENV_AUTH_TOKEN) or SANDBOX_AUTH_TOKEN)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Errors
+# ----------------------------------------------------------------------------------------------------
+
+# Twilio code -> (HTTP status, message). Messages follow the real API's wording (placeholders filled in).
+_ERRORS: dict[int, tuple[int, str]] = {
+    20003: (401, "Authenticate"),
+    20404: (404, "The requested resource {path} was not found"),
+    20429: (429, "Too Many Requests"),
+    20500: (500, "Internal Server Error"),
+    20503: (503, "Service Unavailable"),
+    21211: (400, "The 'To' number {to} is not a valid phone number."),
+    21602: (400, "Message body is required."),
+    21603: (400, "A 'From' or 'MessagingServiceSid' parameter is required to send a message."),
+    21604: (400, "A 'To' phone number is required."),
+    21606: (400, "The 'From' phone number provided is not a valid message-capable Twilio phone number "
+                 "for this destination/account."),
+    21610: (400, "Attempt to send to unsubscribed recipient"),
+    21612: (400, "The 'To' phone number: {to}, is not currently reachable using the 'From' phone number "
+                 "via SMS."),
+    21614: (400, "'To' number is not a valid mobile number"),
+    21617: (400, "The concatenated message body exceeds the 1600 character limit."),
+    21635: (400, "'To' number cannot be a landline"),
+    21705: (400, "The Messaging Service Sid {service} is invalid."),
+}
+# a bare HTTP status in a fail rule means this Twilio code
+_STATUS_ALIASES = {401: 20003, 404: 20404, 429: 20429, 500: 20500, 503: 20503}
+
+
+def _error(code: int | None, status: int | None = None, **fmt: str) -> web.Response:
+    """A Twilio-shaped error response for Twilio ``code`` (``None``: a bare HTTP ``status``)."""
+    if code is not None:
+        default_status, template = _ERRORS.get(code, (400, "Sandbox: simulated error {code}"))
+    else:
+        default_status, template = 500, "Sandbox: simulated HTTP {status}"
+    status = status or default_status
+    fmt.setdefault("code", str(code))
+    fmt.setdefault("status", str(status))
+    try:
+        message = template.format(**fmt)
+    except KeyError:
+        message = template
+    payload = {
+        "code": code,
+        "message": message,
+        "more_info": f"https://www.twilio.com/docs/errors/{code}" if code else None,
+        "status": status,
+    }
+    headers = {}
+    if status == 401:
+        headers["WWW-Authenticate"] = 'Basic realm="Twilio API"'
+    if status in (429, 503):
+        headers["Retry-After"] = "1"
+    return web.json_response(payload, status=status, headers=headers)
+
+
+@dataclass
+class FailRule:
+    """Answer sends to one number with an error: Twilio ``code`` (or ``None``) and HTTP ``status``;
+    ``times`` = fail only that many attempts then accept (``None`` = always)."""
+
+    code: int | None
+    status: int
+    times: int | None = None
+    attempts: int = 0
+
+    @classmethod
+    def parse(cls, value: int | str) -> "FailRule":
+        text = str(value).strip().lower()
+        times = None
+        if "x" in text:
+            text, _, n = text.partition("x")
+            times = int(n)
+            if times < 1:
+                raise ValueError(f"fail count must be >= 1: {value!r}")
+        number = int(text)
+        if 100 <= number <= 599:  # an HTTP status
+            code = _STATUS_ALIASES.get(number)
+            status = number
+            if number < 400:
+                raise ValueError(f"not an error status: {value!r}")
+        else:
+            code = number
+            status = _ERRORS.get(number, (400, ""))[0]
+        return cls(code=code, status=status, times=times)
+
+    def should_fail(self) -> bool:
+        self.attempts += 1
+        return self.times is None or self.attempts <= self.times
+
+
+def parse_fail(spec: Mapping[str, int | str] | Iterable[str] | str | None) -> dict[str, FailRule]:
+    """Fail rules from ``{"+1500...": 21610}``, ``["+1500...=21610", ...]`` or
+    ``"+1500...=21610,+1...=500x2"``; raises ``ValueError`` on a malformed entry."""
+    if not spec:
+        return {}
+    if isinstance(spec, Mapping):
+        items = [(str(k), v) for k, v in spec.items()]
+    else:
+        entries = spec.split(",") if isinstance(spec, str) else [e for s in spec for e in str(s).split(",")]
+        items = []
+        for entry in (e.strip() for e in entries):
+            if not entry:
+                continue
+            number, sep, value = entry.partition("=")
+            if not sep:
+                raise ValueError(f"fail entry must be NUMBER=CODE[xN]: {entry!r}")
+            items.append((number.strip(), value.strip()))
+    rules = {}
+    for number, value in items:
+        if not _E164_RE.match(number):
+            raise ValueError(f"fail-list number must be E.164: {number!r}")
+        rules[number] = FailRule.parse(value)
+    return rules
+
+
+# ----------------------------------------------------------------------------------------------------
+# State
+# ----------------------------------------------------------------------------------------------------
+
+@dataclass
+class SandboxState:
+    account_sid: str
+    auth_token: str
+    fail: dict[str, FailRule] = field(default_factory=dict)
+    store: Path | None = None
+    records: list[dict] = field(default_factory=list)   # resource + "sandbox" extras, oldest first
+    rejected: list[dict] = field(default_factory=list)
+
+    def add(self, record: dict) -> None:
+        self.records.append(record)
+        if self.store is not None:
+            self.store.parent.mkdir(parents=True, exist_ok=True)
+            with self.store.open("a", encoding="utf-8") as fh:
+                fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+    def reject(self, to: str | None, code: int | None, status: int) -> None:
+        self.rejected.append({"time": _now().isoformat(), "to": mask_phone(to), "code": code,
+                              "status": status})
+
+    def find(self, sid: str) -> dict | None:
+        return next((r for r in self.records if r["sid"] == sid), None)
+
+
+STATE = web.AppKey("gridwatch_sandbox_state", SandboxState)
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _rfc2822(dt: datetime) -> str:
+    return format_datetime(dt.astimezone(timezone.utc).replace(microsecond=0), usegmt=False)
+
+
+def _resource(record: dict) -> dict:
+    """The Twilio message resource of a stored record (without the sandbox extras)."""
+    return {k: v for k, v in record.items() if k != "sandbox"}
+
+
+# ----------------------------------------------------------------------------------------------------
+# Handlers
+# ----------------------------------------------------------------------------------------------------
+
+def _basic_credentials(header: str | None) -> tuple[str, str] | None:
+    """``(user, password)`` from an ``Authorization: Basic ...`` header (parsed by hand: aiohttp 3.14
+    deprecates ``BasicAuth``)."""
+    scheme, _, encoded = (header or "").partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    user, sep, password = decoded.partition(":")
+    return (user, password) if sep else None
+
+
+def _authorized(request: web.Request, state: SandboxState) -> bool:
+    creds = _basic_credentials(request.headers.get("Authorization"))
+    if creds is None:
+        return False
+    user_ok = hmac.compare_digest(creds[0].encode(), state.account_sid.encode())
+    token_ok = hmac.compare_digest(creds[1].encode(), state.auth_token.encode())
+    path_ok = request.match_info.get("AccountSid", state.account_sid) == state.account_sid
+    return user_ok and token_ok and path_ok
+
+
+def _valid_from(value: str) -> bool:
+    return bool(_E164_RE.match(value) or _SHORT_CODE_RE.match(value) or _ALPHA_SENDER_RE.match(value))
+
+
+async def create_message(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    if not _authorized(request, state):
+        return _error(20003)
+    form = await request.post()
+    to = (form.get("To") or "").strip()
+    from_ = (form.get("From") or "").strip() or None
+    service = (form.get("MessagingServiceSid") or "").strip() or None
+    body = form.get("Body") or ""
+    has_media = bool(form.get("MediaUrl") or form.get("ContentSid"))
+
+    def refuse(code: int, **fmt: str) -> web.Response:
+        state.reject(to or None, code, _ERRORS[code][0])
+        log.info("sandbox refused message to %s: %s", mask_phone(to), code)
+        return _error(code, **fmt)
+
+    if not to:
+        return refuse(21604)
+    if not from_ and not service:
+        return refuse(21603)
+    if not body and not has_media:
+        return refuse(21602)
+    if len(body) > MAX_BODY_CHARS:
+        return refuse(21617)
+    if not _E164_RE.match(to):
+        return refuse(21211, to=to)
+    if from_ and not _valid_from(from_):
+        return refuse(21606)
+    if service and not _SERVICE_SID_RE.match(service):
+        return refuse(21705, service=service)
+
+    rule = state.fail.get(to)
+    if rule is not None and rule.should_fail():
+        state.reject(to, rule.code, rule.status)
+        log.info("sandbox fail-list: %s -> code %s HTTP %s (attempt %d)", mask_phone(to), rule.code,
+                 rule.status, rule.attempts)
+        return _error(rule.code, rule.status, to=to)
+
+    encoding, segments = sms_segments(body)
+    now = _now()
+    sid = "SM" + uuid.uuid4().hex
+    uri = f"/{API_VERSION}/Accounts/{state.account_sid}/Messages/{sid}.json"
+    validity = form.get("ValidityPeriod")
+    record = {
+        "account_sid": state.account_sid,
+        "api_version": API_VERSION,
+        "body": body,
+        "date_created": _rfc2822(now),
+        "date_sent": None,
+        "date_updated": _rfc2822(now),
+        "direction": "outbound-api",
+        "error_code": None,
+        "error_message": None,
+        "from": from_,
+        "messaging_service_sid": service,
+        "num_media": "0",
+        "num_segments": str(segments),
+        "price": None,
+        "price_unit": "USD",
+        "sid": sid,
+        "status": "queued",
+        "subresource_uris": {"media": uri[:-len(".json")] + "/Media.json"},
+        "to": to,
+        "uri": uri,
+        "sandbox": {
+            "received_at": now.isoformat(),
+            "encoding": encoding,
+            "validity_period": int(validity) if validity and str(validity).isdigit() else None,
+            "status_callback": form.get("StatusCallback") or None,
+        },
+    }
+    state.add(record)
+    log.info("sandbox accepted %s to %s (%s, %d segment%s)", sid, mask_phone(to), encoding, segments,
+             "" if segments == 1 else "s")
+    return web.json_response(_resource(record), status=201)
+
+
+async def fetch_message(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    if not _authorized(request, state):
+        return _error(20003)
+    record = state.find(request.match_info["MessageSid"])
+    if record is None:
+        return _error(20404, path=request.path)
+    return web.json_response(_resource(record))
+
+
+async def list_messages(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    if not _authorized(request, state):
+        return _error(20003)
+    q = request.query
+    rows = [r for r in reversed(state.records)
+            if (not q.get("To") or r["to"] == q["To"]) and (not q.get("From") or r["from"] == q["From"])]
+    try:
+        page_size = max(1, min(1000, int(q.get("PageSize", 50))))
+        page = max(0, int(q.get("Page", 0)))
+    except ValueError:
+        page_size, page = 50, 0
+    start = page * page_size
+    chunk = rows[start:start + page_size]
+    base = request.path
+    params = {k: q[k] for k in ("To", "From") if q.get(k)}
+
+    def page_uri(n: int) -> str:
+        return f"{base}?{urlencode({**params, 'PageSize': page_size, 'Page': n})}"
+
+    return web.json_response({
+        "messages": [_resource(r) for r in chunk],
+        "end": start + max(len(chunk), 1) - 1,
+        "first_page_uri": page_uri(0),
+        "next_page_uri": page_uri(page + 1) if start + page_size < len(rows) else None,
+        "page": page,
+        "page_size": page_size,
+        "previous_page_uri": page_uri(page - 1) if page > 0 else None,
+        "start": start,
+        "uri": page_uri(page),
+    })
+
+
+async def sandbox_messages(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    to = request.query.get("to")
+    records = [r for r in state.records if not to or r["to"] == to]
+    return web.json_response({"messages": records, "rejected": list(state.rejected)},
+                             dumps=lambda o: json.dumps(o, ensure_ascii=False))
+
+
+async def clear_messages(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    n = len(state.records)
+    state.records.clear()
+    state.rejected.clear()
+    for rule in state.fail.values():
+        rule.attempts = 0
+    return web.json_response({"cleared": n})
+
+
+_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="2">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>gridwatch SMS sandbox</title>
+<style>
+body{{font:14px/1.4 system-ui,sans-serif;margin:1.5rem;color:#222;background:#fafafa}}
+h1{{font-size:1.2rem;margin:0 0 .25rem}} .sub{{color:#666;margin:0 0 1rem}}
+table{{border-collapse:collapse;width:100%;background:#fff}}
+th,td{{text-align:left;vertical-align:top;padding:.4rem .6rem;border-bottom:1px solid #e3e3e3}}
+th{{background:#f0f0f0;font-weight:600}} td.body{{white-space:pre-wrap;max-width:48rem}}
+td.n,td.t{{white-space:nowrap;font-variant-numeric:tabular-nums}} .empty{{color:#888;padding:1rem}}
+.rej{{margin-top:1.5rem}} .rej td{{color:#a33}}
+</style></head><body>
+<h1>gridwatch SMS sandbox</h1>
+<p class="sub">{count} message(s) received, newest first &middot; account {account}
+&middot; refreshes every 2 s</p>
+<table><thead><tr><th>Time (UTC)</th><th>To</th><th>From</th><th>Segments</th><th>Body</th></tr></thead>
+<tbody>{rows}</tbody></table>
+{rejected}
+</body></html>
+"""
+
+
+async def index(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    esc = html.escape
+    rows = "".join(
+        "<tr><td class=t>{t}</td><td class=n>{to}</td><td class=n>{frm}</td><td class=n>{seg} {enc}</td>"
+        "<td class=body>{body}</td></tr>".format(
+            t=esc(r["sandbox"]["received_at"][:19].replace("T", " ")),
+            to=esc(mask_phone(r["to"])),
+            frm=esc(r["from"] or r["messaging_service_sid"] or ""),
+            seg=esc(r["num_segments"]),
+            enc=esc(r["sandbox"]["encoding"]),
+            body=esc(r["body"]))
+        for r in reversed(state.records)
+    ) or '<tr><td colspan=5 class=empty>No messages yet.</td></tr>'
+    rejected = ""
+    if state.rejected:
+        rejected = ("<table class=rej><thead><tr><th>Refused (UTC)</th><th>To</th><th>Code</th>"
+                    "<th>HTTP</th></tr></thead><tbody>" + "".join(
+                        f"<tr><td class=t>{esc(x['time'][:19].replace('T', ' '))}</td>"
+                        f"<td class=n>{esc(x['to'])}</td><td>{esc(str(x['code']))}</td>"
+                        f"<td>{esc(str(x['status']))}</td></tr>" for x in reversed(state.rejected[-50:]))
+                    + "</tbody></table>")
+    page = _PAGE.format(count=len(state.records), account=esc(state.account_sid), rows=rows,
+                        rejected=rejected)
+    return web.Response(text=page, content_type="text/html", charset="utf-8")
+
+
+async def not_found(request: web.Request) -> web.Response:
+    return _error(20404, path=request.path)
+
+
+def make_app(account_sid: str, auth_token: str, fail=None, store: str | os.PathLike | None = None
+             ) -> web.Application:
+    """The sandbox as an aiohttp application.
+
+    ``fail``: see :func:`parse_fail` (mapping number → code/status, or ``"NUMBER=CODE[xN]"`` strings).
+    ``store``: path of a JSON-lines file that every accepted message is appended to.
+    """
+    if not _ACCOUNT_SID_RE.match(account_sid or ""):
+        raise ValueError("sandbox account SID must be 'AC' followed by 32 hex characters")
+    if not auth_token:
+        raise ValueError("sandbox auth token must not be empty")
+    app = web.Application()
+    app[STATE] = SandboxState(account_sid=account_sid, auth_token=auth_token, fail=parse_fail(fail),
+                              store=Path(store) if store else None)
+    prefix = f"/{API_VERSION}/Accounts/{{AccountSid}}"
+    app.router.add_post(f"{prefix}/Messages.json", create_message)
+    app.router.add_get(f"{prefix}/Messages.json", list_messages)
+    app.router.add_get(f"{prefix}/Messages/{{MessageSid}}.json", fetch_message)
+    app.router.add_get("/sandbox/messages", sandbox_messages)
+    app.router.add_delete("/sandbox/messages", clear_messages)
+    app.router.add_get("/", index)
+    app.router.add_route("*", "/{tail:.*}", not_found)
+    return app
+
+
+# ----------------------------------------------------------------------------------------------------
+# Command
+# ----------------------------------------------------------------------------------------------------
+
+async def serve(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *, fail=None,
+                store: str | os.PathLike | None = None, stop: asyncio.Event | None = None) -> None:
+    """Run the sandbox until ``stop`` is set (or SIGINT/SIGTERM when ``stop`` is not given)."""
+    account_sid, auth_token = sandbox_credentials()
+    app = make_app(account_sid, auth_token, fail=fail, store=store)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    bound = runner.addresses[0] if runner.addresses else (host, port)
+    url = f"http://{host}:{bound[1]}"
+    print(f"Twilio sandbox listening on {url}/ (Messages API at {url}/{API_VERSION}/Accounts/"
+          f"{account_sid}/Messages.json)", flush=True)
+    print(f"Point gridwatch at it with GRIDWATCH_SANDBOX_URL={url}; Ctrl-C to stop.", flush=True)
+    if stop is None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, stop.set)
+            except (NotImplementedError, RuntimeError):  # pragma: no cover - non-Unix
+                pass
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+        print("Twilio sandbox stopped.", flush=True)
+
+
+def _run(args: argparse.Namespace) -> int:
+    fail = list(args.fail or [])
+    if os.environ.get(ENV_FAIL):
+        fail.insert(0, os.environ[ENV_FAIL])
+    try:
+        parse_fail(fail)
+    except ValueError as exc:
+        print(f"gridwatch sandbox: {exc}")
+        return 2
+    asyncio.run(serve(args.host, args.port, fail=fail, store=args.store))
+    return 0
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "sandbox",
+        help="run a local stand-in for Twilio's Messages API (no real SMS is sent)",
+        description="Serve the part of Twilio's 2010-04-01 Messages API that gridwatch uses, so the real "
+                    "twilio client can send to it. Open the printed URL in a browser to watch messages "
+                    "arrive. Credentials: account SID and token from GRIDWATCH_SANDBOX_ACCOUNT_SID / "
+                    "GRIDWATCH_SANDBOX_AUTH_TOKEN, else the built-in sandbox defaults.",
+    )
+    p.add_argument("--host", default=DEFAULT_HOST, help="interface to listen on (default: %(default)s)")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT, help="TCP port (default: %(default)s; 0 = any)")
+    p.add_argument("--store", metavar="FILE",
+                   help="append every accepted message to FILE as JSON lines")
+    p.add_argument("--fail", metavar="NUMBER=CODE[xN]", action="append",
+                   help="answer sends to NUMBER with an error instead: a Twilio code (21610 opted out, "
+                        "21211, 21612, 21614, 21635 permanent; 20429 rate limit) or an HTTP status "
+                        "(429, 500, 503); xN = only the first N attempts. Repeatable; also env "
+                        f"{ENV_FAIL}=NUMBER=CODE,...")
+    p.set_defaults(func=_run)

@@ -1,0 +1,183 @@
+"""SMS through Twilio with the official ``twilio`` client, asynchronously.
+
+``TwilioSms.from_settings(settings)`` talks to real Twilio when ``settings.uses_real_twilio``, otherwise to
+the local sandbox (``gridwatch sandbox``, :mod:`notifiers.sandbox`) at ``settings.sandbox_url`` with the
+sandbox credentials. Either way the same code path runs: ``twilio.rest.Client`` with an
+``AsyncTwilioHttpClient`` and ``messages.create_async``.
+
+Things about the twilio client (9.13) this module works around:
+
+* There is no base-URL setting. Each domain object carries ``base_url`` (``client.api.base_url`` is
+  ``"https://api.twilio.com"``); we overwrite it, and clear ``client.edge``/``client.region`` (read from
+  ``TWILIO_EDGE``/``TWILIO_REGION``) because ``get_hostname`` would otherwise rewrite our host.
+* ``AsyncTwilioHttpClient()`` opens an ``aiohttp.ClientSession`` in its constructor, and aiohttp 3.14 refuses
+  to do that outside a running event loop, so the client is built lazily in the first ``send``.
+* Its ``timeout`` argument is never applied (every request passes ``timeout=None`` explicitly, which aiohttp
+  takes as "no timeout at all"), so ``send`` enforces ``timeout_s`` itself.
+* ``messages.create`` is not idempotent: a timeout after Twilio accepted the request may still have sent
+  the SMS. Timeouts are reported ``retryable=True`` (as the contract asks); callers that retry can
+  double-send and should bound retries accordingly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import aiohttp
+from twilio.base.exceptions import TwilioException, TwilioRestException
+from twilio.http.async_http_client import AsyncTwilioHttpClient
+from twilio.rest import Client
+
+try:  # twilio >= 9.9 raises this for RFC 9457 "problem details" error bodies
+    from twilio.base.exceptions import TwilioServiceException
+except ImportError:  # pragma: no cover
+    TwilioServiceException = TwilioRestException  # type: ignore[assignment,misc]
+
+from notifiers.base import Delivery, Notifier, NotifierError, is_retryable
+from notifiers.privacy import mask_phone
+
+__all__ = ["SANDBOX_FROM_NUMBER", "TWILIO_API_BASE_URL", "TwilioSms"]
+
+log = logging.getLogger(__name__)
+
+TWILIO_API_BASE_URL = "https://api.twilio.com"
+# Sender used against the sandbox when no TWILIO_FROM_NUMBER is configured (Twilio's test "From" number).
+SANDBOX_FROM_NUMBER = "+15005550006"
+DEFAULT_TIMEOUT_S = 15.0
+
+# The twilio HTTP client logs every request line and header at INFO (query strings of list calls carry
+# phone numbers); keep it at WARNING under its own name so it neither floods nor leaks into our logs.
+_http_log = logging.getLogger("notifiers.sms.twilio_http")
+_http_log.setLevel(logging.WARNING)
+
+
+class TwilioSms(Notifier):
+    """A :class:`~notifiers.base.Notifier` sending SMS through Twilio's Messages API.
+
+    ``from_number`` or ``messaging_service_sid`` names the sender; when both are given the Messaging
+    Service wins (``From`` is not sent). ``base_url`` replaces ``https://api.twilio.com`` (the sandbox).
+    ``validity_period_s`` becomes ``ValidityPeriod`` (Twilio drops the message if still queued after that
+    many seconds, 1-36000), ``status_callback`` becomes ``StatusCallback``. ``timeout_s`` bounds each send.
+    """
+
+    channel = "sms"
+
+    def __init__(self, account_sid: str, auth_token: str, *, from_number: str | None = None,
+                 messaging_service_sid: str | None = None, base_url: str | None = None,
+                 validity_period_s: int | None = None, status_callback: str | None = None,
+                 timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+        if not account_sid or not auth_token:
+            raise ValueError("TwilioSms needs an account SID and an auth token")
+        if validity_period_s is not None and not 1 <= int(validity_period_s) <= 36000:
+            raise ValueError("validity_period_s must be between 1 and 36000 seconds")
+        if not from_number and not messaging_service_sid:
+            log.warning("TwilioSms has neither a From number nor a Messaging Service SID: "
+                        "every send will fail with Twilio error 21603")
+        self.account_sid = account_sid
+        self._auth_token = auth_token
+        self.from_number = from_number
+        self.messaging_service_sid = messaging_service_sid
+        self.base_url = (base_url or TWILIO_API_BASE_URL).rstrip("/")
+        self.validity_period_s = int(validity_period_s) if validity_period_s is not None else None
+        self.status_callback = status_callback
+        self.timeout_s = timeout_s
+        self._http: AsyncTwilioHttpClient | None = None
+        self._client: Client | None = None
+
+    def __repr__(self) -> str:  # never the token
+        return f"TwilioSms(account_sid={self.account_sid!r}, base_url={self.base_url!r})"
+
+    @classmethod
+    def from_settings(cls, settings: Any, **kwargs: Any) -> "TwilioSms":
+        """Real Twilio when ``settings.uses_real_twilio``, else the sandbox at ``settings.sandbox_url``.
+
+        Extra keyword arguments (``validity_period_s``, ``status_callback``, ``timeout_s``) pass through.
+        """
+        if settings.uses_real_twilio:
+            log.info("SMS via Twilio (account %s)", settings.twilio_account_sid)
+            return cls(settings.twilio_account_sid, settings.twilio_auth_token,
+                       from_number=settings.twilio_from,
+                       messaging_service_sid=settings.twilio_messaging_service_sid, **kwargs)
+        from notifiers.sandbox import sandbox_credentials
+
+        account_sid, auth_token = sandbox_credentials()
+        log.info("SMS via the local sandbox at %s (no real Twilio credentials configured)",
+                 settings.sandbox_url)
+        return cls(account_sid, auth_token,
+                   from_number=settings.twilio_from or SANDBOX_FROM_NUMBER,
+                   messaging_service_sid=settings.twilio_messaging_service_sid,
+                   base_url=settings.sandbox_url, **kwargs)
+
+    def _ensure_client(self) -> Client:
+        """Build the twilio client on first use (must run inside the event loop, see module docs)."""
+        if self._client is None:
+            self._http = AsyncTwilioHttpClient(logger=_http_log)
+            client = Client(self.account_sid, self._auth_token, http_client=self._http)
+            if self.base_url != TWILIO_API_BASE_URL:
+                client.api.base_url = self.base_url
+                client.edge = None    # else get_hostname() turns our host into "<host>.<edge>.<region>..."
+                client.region = None
+            self._client = client
+        return self._client
+
+    async def send(self, to: str, body: str) -> Delivery:
+        client = self._ensure_client()
+        params: dict[str, Any] = {"to": to, "body": body}
+        if self.messaging_service_sid:
+            params["messaging_service_sid"] = self.messaging_service_sid
+        elif self.from_number:
+            params["from_"] = self.from_number
+        if self.validity_period_s is not None:
+            params["validity_period"] = self.validity_period_s
+        if self.status_callback:
+            params["status_callback"] = self.status_callback
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                message = await client.messages.create_async(**params)
+        except (TwilioRestException, TwilioServiceException) as exc:
+            err = self._rest_error(exc, to)
+        except TimeoutError:
+            err = NotifierError(f"twilio: no response within {self.timeout_s:g}s (the message may or may "
+                                "not have been sent)", retryable=True)
+        except aiohttp.ClientError as exc:
+            err = NotifierError(f"twilio: connection error: {type(exc).__name__}: {exc}", retryable=True,
+                                secrets=(self._auth_token,))
+        except (TwilioException, ValueError) as exc:  # e.g. a 2xx whose body is not JSON
+            err = NotifierError(f"twilio: unusable response: {type(exc).__name__}: {exc}", retryable=False,
+                                secrets=(self._auth_token,))
+        else:
+            status = getattr(message.status, "value", message.status) or "queued"
+            log.info("SMS %s to %s accepted: %s", message.sid, mask_phone(to), status)
+            return Delivery(provider_message_id=str(message.sid), status=str(status))
+        log.warning("SMS to %s failed: %s (code=%s, status=%s, retryable=%s)", mask_phone(to), err,
+                    err.code, err.status, err.retryable)
+        raise err
+
+    def _rest_error(self, exc: Exception, to: str) -> NotifierError:
+        status = getattr(exc, "status", None)
+        code = getattr(exc, "code", None)
+        try:
+            code = int(code) if code is not None else None
+        except (TypeError, ValueError):
+            code = None
+        if code is not None and code == status:  # the client substitutes the HTTP status for a missing code
+            code = None
+        detail = str(getattr(exc, "msg", None) or getattr(exc, "detail", None) or getattr(exc, "title", ""))
+        if to:  # Twilio quotes the To number in some messages (21211, 21612), in whatever form it was sent
+            detail = detail.replace(to, mask_phone(to))
+        parts = [f"HTTP {status}"] + ([f"error {code}"] if code else [])
+        return NotifierError(f"twilio: {' '.join(parts)}: {detail}", code=code, status=status,
+                             retryable=is_retryable(status, code), secrets=(self._auth_token,))
+
+    async def close(self) -> None:
+        http, self._http, self._client = self._http, None, None
+        if http is not None:
+            await http.close()
+
+    async def __aenter__(self) -> "TwilioSms":
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
