@@ -31,10 +31,13 @@ from gridwatch.contract import ContractError, decode_customer, decode_event, dec
 
 log = logging.getLogger("gridwatch.worker")
 
-#: How far behind the newest reading of a partition a reading may arrive and still be decided on.
+#: How far behind the start of the newest batch of a partition a reading may arrive and still be decided
+#: on. A partition's watermark is (newest batch start - this); decisions never look past it.
 ALLOWED_LATENESS_S = 900
-#: A source partition that lags the others by more than this (event time) stops holding decisions back.
-IDLE_PARTITION_S = 6 * 3600
+#: A source partition with no new readings for this long (wall clock) is idle: its watermark moves up to
+#: the newest of this worker's partitions, so a partition whose meters are all dark holds nothing back.
+#: Only liveness uses the wall clock; what is decided is still a function of event time alone.
+IDLE_PARTITION_WALL_S = 20.0
 #: Broadcast a partition's progress at most once per this much event time.
 WATERMARK_STEP_S = 900
 #: Readings of a meter not yet in the directory are held back, up to this many per meter.
@@ -63,17 +66,13 @@ def _text(raw: bytes | None) -> str | None:
 def transformer_watermark(parts: set[int], view: dict[str, int]) -> int | None:
     """Event time up to which every partition carrying one of the transformer's meters has progressed.
 
-    A partition never heard from holds decisions back; one that lags the most advanced partition by
-    more than ``IDLE_PARTITION_S`` is taken as idle (e.g. every meter on it is dark) and ignored.
+    A partition never heard from holds decisions back (idle partitions are advanced by their owner, see
+    ``IDLE_PARTITION_WALL_S``), so a lagging partition can never be overtaken, however large the skew.
     """
-    if not parts:
-        return None
     known = [view.get(str(p)) for p in parts]
-    if any(w is None for w in known):
+    if not known or any(w is None for w in known):
         return None
-    top = max(view.values())
-    live = [w for w in known if top - w <= IDLE_PARTITION_S]
-    return min(live) if live else None
+    return min(known)
 
 
 def build_app(settings: Settings | None = None, *, web_port: int | None = None):
@@ -86,7 +85,7 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None):
 
     s = settings or Settings()
     n = s.partitions
-    datadir = s.run_dir / "worker"
+    datadir = s.run_dir / "worker" / s.app_id  # RocksDB state belongs to one app id (topic prefix)
     datadir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         s.app_id,
@@ -99,6 +98,9 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None):
         web_port=web_port or 6066,
         web_host="127.0.0.1",
         consumer_auto_offset_reset="earliest",
+        # Table keys and values; topics set their own (raw) serializers. JSON keys stay str after recovery.
+        key_serializer="json",
+        value_serializer="json",
     )
     app.conf.table_standby_replicas = 0
 
@@ -112,7 +114,7 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None):
     notifications_t, dlq_t = topic(topics.NOTIFICATIONS), topic(topics.DLQ)
 
     def table(name, help_):
-        return app.Table(name, default=None, partitions=n, value_serializer="json", help=help_)
+        return app.Table(name, default=None, partitions=n, key_type=str, help=help_)
 
     customers_tb = table("customers", "customer_id -> customer record")
     meters_tb = table("meters", "meter_id -> directory entry (customer, transformer, feeder, nominal V)")
@@ -127,6 +129,7 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None):
     stats: Counter = Counter()
     stream_time: dict[int, int] = {}       # readings partition -> newest reading ts (in memory)
     wm_sent: dict[int, int] = {}           # readings partition -> last broadcast watermark
+    last_active: dict[int, float] = {}     # readings partition -> wall time of its last batch
     by_partition: dict[int, set[str]] = {}  # meter-status partition -> transformer ids, built lazily
     notifier_box: list = []
 
@@ -220,17 +223,31 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None):
                             "high": profile.high},
             }))
 
-    async def advance_partition_time(partition: int, newest: int) -> None:
+    async def advance_partition_time(partition: int, newest: int, step: int = WATERMARK_STEP_S) -> None:
+        last_active[partition] = time.monotonic()
         if newest <= stream_time.get(partition, -1):
             return
         stream_time[partition] = newest
         wm = newest - ALLOWED_LATENESS_S
-        if wm - wm_sent.get(partition, -(10**12)) < WATERMARK_STEP_S:
+        if wm - wm_sent.get(partition, -(10**12)) < step:
             return
         wm_sent[partition] = wm
         body = _dumps({"type": "watermark", "partition": partition, "ts": wm})
         for dest in range(n):
             await status_t.send(key=b"~watermark", value=body, partition=dest)
+
+    @app.timer(interval=5.0)
+    async def advance_idle_partitions():
+        """Move idle readings partitions of this worker up to its newest, so they hold nothing back."""
+        if not stream_time:
+            return
+        assigned = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == readings_t.get_topic_name()}
+        top = max(stream_time.values())
+        quiet = time.monotonic() - IDLE_PARTITION_WALL_S
+        for p in sorted(assigned):
+            if last_active.get(p, 0) <= quiet and stream_time.get(p, -1) < top:
+                await advance_partition_time(p, top, step=0)
+                last_active[p] = 0  # still idle: no wall-clock credit for our own advance
 
     @app.agent(readings_t, name="readings")
     async def on_readings(stream):
@@ -243,7 +260,8 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None):
                 continue
             try:
                 await detect(msg.partition, readings)
-                await advance_partition_time(msg.partition, max(r.ts for r in readings))
+                # a batch's transitions are no older than its first reading, hence the batch START
+                await advance_partition_time(msg.partition, min(r.ts for r in readings))
             except Exception as exc:  # noqa: BLE001
                 log.exception("readings: unexpected error")
                 await dead_letter(msg, f"internal error: {exc!r}")
