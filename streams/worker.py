@@ -130,6 +130,7 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None):
     stream_time: dict[int, int] = {}       # readings partition -> newest reading ts (in memory)
     wm_sent: dict[int, int] = {}           # readings partition -> last broadcast watermark
     last_active: dict[int, float] = {}     # readings partition -> wall time of its last batch
+    parked_since: dict[int, dict[str, int]] = {}  # readings partition -> meter -> oldest parked ts
     by_partition: dict[int, set[str]] = {}  # meter-status partition -> transformer ids, built lazily
     notifier_box: list = []
 
@@ -164,10 +165,11 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None):
                 if cust is not None:
                     entry = {k: cust[k] for k in ("customer_id", "meter_id", "transformer_id", "feeder_id",
                                                   "nominal_voltage")}
-                    # membership first, so the correlator knows the meter before any status of it
+                    # membership first, so the correlator knows the meter before any status of it; both sent
+                    # at once (force) rather than at the next commit, so readings wait as little as possible
                     await status_t.send(key=cust["transformer_id"].encode(), value=_dumps(
-                        {"type": "member", **entry, "partition": partition_for(cust["meter_id"], n)}))
-                    await directory_t.send(key=cust["meter_id"].encode(), value=_dumps(entry))
+                        {"type": "member", **entry, "partition": partition_for(cust["meter_id"], n)}), force=True)
+                    await directory_t.send(key=cust["meter_id"].encode(), value=_dumps(entry), force=True)
                 stats["customers"] += 1
             except ContractError as exc:
                 await dead_letter(msg, str(exc))
@@ -188,9 +190,12 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None):
                 held = parked_tb.get(meter_id)
                 if held:
                     parked_tb.pop(meter_id, None)
+                    parked_since.get(msg.partition, {}).pop(meter_id, None)
                     from gridwatch.contract import Reading
 
+                    # same partition number as the readings: both topics are keyed by meter_id
                     await detect(msg.partition, [Reading(**r) for r in held])
+                    await advance_partition_time(msg.partition, stream_time.get(msg.partition, -1), step=0)
             except Exception:  # noqa: BLE001
                 log.exception("meter-directory: unexpected error")
 
@@ -206,6 +211,7 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None):
                 held = held[-PARKED_MAX:]
             parked_tb[meter_id] = held
             stats["parked"] += len(readings)
+            parked_since.setdefault(partition, {})[meter_id] = held[0]["ts"]
             return
         profile = profile_for(entry["nominal_voltage"])
         before = voltage_tb.get(meter_id)
@@ -225,10 +231,14 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None):
 
     async def advance_partition_time(partition: int, newest: int, step: int = WATERMARK_STEP_S) -> None:
         last_active[partition] = time.monotonic()
-        if newest <= stream_time.get(partition, -1):
+        stream_time[partition] = max(newest, stream_time.get(partition, -1))
+        wm = stream_time[partition] - ALLOWED_LATENESS_S
+        held = parked_since.get(partition)
+        if held:
+            # readings held for a meter not yet in the directory will be decided on later: wait for them
+            wm = min(wm, min(held.values()) - 1)
+        if wm <= wm_sent.get(partition, -(10**12)):
             return
-        stream_time[partition] = newest
-        wm = newest - ALLOWED_LATENESS_S
         if wm - wm_sent.get(partition, -(10**12)) < step:
             return
         wm_sent[partition] = wm
@@ -245,6 +255,11 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None):
         top = max(stream_time.values())
         quiet = time.monotonic() - IDLE_PARTITION_WALL_S
         for p in sorted(assigned):
+            if last_active.get(p, 0) <= quiet and parked_since.get(p):
+                # nothing arrives and the directory still lacks these meters: stop holding decisions for them
+                log.warning("partition %d: %d meter(s) still not in the directory; deciding without them",
+                            p, len(parked_since[p]))
+                parked_since.pop(p)
             if last_active.get(p, 0) <= quiet and stream_time.get(p, -1) < top:
                 await advance_partition_time(p, top, step=0)
                 last_active[p] = 0  # still idle: no wall-clock credit for our own advance

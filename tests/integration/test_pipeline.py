@@ -1,0 +1,90 @@
+"""The whole path on a real broker: simulated readings -> worker -> alerts -> SMS sandbox -> notifications."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from gridwatch.contract import check
+
+pytestmark = pytest.mark.integration
+
+
+class PrefixedSink:
+    """The simulator's records, sent to this pipeline's own (prefixed) topics."""
+
+    def __init__(self, pipeline):
+        self.pipeline = pipeline
+
+    def send(self, topic, key, value):
+        self.pipeline.send(topic, key, value)
+
+    def flush(self):
+        self.pipeline.flush()
+
+
+def test_transformer_undervoltage_becomes_one_alert_and_one_sms_per_customer(pipeline):
+    from streams.simulator import SimConfig, Simulator, publish
+
+    sim = Simulator(SimConfig(seed=11, feeders=1, transformers_per_feeder=2, meters_per_transformer=6,
+                              regions="CN", hours=12, faults=("transformer_undervoltage:T0001@+4h/2h",)))
+    customers = {c["customer_id"]: c for c in sim.customers()}
+    (truth,) = sim.truth()
+    affected = set(truth["customer_ids"])
+    opted_in = {c for c in affected if not customers[c]["opted_out"]}
+    opted_out = affected - opted_in
+    assert opted_out, "the scenario must include an opted-out customer on the faulty transformer"
+
+    # Malformed input first: it must land in the DLQ and the worker must carry on regardless.
+    pipeline.send("meter.readings", "M000001", b"{not json")
+    pipeline.send("meter.readings", "M000001", {"meter_id": "M000001"})
+    pipeline.send("meter.events", "M000002", {"meter_id": "M000002", "ts": "yesterday", "type": "power_fail"})
+    publish(sim.timed_records(), PrefixedSink(pipeline), progress=False)
+
+    alerts = pipeline.read("alerts", lambda rs: any(r["status"] == "resolved" for r in rs))
+    notes = pipeline.read("notifications", lambda rs: len(rs) >= len(affected))
+    alerts, notes = pipeline.settle("alerts"), pipeline.settle("notifications")
+
+    for rec in alerts:
+        check("alerts", rec)
+    for rec in notes:
+        check("notifications", rec)
+
+    # exactly one transformer-scope alert, opened then resolved; nothing on the clean transformer
+    assert {a["alert_id"] for a in alerts} == {alerts[0]["alert_id"]}
+    assert [a["status"] for a in alerts] == ["open", "resolved"]
+    opened, resolved = alerts
+    assert opened["scope"] == {"level": "transformer", "id": "T0001"}
+    assert opened["kind"] == "undervoltage"
+    assert set(opened["customer_ids"]) == affected
+    assert opened["started_at"] >= truth["start"] and resolved["resolved_at"] >= truth["end"]
+    assert opened["evidence"]["standard"] == "GB/T 12325"
+
+    # one SMS per opted-in customer, a suppressed record for each opted-out one
+    by_customer = {}
+    for n in notes:
+        by_customer.setdefault(n["customer_id"], []).append(n)
+    assert set(by_customer) == affected
+    assert all(len(v) == 1 for v in by_customer.values()), by_customer
+    assert {c for c, (n,) in by_customer.items() if n["status"] == "sent"} == opted_in
+    for c in opted_out:
+        (n,) = by_customer[c]
+        assert (n["status"], n["reason"], n["provider_message_id"]) == ("suppressed", "opted_out", None)
+
+    sms = pipeline.sandbox_messages()
+    assert sorted(m["to"] for m in sms) == sorted(customers[c]["phone"] for c in opted_in)
+    sids = {n["provider_message_id"] for n in notes if n["status"] == "sent"}
+    assert sids == {m["sid"] for m in sms}
+    for m in sms:
+        cust = next(c for c in customers.values() if c["phone"] == m["to"])
+        assert ("电压" in m["body"]) == (cust["language"] == "zh-CN")
+
+    dead = pipeline.read("gridwatch.dlq", lambda rs: len(rs) >= 3)
+    assert len(dead) == 3
+    for d in dead:
+        check("gridwatch.dlq", d)
+    assert {d["topic"] for d in dead} == {pipeline.topic("meter.readings"), pipeline.topic("meter.events")}
+    bad_json, no_ts = sorted((d for d in dead if d["topic"].endswith("meter.readings")), key=lambda d: d["offset"])
+    assert bad_json["payload"] == "{not json" and "not JSON" in bad_json["error"] and bad_json["key"] == "M000001"
+    assert "ts" in no_ts["error"] and json.loads(no_ts["payload"]) == {"meter_id": "M000001"}
