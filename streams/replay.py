@@ -500,7 +500,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from streams.simulator import _quiet_kafka_logs, JsonLinesSink, TopicSink, make_producer, publish
+    from streams.simulator import _quiet_kafka_logs, publish_for_command
 
     _quiet_kafka_logs(args)
     err = sys.stderr
@@ -526,37 +526,9 @@ def run(args: argparse.Namespace) -> int:
         for mid in meters:
             cid = args.customer if len(meters) == 1 else f"C-{mid}"
             records.append((first_t, config.CUSTOMERS, cid, customer_record(mid, cid, zone, args.phone)))
-    producer = out = None
-    try:
-        if args.out:
-            out = sys.stdout if args.out == "-" else open(args.out, "w", encoding="utf-8")
-            sink = JsonLinesSink(out=out)
-        else:
-            try:
-                producer = make_producer(args.bootstrap)
-            except Exception as exc:
-                servers = args.bootstrap or config.Settings().bootstrap_servers
-                print(f"gridwatch replay: cannot reach Kafka at {servers}: {exc}", file=err)
-                return 1
-            sink = TopicSink(producer)
-        sent = publish(records + msgs, sink, speedup=args.speedup, total=len(records) + len(msgs),
-                       progress=not args.no_progress and args.out != "-", desc="replay")
-    except BrokenPipeError:  # --out - piped into head & co.
-        import os
-
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
-    except Exception as exc:
-        if producer is None:
-            raise
-        print(f"gridwatch replay: publishing failed: {type(exc).__name__}: {exc} "
-              "(do the topics exist? 'gridwatch topics create')", file=err)
-        return 1
-    finally:
-        if producer is not None:
-            producer.close(timeout=10)
-        if out is not None and out is not sys.stdout:
-            out.close()
+    code, sent = publish_for_command("replay", records + msgs, len(records) + len(msgs), args)
+    if sent is None:
+        return code
     secs = time.monotonic() - t_start
     print(f"replay: {res.summary()}; {sent['messages']} messages "
           f"({sent.get(config.CUSTOMERS, 0)} customers) in {secs:.1f} s",

@@ -940,6 +940,45 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
+def publish_for_command(command: str, timed, total: int, args: argparse.Namespace) -> tuple[int, dict | None]:
+    """Publish for ``simulate`` and ``replay``: to Kafka, or JSON lines with ``--out``.
+
+    Returns ``(0, counts)``, or ``(exit code, None)`` after printing a one-line error.
+    """
+    producer = out = None
+    try:
+        if args.out:
+            out = sys.stdout if args.out == "-" else open(args.out, "w", encoding="utf-8")
+            sink = JsonLinesSink(out=out)
+        else:
+            try:
+                producer = make_producer(args.bootstrap)
+            except Exception as exc:  # NoBrokersAvailable and friends
+                servers = args.bootstrap or config.Settings().bootstrap_servers
+                print(f"gridwatch {command}: cannot reach Kafka at {servers}: {exc} "
+                      "(start it with 'gridwatch kafka start')", file=sys.stderr)
+                return 1, None
+            sink = TopicSink(producer)
+        return 0, publish(timed, sink, speedup=args.speedup, total=total,
+                          progress=not args.no_progress and args.out != "-", desc=command)
+    except BrokenPipeError:  # --out - piped into head & co.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0, None
+    except Exception as exc:
+        if producer is None:
+            raise
+        print(f"gridwatch {command}: publishing failed: {type(exc).__name__}: {exc} "
+              "(do the topics exist? 'gridwatch topics create')", file=sys.stderr)
+        return 1, None
+    finally:
+        if producer is not None:
+            producer.close(timeout=10)
+        if out is not None and out is not sys.stdout:
+            out.close()
+
+
 def config_from_args(args: argparse.Namespace) -> SimConfig:
     """Explicit options > scenario defaults > global defaults."""
     scen = SCENARIOS[args.scenario][0] if args.scenario else {}
@@ -969,40 +1008,10 @@ def run(args: argparse.Namespace) -> int:
             for rec in sim.truth():
                 fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
     counts = sim.counts()
-    producer = None
-    out = None
     t_start = time.monotonic()
-    try:
-        if args.out:
-            out = sys.stdout if args.out == "-" else open(args.out, "w", encoding="utf-8")
-            sink = JsonLinesSink(out=out)
-        else:
-            try:
-                producer = make_producer(args.bootstrap)
-            except Exception as exc:  # NoBrokersAvailable and friends
-                servers = args.bootstrap or config.Settings().bootstrap_servers
-                print(f"gridwatch simulate: cannot reach Kafka at {servers}: {exc} "
-                      "(start it with 'gridwatch kafka start')", file=sys.stderr)
-                return 1
-            sink = TopicSink(producer)
-        sent = publish(sim.timed_records(), sink, speedup=args.speedup, total=counts["messages"],
-                       progress=not args.no_progress and args.out != "-", desc="simulate")
-    except BrokenPipeError:  # --out - piped into head & co.
-        import os
-
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
-    except Exception as exc:
-        if producer is None:
-            raise
-        print(f"gridwatch simulate: publishing failed: {type(exc).__name__}: {exc} "
-              "(do the topics exist? 'gridwatch topics create')", file=sys.stderr)
-        return 1
-    finally:
-        if producer is not None:
-            producer.close(timeout=10)
-        if out is not None and out is not sys.stdout:
-            out.close()
+    code, sent = publish_for_command("simulate", sim.timed_records(), counts["messages"], args)
+    if sent is None:
+        return code
     secs = time.monotonic() - t_start
     print(f"simulate: {counts['customers']} customers, {counts['readings']} readings, {counts['events']} events, "
           f"{sent['messages']} messages in {secs:.1f} s (seed {sim.seed}, scenario {args.scenario or 'none'}, "

@@ -13,7 +13,6 @@ import socket
 import sys
 import time
 import uuid
-from pathlib import Path
 
 import pytest
 

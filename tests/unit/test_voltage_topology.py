@@ -5,7 +5,7 @@ from __future__ import annotations
 from gridwatch.contract import Reading, parse_ts
 from detectors.standards import profile_for
 from detectors.topology import TransformerCorrelator
-from detectors.voltage import VoltageConfig, VoltageDetector
+from detectors.voltage import VoltageDetector
 
 T0 = parse_ts("2026-07-01T00:00:00Z")
 GB = profile_for(220)
