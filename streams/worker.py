@@ -28,18 +28,20 @@ from datetime import datetime, timezone
 from gridwatch import config as topics
 from gridwatch.config import Settings
 from gridwatch.contract import ContractError, decode_customer, decode_event, decode_readings
+from streams.watermarks import PartitionClock
 
 log = logging.getLogger("gridwatch.worker")
 
-#: How far behind the start of the newest batch of a partition a reading may arrive and still be decided
-#: on. A partition's watermark is (newest batch start - this); decisions never look past it.
+#: How far behind the start of the newest batch of its partition a reading may arrive and still be decided
+#: on (see streams/watermarks.py for how a partition's watermark is made).
 ALLOWED_LATENESS_S = 900
 #: A source partition with no new readings for this long (wall clock) is idle: its watermark moves up to
 #: the newest of this worker's partitions, so a partition whose meters are all dark holds nothing back.
 #: Only liveness uses the wall clock; what is decided is still a function of event time alone.
 IDLE_PARTITION_WALL_S = 20.0
-#: Broadcast a partition's progress at most once per this much event time.
+#: Broadcast a partition's progress when it moved this much event time, or after this much wall time.
 WATERMARK_STEP_S = 900
+WATERMARK_EVERY_S = 1.0
 #: Readings of a meter not yet in the directory are held back, up to this many per meter.
 PARKED_MAX = 672
 #: Delivery attempts for a retryable provider error, with exponential back-off from 1 s.
@@ -127,10 +129,14 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None):
     detector = VoltageDetector()
     correlator = TransformerCorrelator()
     stats: Counter = Counter()
-    stream_time: dict[int, int] = {}       # readings partition -> newest reading ts (in memory)
-    wm_sent: dict[int, int] = {}           # readings partition -> last broadcast watermark
+    clocks: dict[int, PartitionClock] = {}  # readings partition -> its event-time progress (in memory)
+    wm_sent: dict[int, tuple[int, float]] = {}  # readings partition -> (last broadcast watermark, wall time)
     last_active: dict[int, float] = {}     # readings partition -> wall time of its last batch
-    parked_since: dict[int, dict[str, int]] = {}  # readings partition -> meter -> oldest parked ts
+
+    def clock(p: int) -> PartitionClock:
+        if p not in clocks:
+            clocks[p] = PartitionClock(lateness_s=ALLOWED_LATENESS_S)
+        return clocks[p]
     by_partition: dict[int, set[str]] = {}  # meter-status partition -> transformer ids, built lazily
     notifier_box: list = []
 
@@ -190,12 +196,12 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None):
                 held = parked_tb.get(meter_id)
                 if held:
                     parked_tb.pop(meter_id, None)
-                    parked_since.get(msg.partition, {}).pop(meter_id, None)
                     from gridwatch.contract import Reading
 
                     # same partition number as the readings: both topics are keyed by meter_id
+                    clock(msg.partition).unpark(meter_id)
                     await detect(msg.partition, [Reading(**r) for r in held])
-                    await advance_partition_time(msg.partition, stream_time.get(msg.partition, -1), step=0)
+                    await broadcast_watermark(msg.partition, force=True)
             except Exception:  # noqa: BLE001
                 log.exception("meter-directory: unexpected error")
 
@@ -211,12 +217,13 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None):
                 held = held[-PARKED_MAX:]
             parked_tb[meter_id] = held
             stats["parked"] += len(readings)
-            parked_since.setdefault(partition, {})[meter_id] = held[0]["ts"]
+            clock(partition).park(meter_id, held[0]["ts"])
             return
         profile = profile_for(entry["nominal_voltage"])
         before = voltage_tb.get(meter_id)
         after, transitions = detector.process(before, readings, profile)
         voltage_tb[meter_id] = after
+        clock(partition).batch(meter_id, min(r.ts for r in readings), max(r.ts for r in readings))
         stats["readings"] += len(readings)
         stats["duplicates"] += after["duplicates"] - (before or {}).get("duplicates", 0)
         if after["last_ts"] is not None and (before is None or after["last_ts"] != before["last_ts"]
@@ -229,40 +236,37 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None):
                             "high": profile.high},
             }))
 
-    async def advance_partition_time(partition: int, newest: int, step: int = WATERMARK_STEP_S) -> None:
-        last_active[partition] = time.monotonic()
-        stream_time[partition] = max(newest, stream_time.get(partition, -1))
-        wm = stream_time[partition] - ALLOWED_LATENESS_S
-        held = parked_since.get(partition)
-        if held:
-            # readings held for a meter not yet in the directory will be decided on later: wait for them
-            wm = min(wm, min(held.values()) - 1)
-        if wm <= wm_sent.get(partition, -(10**12)):
+    async def broadcast_watermark(partition: int, force: bool = False) -> None:
+        """Tell every correlator partition how far this readings partition has certainly got."""
+        wm = clock(partition).watermark()
+        sent, when = wm_sent.get(partition, (-(10**12), 0.0))
+        if wm is None or wm <= sent:
             return
-        if wm - wm_sent.get(partition, -(10**12)) < step:
+        now = time.monotonic()
+        if not force and wm - sent < WATERMARK_STEP_S and now - when < WATERMARK_EVERY_S:
             return
-        wm_sent[partition] = wm
+        wm_sent[partition] = (wm, now)
         body = _dumps({"type": "watermark", "partition": partition, "ts": wm})
         for dest in range(n):
             await status_t.send(key=b"~watermark", value=body, partition=dest)
 
     @app.timer(interval=5.0)
-    async def advance_idle_partitions():
-        """Move idle readings partitions of this worker up to its newest, so they hold nothing back."""
-        if not stream_time:
-            return
+    async def quiet_partitions():
+        """Readings partitions of this worker with no batch for a while stop holding decisions back."""
         assigned = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == readings_t.get_topic_name()}
-        top = max(stream_time.values())
+        newest = max((c.newest for c in clocks.values() if c.newest is not None), default=None)
+        if newest is None:
+            return
         quiet = time.monotonic() - IDLE_PARTITION_WALL_S
         for p in sorted(assigned):
-            if last_active.get(p, 0) <= quiet and parked_since.get(p):
-                # nothing arrives and the directory still lacks these meters: stop holding decisions for them
+            if last_active.get(p, 0) > quiet:
+                continue
+            c = clock(p)
+            if c.parked:
                 log.warning("partition %d: %d meter(s) still not in the directory; deciding without them",
-                            p, len(parked_since[p]))
-                parked_since.pop(p)
-            if last_active.get(p, 0) <= quiet and stream_time.get(p, -1) < top:
-                await advance_partition_time(p, top, step=0)
-                last_active[p] = 0  # still idle: no wall-clock credit for our own advance
+                            p, len(c.parked))
+            c.quiet(newest, drop_parked=True)
+            await broadcast_watermark(p, force=True)
 
     @app.agent(readings_t, name="readings")
     async def on_readings(stream):
@@ -274,9 +278,9 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None):
                 await dead_letter(msg, str(exc))
                 continue
             try:
+                last_active[msg.partition] = time.monotonic()
                 await detect(msg.partition, readings)
-                # a batch's transitions are no older than its first reading, hence the batch START
-                await advance_partition_time(msg.partition, min(r.ts for r in readings))
+                await broadcast_watermark(msg.partition)
             except Exception as exc:  # noqa: BLE001
                 log.exception("readings: unexpected error")
                 await dead_letter(msg, f"internal error: {exc!r}")

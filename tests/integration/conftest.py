@@ -83,6 +83,18 @@ class Pipeline:
             data = json.loads(r.read())
         return data["messages"] if isinstance(data, dict) else data
 
+    def restart_worker(self) -> None:
+        """Stop the worker gracefully (SIGTERM) and start a new one on the same state directory."""
+        import signal
+
+        from streams.demo import gridwatch_argv
+
+        name, proc = next((n, p) for n, p in self.procs.children if n == "worker")
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+        self.procs.children.remove((name, proc))
+        self.procs.start("worker", gridwatch_argv("worker"), self.env, self.settings.run_dir / "worker.log")
+
     def assert_worker_alive(self) -> None:
         for name, proc in self.procs.children:
             if proc.poll() is not None:
