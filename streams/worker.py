@@ -18,6 +18,7 @@ detect path does one table read, one table write and one status send per message
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -147,12 +148,25 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None):
             "topic": msg.topic, "partition": msg.partition, "offset": msg.offset,
             "key": _text(msg.key), "payload": _text(msg.value), "error": error}))
 
+    @contextlib.asynccontextmanager
+    async def guard(msg, stage: str):
+        """Per message: a contract error or any failure becomes a dead letter with the reason, and the
+        agent carries on. (An exception escaping a Faust agent would still acknowledge the message.)"""
+        try:
+            yield
+        except ContractError as exc:
+            await dead_letter(msg, str(exc))
+        except Exception as exc:  # noqa: BLE001
+            log.exception("%s: unexpected error at %s[%s]@%s", stage, msg.topic, msg.partition, msg.offset)
+            stats[f"errors_{stage}"] += 1
+            await dead_letter(msg, f"internal error in {stage}: {exc!r}")
+
     # -- customers and the meter directory --------------------------------------------------------
     @app.agent(customers_t, name="customers")
     async def on_customers(stream):
         async for event in stream.events():
             msg = event.message
-            try:
+            async with guard(msg, "customers"):
                 cid = (msg.key or b"").decode("utf-8")
                 cust = decode_customer(msg.key, msg.value)
                 if not cid:
@@ -177,17 +191,12 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None):
                         {"type": "member", **entry, "partition": partition_for(cust["meter_id"], n)}), force=True)
                     await directory_t.send(key=cust["meter_id"].encode(), value=_dumps(entry), force=True)
                 stats["customers"] += 1
-            except ContractError as exc:
-                await dead_letter(msg, str(exc))
-            except Exception as exc:  # noqa: BLE001 - an escaping exception would still ack the event
-                log.exception("customers: unexpected error")
-                await dead_letter(msg, f"internal error: {exc!r}")
 
     @app.agent(directory_t, name="meter-directory")
     async def on_directory(stream):
         async for event in stream.events():
             msg = event.message
-            try:
+            async with guard(msg, "meter-directory"):
                 meter_id = msg.key.decode("utf-8")
                 if msg.value is None:
                     meters_tb.pop(meter_id, None)
@@ -202,8 +211,6 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None):
                     clock(msg.partition).unpark(meter_id)
                     await detect(msg.partition, [Reading(**r) for r in held])
                     await broadcast_watermark(msg.partition, force=True)
-            except Exception:  # noqa: BLE001
-                log.exception("meter-directory: unexpected error")
 
     # -- readings -> per-meter voltage state ---------------------------------------------------------
     async def detect(partition: int, readings: list) -> None:
@@ -272,28 +279,19 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None):
     async def on_readings(stream):
         async for event in stream.events():
             msg = event.message
-            try:
+            async with guard(msg, "readings"):
                 readings = decode_readings(msg.key, msg.value)
-            except ContractError as exc:
-                await dead_letter(msg, str(exc))
-                continue
-            try:
                 last_active[msg.partition] = time.monotonic()
                 await detect(msg.partition, readings)
                 await broadcast_watermark(msg.partition)
-            except Exception as exc:  # noqa: BLE001
-                log.exception("readings: unexpected error")
-                await dead_letter(msg, f"internal error: {exc!r}")
 
     @app.agent(events_t, name="meter-events")
     async def on_events(stream):
         async for event in stream.events():
             msg = event.message
-            try:
+            async with guard(msg, "meter-events"):
                 decode_event(msg.key, msg.value)
                 stats["events"] += 1
-            except ContractError as exc:
-                await dead_letter(msg, str(exc))
 
     # -- per-transformer correlation -> alerts -----------------------------------------------------
     async def publish_alerts(records: list[dict]) -> None:
@@ -314,7 +312,7 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None):
     async def on_status(stream):
         async for event in stream.events():
             msg = event.message
-            try:
+            async with guard(msg, "topology"):
                 body = json.loads(msg.value)
                 dest = msg.partition
                 vkey = f"p{dest}"
@@ -342,21 +340,18 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None):
                 st = await decide(tid, st, watermarks_tb.get(vkey) or {})
                 transformers_tb[tid] = st
                 by_partition.setdefault(dest, set()).add(tid)
-            except Exception:  # noqa: BLE001 - internal topic: log loudly, keep going
-                log.exception("topology: unexpected error on %s", msg.value[:200] if msg.value else None)
 
     # -- alerts -> one request per customer -> SMS -> notifications ----------------------------------
     @app.agent(alerts_t, name="alert-fanout")
     async def on_alerts(stream):
         async for event in stream.events():
-            try:
-                alert = json.loads(event.message.value)
+            msg = event.message
+            async with guard(msg, "alert-fanout"):
+                alert = json.loads(msg.value)
                 if alert["status"] != "open":
                     continue
                 for cid in alert["customer_ids"]:
                     await requests_t.send(key=cid.encode(), value=_dumps({"alert": alert, "customer_id": cid}))
-            except Exception:  # noqa: BLE001
-                log.exception("alert-fanout: unexpected error")
 
     def notifier():
         if not notifier_box:
@@ -384,8 +379,9 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None):
         from notifiers.templates import render
 
         async for event in stream.events():
-            try:
-                req = json.loads(event.message.value)
+            msg = event.message
+            async with guard(msg, "notify"):
+                req = json.loads(msg.value)
                 alert, cid = req["alert"], req["customer_id"]
                 okey = f"{alert['alert_id']}|{cid}|sms"
                 claim = outbox_tb.get(okey)
@@ -416,8 +412,6 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None):
                 outbox_tb[okey] = {"state": "done", "status": rec["status"]}
                 stats[f"notifications_{rec['status']}"] += 1
                 await notifications_t.send(key=cid.encode(), value=_dumps(rec))
-            except Exception:  # noqa: BLE001
-                log.exception("notify: unexpected error")
 
     @app.timer(interval=10.0)
     async def report():
