@@ -413,6 +413,11 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None):
                 stats[f"notifications_{rec['status']}"] += 1
                 await notifications_t.send(key=cid.encode(), value=_dumps(rec))
 
+    @app.on_before_shutdown.connect
+    async def close_notifier(app, **kwargs):
+        if notifier_box:
+            await notifier_box[0].close()
+
     @app.timer(interval=10.0)
     async def report():
         if stats:
