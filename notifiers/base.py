@@ -62,17 +62,19 @@ class NotifierError(Exception):
     """A send failed.
 
     Attributes: ``code`` (provider error code, e.g. Twilio's 21610, or ``None``), ``retryable``, ``status``
-    (HTTP status, ``None`` for timeouts and connection errors).
+    (HTTP status, ``None`` for timeouts and connection errors), ``maybe_sent`` (the request may have reached
+    the provider — a timeout, a connection lost mid-request: retrying could deliver the message twice).
 
     The message is passed through :func:`notifiers.privacy.scrub`, so phone numbers in it are masked and any
     ``secrets`` given are redacted; notifiers must still never put credentials into it in the first place.
     """
 
     def __init__(self, message: str, *, code: int | None = None, retryable: bool = False,
-                 status: int | None = None, secrets: tuple[str | None, ...] = ()) -> None:
+                 status: int | None = None, secrets: tuple[str | None, ...] = (), maybe_sent: bool = False) -> None:
         self.code = code
         self.retryable = retryable
         self.status = status
+        self.maybe_sent = maybe_sent
         super().__init__(scrub(message, *secrets))
 
     @property
@@ -81,7 +83,7 @@ class NotifierError(Exception):
 
     def __repr__(self) -> str:
         return (f"NotifierError({self.message!r}, code={self.code!r}, retryable={self.retryable!r}, "
-                f"status={self.status!r})")
+                f"status={self.status!r}, maybe_sent={self.maybe_sent!r})")
 
 
 @dataclass

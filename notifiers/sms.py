@@ -140,10 +140,13 @@ class TwilioSms(Notifier):
             err = self._rest_error(exc, to)
         except TimeoutError:
             err = NotifierError(f"twilio: no response within {self.timeout_s:g}s (the message may or may "
-                                "not have been sent)", retryable=True)
-        except aiohttp.ClientError as exc:
+                                "not have been sent)", retryable=True, maybe_sent=True)
+        except aiohttp.ClientConnectorError as exc:  # never connected: nothing was sent
             err = NotifierError(f"twilio: connection error: {type(exc).__name__}: {exc}", retryable=True,
                                 secrets=(self._auth_token,))
+        except aiohttp.ClientError as exc:  # connected, then lost: the request may have been taken
+            err = NotifierError(f"twilio: connection error: {type(exc).__name__}: {exc}", retryable=True,
+                                secrets=(self._auth_token,), maybe_sent=True)
         except (TwilioException, ValueError) as exc:  # e.g. a 2xx whose body is not JSON
             err = NotifierError(f"twilio: unusable response: {type(exc).__name__}: {exc}", retryable=False,
                                 secrets=(self._auth_token,))

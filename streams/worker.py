@@ -361,6 +361,7 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None):
         return notifier_box[0]
 
     async def deliver(to: str, body: str):
+        """(Delivery, None) or (None, reason). Retries only what certainly did not reach the provider."""
         from notifiers.base import NotifierError
 
         delay = 1.0
@@ -368,8 +369,11 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None):
             try:
                 return await notifier().send(to, body), None
             except NotifierError as exc:
+                if exc.maybe_sent:
+                    # e.g. a timeout: Twilio may have taken it; a retry could message the customer twice
+                    return None, f"outcome unknown, not retried: {exc}"
                 if not exc.retryable or attempt == SEND_ATTEMPTS:
-                    return None, f"provider error {exc.code or exc.status}: {exc}"
+                    return None, f"provider error {exc.code or exc.status or ''}: {exc}".replace(" :", ":")
                 await asyncio.sleep(delay)
                 delay *= 2
         return None, "unreachable"

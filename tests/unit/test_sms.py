@@ -223,9 +223,10 @@ def test_connection_refused_is_retryable():
 
     err = run(go())
     assert err.retryable is True and err.status is None and err.code is None
+    assert err.maybe_sent is False  # never connected: safe to retry
 
 
-def test_timeout_is_retryable():
+def test_timeout_is_retryable_but_may_have_sent():
     async def slow(request):
         await asyncio.sleep(5)
         return web.json_response({})
@@ -246,6 +247,7 @@ def test_timeout_is_retryable():
 
     err = run(go())
     assert err.retryable is True and err.status is None
+    assert err.maybe_sent is True  # the provider may have taken it: a blind retry could send twice
 
 
 # --------------------------------------------------------------------------------------------- sandbox
