@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections import Counter
 from pathlib import Path
 
 from gridwatch import config as names
@@ -116,6 +117,7 @@ def run(args) -> int:
             bootstrap_servers=settings.bootstrap_list, auto_offset_reset="earliest",
             enable_auto_commit=False, group_id=None, consumer_timeout_ms=500)
         first_sms = None
+        seen: Counter = Counter()
         deadline = t_begin + args.duration if args.duration else None
         while deadline is None or time.monotonic() < deadline:
             for msg in consumer:
@@ -123,6 +125,7 @@ def run(args) -> int:
                     continue  # from an earlier run on a reused broker
                 value = json.loads(msg.value)
                 print(describe(msg.topic, value))
+                seen[tally(msg.topic, value)] += 1
                 if msg.topic.endswith(names.NOTIFICATIONS) and value["status"] == "sent" and first_sms is None:
                     first_sms = time.monotonic() - t_begin
                     print(f"   (first SMS {first_sms:.1f} s after `gridwatch demo` started)")
@@ -133,6 +136,10 @@ def run(args) -> int:
                     print(f"worker exited with {proc.returncode}; see {settings.run_dir / 'worker.log'}")
                     return 1
         consumer.close()
+        order = ["alerts open", "alerts acknowledged", "alerts resolved", "SMS sent", "SMS suppressed",
+                 "SMS failed", "dead letters"]
+        print("\nsummary: " + (", ".join(f"{k} {seen[k]}" for k in order if seen[k]) or "nothing yet")
+              + f"; sandbox page {sandbox_url}/")
         return 0
     except KeyboardInterrupt:
         return 0
@@ -144,6 +151,14 @@ def run(args) -> int:
         procs.stop()
         if started_broker:
             broker.stop(settings)
+
+
+def tally(topic: str, v: dict) -> str:
+    if topic.endswith(names.ALERTS):
+        return f"alerts {v['status']}"
+    if topic.endswith(names.NOTIFICATIONS):
+        return f"SMS {v['status']}"
+    return "dead letters"
 
 
 def describe(topic: str, v: dict) -> str:

@@ -41,3 +41,4 @@ def test_demo_shows_an_alert_and_sms(kafka_broker, tmp_path):
     assert "ALERT open     overvoltage at meter" in out
     assert "SMS   sent" in out and "检测到" in out and "opted_out" in out
     assert "first SMS" in out
+    assert "summary: alerts open 2, alerts resolved 2, SMS sent" in out
