@@ -491,11 +491,9 @@ def register(subparsers) -> None:
                    help=f"first publish a matching customer record (230 V, en, EN 50160) "
                         f"(id default {DEFAULT_CUSTOMER}; with several meters C-<meter_id>)")
     p.add_argument("--phone", default=None, help="phone (E.164) of the --customer record (default a fiction number)")
-    p.add_argument("--bootstrap", default=None,
-                   help="Kafka bootstrap servers (default: KAFKA_BOOTSTRAP_SERVERS or 127.0.0.1:9092)")
-    p.add_argument("--out", metavar="FILE", default=None,
-                   help="write the records as JSON lines {topic,key,value} to FILE ('-' = stdout) instead of Kafka")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    from streams.simulator import add_publish_options
+
+    add_publish_options(p)
     p.set_defaults(func=run)
 
 

@@ -932,12 +932,17 @@ def register(subparsers) -> None:
     p.add_argument("--speedup", type=float, default=None,
                    help="pace publishing: event time runs X times faster than wall time (3600 = one simulated "
                         "hour per second); default: as fast as possible")
+    add_publish_options(p)
+    p.set_defaults(func=run)
+
+
+def add_publish_options(p: argparse.ArgumentParser) -> None:
+    """Where ``simulate`` and ``replay`` send their records (see :func:`publish_for_command`)."""
     p.add_argument("--bootstrap", default=None,
                    help="Kafka bootstrap servers (default: KAFKA_BOOTSTRAP_SERVERS or 127.0.0.1:9092)")
     p.add_argument("--out", metavar="FILE", default=None,
                    help="write the records as JSON lines {topic,key,value} to FILE ('-' = stdout) instead of Kafka")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=run)
 
 
 def publish_for_command(command: str, timed, total: int, args: argparse.Namespace) -> tuple[int, dict | None]:
