@@ -72,6 +72,8 @@ def run(args) -> int:
 
     from streams import broker, topics
 
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(line_buffering=True)  # alerts and SMS show as they happen, even when piped
     base = Settings()
     settings = dataclasses.replace(base, run_dir=Path(args.run_dir).resolve())
     env = {**os.environ, "GRIDWATCH_RUN_DIR": str(settings.run_dir),
