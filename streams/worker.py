@@ -43,7 +43,8 @@ IDLE_PARTITION_WALL_S = 20.0
 #: Broadcast a partition's progress when it moved this much event time, or after this much wall time.
 WATERMARK_STEP_S = 900
 WATERMARK_EVERY_S = 1.0
-#: Readings of a meter not yet in the directory are held back, up to this many per meter.
+#: Readings of a meter not yet in the directory are held back, up to this many per meter (a week of
+#: 15-minute readings); a message beyond that goes to the dead-letter topic.
 PARKED_MAX = 672
 #: Delivery attempts for a retryable provider error, with exponential back-off from 1 s.
 SEND_ATTEMPTS = 3
@@ -218,10 +219,12 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None):
         entry = meters_tb.get(meter_id)
         if entry is None:
             held = list(parked_tb.get(meter_id) or [])
+            if len(held) + len(readings) > PARKED_MAX:
+                # Not silently dropped: the caller dead-letters the message, which can be replayed once
+                # the customer record exists.
+                raise ContractError(f"meter {meter_id!r} is not in the customer directory and already has "
+                                    f"{len(held)} readings held for it (limit {PARKED_MAX})")
             held.extend({f: getattr(r, f) for f in r.__slots__} for r in readings)
-            if len(held) > PARKED_MAX:
-                stats["dropped_unknown_meter"] += len(held) - PARKED_MAX
-                held = held[-PARKED_MAX:]
             parked_tb[meter_id] = held
             stats["parked"] += len(readings)
             clock(partition).park(meter_id, held[0]["ts"])
