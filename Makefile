@@ -4,7 +4,10 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: install demo test unit integration kafka-start kafka-stop compose-check clean
+PRISM_VERSION := 5.16.0
+PRISM := .run/node/node_modules/.bin/prism
+
+.PHONY: install demo test unit integration contract contract-deps kafka-start kafka-stop compose-check clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +30,16 @@ unit: install
 
 integration: install
 	$(BIN)/python -m pytest -m integration $(PYTEST_ARGS)
+
+## Stoplight Prism, to check our Twilio requests against Twilio's own OpenAPI spec (needs Node.js + npm).
+contract-deps: $(PRISM)
+
+$(PRISM):
+	mkdir -p .run/node
+	npm install --prefix .run/node --no-audit --no-fund --silent @stoplight/prism-cli@$(PRISM_VERSION)
+
+contract: install contract-deps
+	$(BIN)/python -m pytest tests/contract $(PYTEST_ARGS)
 
 kafka-start: install
 	$(BIN)/gridwatch kafka start
