@@ -139,6 +139,7 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None):
         if p not in clocks:
             clocks[p] = PartitionClock(lateness_s=ALLOWED_LATENESS_S)
         return clocks[p]
+
     by_partition: dict[int, set[str]] = {}  # meter-status partition -> transformer ids, built lazily
     notifier_box: list = []
 
@@ -419,6 +420,15 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None):
                 outbox_tb[okey] = {"state": "done", "status": rec["status"]}
                 stats[f"notifications_{rec['status']}"] += 1
                 await notifications_t.send(key=cid.encode(), value=_dumps(rec))
+
+    @app.on_partitions_revoked.connect
+    async def forget_partitions(app, revoked, **kwargs):
+        """After a rebalance the in-memory views are rebuilt from the tables for what this worker owns."""
+        by_partition.clear()
+        for tp in revoked:
+            if tp.topic == readings_t.get_topic_name():
+                for d in (clocks, wm_sent, last_active):
+                    d.pop(tp.partition, None)
 
     @app.on_before_shutdown.connect
     async def close_notifier(app, **kwargs):

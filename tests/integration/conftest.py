@@ -83,6 +83,13 @@ class Pipeline:
             data = json.loads(r.read())
         return data["messages"] if isinstance(data, dict) else data
 
+    def add_worker(self, name: str) -> None:
+        """Another worker in the same consumer group, with its own state directory (as on another host)."""
+        from streams.demo import gridwatch_argv
+
+        env = {**self.env, "GRIDWATCH_RUN_DIR": str(self.settings.run_dir / name)}
+        self.procs.start(name, gridwatch_argv("worker"), env, self.settings.run_dir / f"{name}.log")
+
     def restart_worker(self) -> None:
         """Stop the worker gracefully (SIGTERM) and start a new one on the same state directory."""
         import signal

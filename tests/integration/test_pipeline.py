@@ -112,3 +112,38 @@ def test_a_worker_restarted_mid_incident_neither_repeats_nor_loses_anything(pipe
     assert len({a["alert_id"] for a in alerts}) == 1
     assert sorted(n["customer_id"] for n in notes if n["status"] == "sent") == sorted(opted_in)
     assert len(pipeline.sandbox_messages()) == len(opted_in)
+
+
+def test_two_workers_share_the_partitions_and_still_send_each_sms_once(pipeline):
+    """Co-partitioning holds across workers: meter state, transformer state and the outbox each live with
+    the partitions of their key, so splitting the partitions between two workers changes nothing."""
+    import re
+    import time
+
+    from streams.simulator import SimConfig, Simulator, publish
+
+    pipeline.add_worker("worker-2")
+    time.sleep(15)  # let the group settle on two members before data flows
+    sim = Simulator(SimConfig(seed=3, feeders=2, transformers_per_feeder=2, meters_per_transformer=6,
+                              regions="CN,EU", hours=12,
+                              faults=("transformer_undervoltage:T0001@+4h/2h", "transformer_undervoltage:T0004@+5h/2h")))
+    truth = sim.truth()
+    customers = {c["customer_id"]: c for c in sim.customers()}
+    affected = {c for t in truth for c in t["customer_ids"]}
+    opted_in = {c for c in affected if not customers[c]["opted_out"]}
+    publish(sim.timed_records(), PrefixedSink(pipeline), progress=False)
+
+    pipeline.read("alerts", lambda rs: sum(r["status"] == "resolved" for r in rs) >= 2)
+    alerts, notes = pipeline.settle("alerts"), pipeline.settle("notifications")
+    assert sorted((a["scope"]["id"], a["status"]) for a in alerts) == [
+        ("T0001", "open"), ("T0001", "resolved"), ("T0004", "open"), ("T0004", "resolved")]
+    sent = [n["customer_id"] for n in notes if n["status"] == "sent"]
+    assert sorted(sent) == sorted(opted_in)
+    assert len(pipeline.sandbox_messages()) == len(opted_in)
+    workers = [p for n, p in pipeline.procs.children if n.startswith("worker")]
+    assert len(workers) == 2 and all(p.poll() is None for p in workers)
+    # both took part: their progress lines (every 10 s) add up to every reading exactly once
+    time.sleep(11)
+    done = [int(re.findall(r"progress: .*readings=(\d+)", pipeline.log_tail(n, 400))[-1])
+            for n in ("worker", "worker-2")]
+    assert all(done) and sum(done) == sim.counts()["readings"], done
