@@ -103,5 +103,11 @@ class Notifier(Protocol):
     async def send(self, to: str, body: str) -> Delivery:
         ...
 
+    async def find_sent(self, to: str, body: str, since: float) -> Delivery | None:
+        """The message with this body sent to ``to`` at or after ``since`` (epoch s), if the provider has
+        one: how an interrupted send is reconciled instead of being sent again. Raises NotifierError when
+        the provider cannot be asked."""
+        ...
+
     async def close(self) -> None:
         ...

@@ -245,6 +245,7 @@ class SandboxState:
     auth_token: str
     fail: dict[str, FailRule] = field(default_factory=dict)
     store: Path | None = None
+    delay_s: float = 0.0  # answer an accepted send this late: a slow provider that has taken the message
     records: list[dict] = field(default_factory=list)   # resource + "sandbox" extras, oldest first
     rejected: list[dict] = field(default_factory=list)
 
@@ -385,6 +386,8 @@ async def create_message(request: web.Request) -> web.Response:
     state.add(record)
     log.info("sandbox accepted %s to %s (%s, %d segment%s)", sid, mask_phone(to), encoding, segments,
              "" if segments == 1 else "s")
+    if state.delay_s:
+        await asyncio.sleep(state.delay_s)
     return web.json_response(_resource(record), status=201)
 
 
@@ -503,12 +506,14 @@ async def not_found(request: web.Request) -> web.Response:
     return _error(20404, path=request.path)
 
 
-def make_app(account_sid: str, auth_token: str, fail=None, store: str | os.PathLike | None = None
-             ) -> web.Application:
+def make_app(account_sid: str, auth_token: str, fail=None, store: str | os.PathLike | None = None,
+             delay_s: float = 0.0) -> web.Application:
     """The sandbox as an aiohttp application.
 
     ``fail``: see :func:`parse_fail` (mapping number → code/status, or ``"NUMBER=CODE[xN]"`` strings).
     ``store``: path of a JSON-lines file that every accepted message is appended to.
+    ``delay_s``: keep an accepted send waiting this long for its answer (the message is already stored),
+    to reproduce a worker dying between the provider taking a message and the worker recording it.
     """
     if not _ACCOUNT_SID_RE.match(account_sid or ""):
         raise ValueError("sandbox account SID must be 'AC' followed by 32 hex characters")
@@ -516,7 +521,7 @@ def make_app(account_sid: str, auth_token: str, fail=None, store: str | os.PathL
         raise ValueError("sandbox auth token must not be empty")
     app = web.Application()
     app[STATE] = SandboxState(account_sid=account_sid, auth_token=auth_token, fail=parse_fail(fail),
-                              store=Path(store) if store else None)
+                              store=Path(store) if store else None, delay_s=delay_s)
     prefix = f"/{API_VERSION}/Accounts/{{AccountSid}}"
     app.router.add_post(f"{prefix}/Messages.json", create_message)
     app.router.add_get(f"{prefix}/Messages.json", list_messages)
@@ -533,10 +538,11 @@ def make_app(account_sid: str, auth_token: str, fail=None, store: str | os.PathL
 # ----------------------------------------------------------------------------------------------------
 
 async def serve(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *, fail=None,
-                store: str | os.PathLike | None = None, stop: asyncio.Event | None = None) -> None:
+                store: str | os.PathLike | None = None, stop: asyncio.Event | None = None,
+                delay_s: float = 0.0) -> None:
     """Run the sandbox until ``stop`` is set (or SIGINT/SIGTERM when ``stop`` is not given)."""
     account_sid, auth_token = sandbox_credentials()
-    app = make_app(account_sid, auth_token, fail=fail, store=store)
+    app = make_app(account_sid, auth_token, fail=fail, store=store, delay_s=delay_s)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
@@ -570,7 +576,7 @@ def _run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"gridwatch sandbox: {exc}")
         return 2
-    asyncio.run(serve(args.host, args.port, fail=fail, store=args.store))
+    asyncio.run(serve(args.host, args.port, fail=fail, store=args.store, delay_s=args.delay))
     return 0
 
 
@@ -592,4 +598,7 @@ def register(subparsers) -> None:
                         "21211, 21612, 21614, 21635 permanent; 20429 rate limit) or an HTTP status "
                         "(429, 500, 503); xN = only the first N attempts. Repeatable; also env "
                         f"{ENV_FAIL}=NUMBER=CODE,...")
+    p.add_argument("--delay", type=float, default=0.0, metavar="SECONDS",
+                   help="answer each accepted send only after SECONDS (the message is stored at once): a slow "
+                        "provider, for crash tests")
     p.set_defaults(func=_run)

@@ -158,6 +158,25 @@ class TwilioSms(Notifier):
                     err.code, err.status, err.retryable)
         raise err
 
+    async def find_sent(self, to: str, body: str, since: float) -> Delivery | None:
+        """Look the message up in the provider's message list (Twilio's list is newest first)."""
+        client = self._ensure_client()
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                messages = await client.messages.list_async(to=to, limit=50)
+        except (TwilioRestException, TwilioServiceException) as exc:
+            raise self._rest_error(exc, to) from None
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise NotifierError(f"twilio: message list unavailable: {type(exc).__name__}", retryable=True,
+                                secrets=(self._auth_token,)) from None
+        for m in messages:
+            created = m.date_created.timestamp() if m.date_created else None
+            # date_created has whole seconds; a minute of slack covers clock skew with the provider
+            if m.body == body and (created is None or created >= since - 60):
+                status = getattr(m.status, "value", m.status) or "queued"
+                return Delivery(provider_message_id=str(m.sid), status=str(status))
+        return None
+
     def _rest_error(self, exc: Exception, to: str) -> NotifierError:
         status = getattr(exc, "status", None)
         code = getattr(exc, "code", None)

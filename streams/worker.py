@@ -382,6 +382,16 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None):
                 delay *= 2
         return None, "unreachable"
 
+    async def reconcile(to: str, body: str, claimed_at: float):
+        """(Delivery, None) if the provider has the message, (None, None) if it certainly has not,
+        (None, reason) when that cannot be known — then nothing is sent."""
+        from notifiers.base import NotifierError
+
+        try:
+            return await notifier().find_sent(to, body, claimed_at), None
+        except NotifierError as exc:
+            return None, f"outcome unknown after a restart, not resent: {exc}"
+
     @app.agent(requests_t, name="notify")
     async def on_requests(stream):
         from notifiers.templates import render
@@ -400,17 +410,33 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None):
                        "customer_id": cid, "channel": "sms",
                        "language": (cust or {}).get("language", "en"), "body": None, "status": "suppressed",
                        "reason": None, "provider_message_id": None}
-                if claim is not None:
-                    # Claimed but never finished: a previous attempt died mid-send. Sending again could
-                    # message the customer twice, so record it for reconciliation instead.
-                    rec["reason"] = "interrupted_send_unreconciled"
-                elif cust is None:
+                if cust is None:
                     rec.update(status="failed", reason="unknown_customer")
+                elif claim is not None:
+                    # Claimed but never finished: an earlier attempt died between sending and recording.
+                    # Ask the provider rather than send again, so the customer gets it once.
+                    rec["body"] = render(alert, cust)
+                    delivery, error = await reconcile(cust["phone"], rec["body"], claim["at"])
+                    if delivery is not None:
+                        rec.update(status="sent", provider_message_id=delivery.provider_message_id,
+                                   reason="reconciled: sent before a restart")
+                    elif error is not None:
+                        rec.update(status="failed", reason=error)
+                    elif cust.get("opted_out"):
+                        rec.update(body=None, reason="opted_out")
+                    else:
+                        delivery, error = await deliver(cust["phone"], rec["body"])
+                        if delivery is not None:
+                            rec.update(status="sent", provider_message_id=delivery.provider_message_id)
+                        else:
+                            rec.update(status="failed", reason=error)
                 elif cust.get("opted_out"):
                     rec["reason"] = "opted_out"
                 else:
                     rec["body"] = render(alert, cust)
                     outbox_tb[okey] = {"state": "claimed", "at": time.time()}
+                    # the claim must be on the broker before the SMS leaves, or a crash could resend it
+                    await app.producer.flush()
                     delivery, error = await deliver(cust["phone"], rec["body"])
                     if delivery is not None:
                         rec.update(status="sent", provider_message_id=delivery.provider_message_id)

@@ -90,14 +90,14 @@ class Pipeline:
         env = {**self.env, "GRIDWATCH_RUN_DIR": str(self.settings.run_dir / name)}
         self.procs.start(name, gridwatch_argv("worker"), env, self.settings.run_dir / f"{name}.log")
 
-    def restart_worker(self) -> None:
-        """Stop the worker gracefully (SIGTERM) and start a new one on the same state directory."""
+    def restart_worker(self, sig=None) -> None:
+        """Stop the worker (SIGTERM: gracefully; SIGKILL: a crash) and start a new one on the same state."""
         import signal
 
         from streams.demo import gridwatch_argv
 
         name, proc = next((n, p) for n, p in self.procs.children if n == "worker")
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(sig or signal.SIGTERM)
         proc.wait(timeout=60)
         self.procs.children.remove((name, proc))
         self.procs.start("worker", gridwatch_argv("worker"), self.env, self.settings.run_dir / "worker.log")
@@ -132,7 +132,10 @@ def pipeline(kafka_broker, tmp_path, request):
     for var in ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_FROM_NUMBER", "TWILIO_MESSAGING_SERVICE_SID"):
         env.pop(var, None)
     procs = Processes()
-    procs.start("sandbox", gridwatch_argv("sandbox", "--port", str(port)), env, settings.run_dir / "sandbox.log")
+    marker = request.node.get_closest_marker("sandbox_args")
+    extra = list(marker.args) if marker else []
+    procs.start("sandbox", gridwatch_argv("sandbox", "--port", str(port), *extra), env,
+                settings.run_dir / "sandbox.log")
     assert wait_http(settings.sandbox_url + "/sandbox/messages", 30), "SMS sandbox did not start"
     procs.start("worker", gridwatch_argv("worker"), env, settings.run_dir / "worker.log")
     pipe = Pipeline(settings, env, procs)

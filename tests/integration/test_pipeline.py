@@ -147,3 +147,35 @@ def test_two_workers_share_the_partitions_and_still_send_each_sms_once(pipeline)
     done = [int(re.findall(r"progress: .*readings=(\d+)", pipeline.log_tail(n, 400))[-1])
             for n in ("worker", "worker-2")]
     assert all(done) and sum(done) == sim.counts()["readings"], done
+
+
+@pytest.mark.sandbox_args("--delay", "4")
+def test_a_worker_killed_between_send_and_record_does_not_send_twice(pipeline):
+    """kill -9 while the provider has taken an SMS but not yet answered; the restarted worker finds the
+    claim in its outbox, asks the provider, records what happened and sends everyone else once."""
+    import signal
+    import time
+
+    from streams.simulator import SimConfig, Simulator, publish
+
+    sim = Simulator(SimConfig(seed=5, feeders=1, transformers_per_feeder=1, meters_per_transformer=6,
+                              regions="CN", hours=12, faults=("transformer_undervoltage:T0001@+4h/3h",)))
+    customers = {c["customer_id"]: c for c in sim.customers()}
+    opted_in = {c for c in customers if not customers[c]["opted_out"]}
+    publish(sim.timed_records(), PrefixedSink(pipeline), progress=False)
+
+    deadline = time.monotonic() + 180
+    while not pipeline.sandbox_messages():  # the first SMS is with the provider, its answer 4 s away
+        assert time.monotonic() < deadline, "no SMS reached the sandbox"
+        pipeline.assert_worker_alive()
+        time.sleep(0.1)
+    (in_flight,) = pipeline.sandbox_messages()
+    pipeline.restart_worker(signal.SIGKILL)
+
+    notes = pipeline.read("notifications", lambda rs: {n["customer_id"] for n in rs if n["status"] == "sent"}
+                          >= opted_in, timeout=240)
+    sms = pipeline.sandbox_messages()
+    assert sorted(m["to"] for m in sms) == sorted(customers[c]["phone"] for c in opted_in), "one SMS each"
+    first = [n for n in notes if n["provider_message_id"] == in_flight["sid"]]
+    assert first and all(n["status"] == "sent" for n in first)
+    assert any(n["reason"] == "reconciled: sent before a restart" for n in first)

@@ -466,3 +466,38 @@ def test_base_url_survives_twilio_edge_and_region_env(monkeypatch):
 
     d, records = run(go())
     assert records[0]["sid"] == d.provider_message_id
+
+
+def test_find_sent_reconciles_a_send_whose_answer_was_lost():
+    """What a restarted worker asks instead of sending again: has the provider got this message?"""
+    import time
+
+    async def go():
+        async with sandbox() as (url, state):
+            sms = TwilioSms(SID, TOKEN, from_number=FROM, base_url=url)
+            try:
+                t0 = time.time()
+                sent = await sms.send(TO, "低电压 notice")
+                found = await sms.find_sent(TO, "低电压 notice", since=t0)
+                other_body = await sms.find_sent(TO, "another notice", since=t0)
+                other_number = await sms.find_sent("+8613812349999", "低电压 notice", since=t0)
+                too_old = await sms.find_sent(TO, "低电压 notice", since=t0 + 3600)
+            finally:
+                await sms.close()
+            return sent, found, other_body, other_number, too_old, len(state.records)
+
+    sent, found, other_body, other_number, too_old, n = run(go())
+    assert found is not None and found.provider_message_id == sent.provider_message_id
+    assert other_body is None and other_number is None and too_old is None
+    assert n == 1  # looking up sends nothing
+
+
+def test_sandbox_delay_stores_first_and_answers_late():
+    async def go():
+        async with sandbox(delay_s=0.5) as (url, state):
+            sms = TwilioSms(SID, TOKEN, from_number=FROM, base_url=url, timeout_s=0.2)
+            err = await send_expecting_error(sms, TO)
+            return err, len(state.records)
+
+    err, stored = run(go())
+    assert stored == 1 and err.maybe_sent is True  # the provider has it; the sender does not know
