@@ -45,6 +45,10 @@ Test hooks (not part of Twilio):
   ``code``, ``status``, ``time``), so tests can count retries. ``DELETE /sandbox/messages`` clears both.
 * ``--store FILE`` appends every accepted record to FILE as JSON lines (never truncated by DELETE).
 * ``GET /``: an HTML page (auto-refresh 2 s) of the messages, newest first, numbers masked.
+* ``--delay SECONDS``: an accepted send is stored at once but answered only after SECONDS (crash tests).
+
+Like Twilio, a message sent with a ``StatusCallback`` URL gets signed status callbacks (``sent``, then
+``delivered``; form fields and ``X-Twilio-Signature`` as Twilio sends them).
 
 Credentials default to :data:`SANDBOX_ACCOUNT_SID` / :data:`SANDBOX_AUTH_TOKEN` (not secrets), overridable
 by env ``GRIDWATCH_SANDBOX_ACCOUNT_SID`` / ``GRIDWATCH_SANDBOX_AUTH_TOKEN`` (see
@@ -246,6 +250,8 @@ class SandboxState:
     fail: dict[str, FailRule] = field(default_factory=dict)
     store: Path | None = None
     delay_s: float = 0.0  # answer an accepted send this late: a slow provider that has taken the message
+    callback_step_s: float = 0.2  # between the status callbacks of one message (sent, then delivered)
+    tasks: set = field(default_factory=set)  # status-callback deliveries in flight
     records: list[dict] = field(default_factory=list)   # resource + "sandbox" extras, oldest first
     rejected: list[dict] = field(default_factory=list)
 
@@ -386,9 +392,46 @@ async def create_message(request: web.Request) -> web.Response:
     state.add(record)
     log.info("sandbox accepted %s to %s (%s, %d segment%s)", sid, mask_phone(to), encoding, segments,
              "" if segments == 1 else "s")
+    if record["sandbox"]["status_callback"]:
+        task = asyncio.create_task(_report_delivery(state, record))
+        state.tasks.add(task)
+        task.add_done_callback(state.tasks.discard)
     if state.delay_s:
         await asyncio.sleep(state.delay_s)
     return web.json_response(_resource(record), status=201)
+
+
+async def _report_delivery(state: SandboxState, record: dict) -> None:
+    """Twilio-style status callbacks, signed with the account's auth token: sent, then delivered.
+
+    Form fields and the ``X-Twilio-Signature`` header as Twilio sends them, so the receiving end can be
+    tested with its real signature check. A callback that cannot be delivered is logged, not retried.
+    """
+    import aiohttp
+    from twilio.request_validator import RequestValidator
+
+    url = record["sandbox"]["status_callback"]
+    validator = RequestValidator(state.auth_token)
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
+        for status in ("sent", "delivered"):
+            await asyncio.sleep(state.callback_step_s)
+            record["status"] = status
+            record["date_updated"] = _rfc2822(_now())
+            if status == "sent":
+                record["date_sent"] = record["date_updated"]
+            params = {"AccountSid": state.account_sid, "ApiVersion": API_VERSION, "From": record["from"] or "",
+                      "MessageSid": record["sid"], "MessageStatus": status, "SmsSid": record["sid"],
+                      "SmsStatus": status, "To": record["to"]}
+            if record.get("messaging_service_sid"):
+                params["MessagingServiceSid"] = record["messaging_service_sid"]
+            headers = {"X-Twilio-Signature": validator.compute_signature(url, params)}
+            try:
+                async with http.post(url, data=params, headers=headers) as resp:
+                    if resp.status >= 300:
+                        log.warning("status callback %s for %s: HTTP %s", status, record["sid"], resp.status)
+            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                log.warning("status callback %s for %s not delivered: %s", status, record["sid"],
+                            type(exc).__name__)
 
 
 async def fetch_message(request: web.Request) -> web.Response:
@@ -530,6 +573,12 @@ def make_app(account_sid: str, auth_token: str, fail=None, store: str | os.PathL
     app.router.add_delete("/sandbox/messages", clear_messages)
     app.router.add_get("/", index)
     app.router.add_route("*", "/{tail:.*}", not_found)
+
+    async def finish_callbacks(app: web.Application) -> None:
+        for task in list(app[STATE].tasks):
+            task.cancel()
+
+    app.on_shutdown.append(finish_callbacks)
     return app
 
 

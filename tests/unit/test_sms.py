@@ -501,3 +501,46 @@ def test_sandbox_delay_stores_first_and_answers_late():
 
     err, stored = run(go())
     assert stored == 1 and err.maybe_sent is True  # the provider has it; the sender does not know
+
+
+def test_sandbox_sends_signed_status_callbacks_like_twilio():
+    from notifiers.replies import signature_ok
+
+    received = []
+
+    async def callback(request):
+        form = dict(await request.post())
+        received.append((str(request.url), form, request.headers.get("X-Twilio-Signature")))
+        return web.Response(status=204)
+
+    async def go():
+        hook = web.Application()
+        hook.router.add_post("/twilio/status", callback)
+        runner = web.AppRunner(hook, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        cb_url = f"http://127.0.0.1:{runner.addresses[0][1]}/twilio/status"
+        try:
+            async with sandbox() as (url, state):
+                state.callback_step_s = 0.05
+                sms = TwilioSms(SID, TOKEN, from_number=FROM, base_url=url, status_callback=cb_url)
+                try:
+                    sent = await sms.send(TO, "notice")
+                finally:
+                    await sms.close()
+                for _ in range(100):
+                    if len(received) == 2:
+                        break
+                    await asyncio.sleep(0.05)
+                return sent, cb_url, state.records[0]["status"]
+        finally:
+            await runner.cleanup()
+
+    sent, cb_url, final = run(go())
+    assert [f["MessageStatus"] for _, f, _ in received] == ["sent", "delivered"]
+    assert final == "delivered"
+    for url, form, sig in received:
+        assert form["MessageSid"] == sent.provider_message_id and form["To"] == TO
+        assert signature_ok(TOKEN, cb_url, form, sig)
+        assert not signature_ok("not-the-token", cb_url, form, sig)
