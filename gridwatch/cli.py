@@ -15,6 +15,7 @@ COMMAND_MODULES = (
     "streams.simulator",   # simulate
     "streams.replay",      # replay
     "notifiers.sandbox",   # sandbox
+    "streams.webhooks",    # webhooks
     "streams.demo",        # demo
 )
 

@@ -19,9 +19,12 @@ METER_DIRECTORY = "gridwatch.meter-directory"
 METER_STATUS = "gridwatch.meter-status"
 # internal: one request per (alert, customer), keyed by customer_id, co-partitioned with the customers table
 NOTIFY_REQUESTS = "gridwatch.notify-requests"
+# internal: what the SMS provider tells us (status callbacks), and what we sent, both keyed by message SID
+PROVIDER_EVENTS = "gridwatch.provider-events"
+SENT = "gridwatch.sent"
 
 CONTRACT_TOPICS = (READINGS, EVENTS, CUSTOMERS, ALERTS, NOTIFICATIONS, DLQ)
-INTERNAL_TOPICS = (METER_DIRECTORY, METER_STATUS, NOTIFY_REQUESTS)
+INTERNAL_TOPICS = (METER_DIRECTORY, METER_STATUS, NOTIFY_REQUESTS, PROVIDER_EVENTS, SENT)
 COMPACTED_TOPICS = (CUSTOMERS, METER_DIRECTORY)
 
 
@@ -38,6 +41,9 @@ class Settings:
         default_factory=lambda: Path(os.environ.get("GRIDWATCH_RUN_DIR", _project_dir() / ".run")))
     sandbox_url: str = field(
         default_factory=lambda: os.environ.get("GRIDWATCH_SANDBOX_URL", "http://127.0.0.1:8088"))
+    #: Public URL of `gridwatch webhooks` as the SMS provider reaches it (Twilio signs this exact URL).
+    #: Unset: messages are sent without a status callback.
+    webhook_url: str | None = field(default_factory=lambda: os.environ.get("GRIDWATCH_WEBHOOK_URL") or None)
     # The sender: a Messaging Service SID wins over a From number when both are set.
     twilio_account_sid: str | None = field(default_factory=lambda: os.environ.get("TWILIO_ACCOUNT_SID"))
     twilio_auth_token: str | None = field(default_factory=lambda: os.environ.get("TWILIO_AUTH_TOKEN"))

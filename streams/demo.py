@@ -102,6 +102,17 @@ def run(args) -> int:
             if not wait_http(sandbox_url + "/sandbox/messages", 30):
                 print(f"SMS sandbox did not come up; see {settings.run_dir / 'sandbox.log'}")
                 return 1
+        # Delivery receipts: the sandbox calls back locally; real Twilio needs GRIDWATCH_WEBHOOK_URL (public).
+        hook_url = settings.webhook_url or (None if settings.uses_real_twilio else "http://127.0.0.1:8090")
+        if hook_url:
+            env["GRIDWATCH_WEBHOOK_URL"] = hook_url
+            if not wait_http(hook_url + "/health", 0.5):
+                port = hook_url.rsplit(":", 1)[-1].strip("/")
+                procs.start("webhooks", gridwatch_argv("webhooks", "--port", port), env,
+                            settings.run_dir / "webhooks.log")
+                if not wait_http(hook_url + "/health", 30):
+                    print(f"webhooks did not come up; see {settings.run_dir / 'webhooks.log'}")
+                    return 1
         procs.start("worker", gridwatch_argv("worker"), env, settings.run_dir / "worker.log")
         print(f"worker started (log: {settings.run_dir / 'worker.log'})")
 
@@ -138,8 +149,8 @@ def run(args) -> int:
                     print(f"worker exited with {proc.returncode}; see {settings.run_dir / 'worker.log'}")
                     return 1
         consumer.close()
-        order = ["alerts open", "alerts acknowledged", "alerts resolved", "SMS sent", "SMS suppressed",
-                 "SMS failed", "dead letters"]
+        order = ["alerts open", "alerts acknowledged", "alerts resolved", "SMS sent", "SMS delivered",
+                 "SMS undelivered", "SMS suppressed", "SMS failed", "dead letters"]
         print("\nsummary: " + (", ".join(f"{k} {seen[k]}" for k in order if seen[k]) or "nothing yet")
               + f"; sandbox page {sandbox_url}/")
         return 0
@@ -173,6 +184,8 @@ def describe(topic: str, v: dict) -> str:
         line = f"SMS   {v['status']:<8} {v['customer_id']} ({v['language']})"
         if v["status"] == "sent":
             return line + f": {v['body']}"
+        if v["status"] == "delivered":
+            return line + f" — the provider confirmed delivery of {v['provider_message_id']}"
         return line + f" — {v['reason']}"
     return f"DLQ   {v['topic']}[{v['partition']}]@{v['offset']}: {v['error']}"
 

@@ -116,6 +116,11 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None):
     directory_t, status_t = topic(topics.METER_DIRECTORY), topic(topics.METER_STATUS)
     alerts_t, requests_t = topic(topics.ALERTS), topic(topics.NOTIFY_REQUESTS)
     notifications_t, dlq_t = topic(topics.NOTIFICATIONS), topic(topics.DLQ)
+    sent_t = topic(topics.SENT)
+    # what we sent and what the provider reports, both keyed by message SID: one agent joins them
+    deliveries_src = app.topic(s.topic(topics.SENT), s.topic(topics.PROVIDER_EVENTS), key_type=bytes,
+                               value_type=bytes, key_serializer="raw", value_serializer="raw", partitions=n,
+                               allow_empty=True)
 
     def table(name, help_):
         return app.Table(name, default=None, partitions=n, key_type=str, help=help_)
@@ -127,6 +132,7 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None):
     transformers_tb = table("transformers", "transformer_id -> topology correlator state")
     watermarks_tb = table("watermarks", "p<dest partition> -> {source partition: event time}")
     outbox_tb = table("outbox", "alert|customer|channel -> delivery claim and outcome")
+    deliveries_tb = table("deliveries", "message SID -> what was sent, its provider status, early callbacks")
 
     detector = VoltageDetector()
     correlator = TransformerCorrelator()
@@ -361,7 +367,10 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None):
         if not notifier_box:
             from notifiers.sms import TwilioSms
 
-            notifier_box.append(TwilioSms.from_settings(s))
+            from streams.webhooks import STATUS_PATH
+
+            callback = s.webhook_url.rstrip("/") + STATUS_PATH if s.webhook_url else None
+            notifier_box.append(TwilioSms.from_settings(s, status_callback=callback))
         return notifier_box[0]
 
     async def deliver(to: str, body: str):
@@ -446,6 +455,47 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None):
                 outbox_tb[okey] = {"state": "done", "status": rec["status"]}
                 stats[f"notifications_{rec['status']}"] += 1
                 await notifications_t.send(key=cid.encode(), value=_dumps(rec))
+                if rec["provider_message_id"]:
+                    await sent_t.send(key=rec["provider_message_id"].encode(), value=_dumps(rec))
+
+    @app.agent(deliveries_src, name="deliveries")
+    async def on_deliveries(stream):
+        """Status callbacks joined with what was sent: the final outcome becomes a notifications record.
+
+        Callbacks arrive out of order, twice, or before our own record of the send: a status only moves
+        forward, and early callbacks wait in the table for the send they belong to.
+        """
+        from notifiers.replies import TERMINAL_STATUSES, advance_status
+
+        async for event in stream.events():
+            msg = event.message
+            async with guard(msg, "deliveries"):
+                sid = msg.key.decode("utf-8")
+                body = json.loads(msg.value)
+                d = dict(deliveries_tb.get(sid) or {"notification": None, "status": None, "early": []})
+                if msg.topic == sent_t.get_topic_name():
+                    d["notification"], d["status"] = body, d["status"] or "queued"
+                    events, d["early"] = d["early"], []
+                else:
+                    events = [body]
+                for ev in events:
+                    if d["notification"] is None:
+                        d["early"] = d["early"] + [ev]
+                        continue
+                    new = advance_status(d["status"], ev["status"])
+                    if new is None:
+                        continue
+                    d["status"] = new
+                    if new in TERMINAL_STATUSES:
+                        n = d["notification"]
+                        outcome = {"delivered": "delivered", "read": "delivered", "undelivered": "undelivered",
+                                   "failed": "failed"}[new]
+                        rec = {**n, "status": outcome,
+                               "reason": f"provider error {ev['error_code']}" if ev.get("error_code") else None,
+                               "created_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")}
+                        stats[f"notifications_{outcome}"] += 1
+                        await notifications_t.send(key=n["customer_id"].encode(), value=_dumps(rec))
+                deliveries_tb[sid] = d
 
     @app.on_partitions_revoked.connect
     async def forget_partitions(app, revoked, **kwargs):

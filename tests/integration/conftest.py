@@ -120,14 +120,15 @@ def pipeline(kafka_broker, tmp_path, request):
     from streams.demo import Processes, gridwatch_argv, wait_http
     from streams.topics import create_topics
 
-    port = free_port()
+    port, hook_port = free_port(), free_port()
     settings = dataclasses.replace(
         Settings(), bootstrap_servers=kafka_broker, topic_prefix=f"it{uuid.uuid4().hex[:8]}.",
         run_dir=tmp_path / "run", sandbox_url=f"http://127.0.0.1:{port}",
-        twilio_account_sid=None, twilio_auth_token=None)
+        webhook_url=f"http://127.0.0.1:{hook_port}", twilio_account_sid=None, twilio_auth_token=None)
     create_topics(settings)
     env = {**os.environ, "GRIDWATCH_TOPIC_PREFIX": settings.topic_prefix, "GRIDWATCH_RUN_DIR": str(settings.run_dir),
            "GRIDWATCH_SANDBOX_URL": settings.sandbox_url, "KAFKA_BOOTSTRAP_SERVERS": kafka_broker,
+           "GRIDWATCH_WEBHOOK_URL": settings.webhook_url,
            "PYTHONUNBUFFERED": "1"}
     for var in ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_FROM_NUMBER", "TWILIO_MESSAGING_SERVICE_SID"):
         env.pop(var, None)
@@ -137,6 +138,9 @@ def pipeline(kafka_broker, tmp_path, request):
     procs.start("sandbox", gridwatch_argv("sandbox", "--port", str(port), *extra), env,
                 settings.run_dir / "sandbox.log")
     assert wait_http(settings.sandbox_url + "/sandbox/messages", 30), "SMS sandbox did not start"
+    procs.start("webhooks", gridwatch_argv("webhooks", "--port", str(hook_port)), env,
+                settings.run_dir / "webhooks.log")
+    assert wait_http(settings.webhook_url + "/health", 30), "webhooks did not start"
     procs.start("worker", gridwatch_argv("worker"), env, settings.run_dir / "worker.log")
     pipe = Pipeline(settings, env, procs)
     yield pipe

@@ -64,13 +64,22 @@ def test_transformer_undervoltage_becomes_one_alert_and_one_sms_per_customer(pip
     # one SMS per opted-in customer, a suppressed record for each opted-out one
     by_customer = {}
     for n in notes:
-        by_customer.setdefault(n["customer_id"], []).append(n)
+        if n["status"] != "delivered":
+            by_customer.setdefault(n["customer_id"], []).append(n)
     assert set(by_customer) == affected
     assert all(len(v) == 1 for v in by_customer.values()), by_customer
     assert {c for c, (n,) in by_customer.items() if n["status"] == "sent"} == opted_in
     for c in opted_out:
         (n,) = by_customer[c]
         assert (n["status"], n["reason"], n["provider_message_id"]) == ("suppressed", "opted_out", None)
+
+    # the provider's signed status callbacks close the loop: each sent SMS is later recorded as delivered
+    notes = pipeline.read("notifications", lambda rs: sum(r["status"] == "delivered" for r in rs) >= len(opted_in))
+    delivered = [n for n in notes if n["status"] == "delivered"]
+    assert sorted(n["customer_id"] for n in delivered) == sorted(opted_in)
+    for d in delivered:
+        (sent,) = by_customer[d["customer_id"]]
+        assert (d["notification_id"], d["provider_message_id"]) == (sent["notification_id"], sent["provider_message_id"])
 
     sms = pipeline.sandbox_messages()
     assert sorted(m["to"] for m in sms) == sorted(customers[c]["phone"] for c in opted_in)
@@ -176,6 +185,34 @@ def test_a_worker_killed_between_send_and_record_does_not_send_twice(pipeline):
                           >= opted_in, timeout=240)
     sms = pipeline.sandbox_messages()
     assert sorted(m["to"] for m in sms) == sorted(customers[c]["phone"] for c in opted_in), "one SMS each"
-    first = [n for n in notes if n["provider_message_id"] == in_flight["sid"]]
+    first = [n for n in notes if n["provider_message_id"] == in_flight["sid"] and n["status"] != "delivered"]
     assert first and all(n["status"] == "sent" for n in first)
     assert any(n["reason"] == "reconciled: sent before a restart" for n in first)
+
+
+def test_forged_status_callbacks_are_refused(pipeline):
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    from twilio.request_validator import RequestValidator
+
+    url = pipeline.settings.webhook_url + "/twilio/status"
+    form = {"MessageSid": "SM" + "f" * 32, "MessageStatus": "delivered", "To": "+8613800138000"}
+
+    def post(headers):
+        req = urllib.request.Request(url, data=urllib.parse.urlencode(form).encode(), headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                return r.status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    assert post({}) == 403
+    assert post({"X-Twilio-Signature": RequestValidator("not-our-token").compute_signature(url, form)}) == 403
+    from notifiers.sandbox import sandbox_credentials
+
+    good = RequestValidator(sandbox_credentials()[1]).compute_signature(url, form)
+    assert post({"X-Twilio-Signature": good}) == 204
+    events = pipeline.read("gridwatch.provider-events", lambda rs: len(rs) >= 1, timeout=30)
+    assert [(e["sid"], e["status"]) for e in events] == [(form["MessageSid"], "delivered")]

@@ -27,7 +27,8 @@ def test_demo_shows_an_alert_and_sms(kafka_broker, tmp_path):
     """`gridwatch demo` (what `make demo` runs) on the test broker, in its own topic prefix and sandbox port."""
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_broker,
            "GRIDWATCH_TOPIC_PREFIX": f"demo{uuid.uuid4().hex[:8]}.",
-           "GRIDWATCH_SANDBOX_URL": f"http://127.0.0.1:{free_port()}"}
+           "GRIDWATCH_SANDBOX_URL": f"http://127.0.0.1:{free_port()}",
+           "GRIDWATCH_WEBHOOK_URL": f"http://127.0.0.1:{free_port()}"}
     for var in ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN"):
         env.pop(var, None)
     proc = subprocess.run([sys.executable, "-m", "gridwatch.cli", "demo", "--duration", "75",
@@ -42,3 +43,4 @@ def test_demo_shows_an_alert_and_sms(kafka_broker, tmp_path):
     assert "SMS   sent" in out and "检测到" in out and "opted_out" in out
     assert "first SMS" in out
     assert "summary: alerts open 2, alerts resolved 2, SMS sent" in out
+    assert "SMS   delivered" in out  # signed status callbacks came back through `gridwatch webhooks`
