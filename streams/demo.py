@@ -67,6 +67,19 @@ def gridwatch_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "gridwatch.cli", *args]
 
 
+def ensure_service(procs: Processes, command: str, url: str, probe: str, env: dict, run_dir: Path) -> bool:
+    """Reuse the gridwatch service answering at ``url``, or start ``gridwatch COMMAND --port`` there."""
+    if wait_http(url + probe, 0.5):
+        print(f"{command}: reusing {url}")
+        return True
+    port = url.rsplit(":", 1)[-1].strip("/")
+    procs.start(command, gridwatch_argv(command, "--port", port), env, run_dir / f"{command}.log")
+    if wait_http(url + probe, 30):
+        return True
+    print(f"{command} did not come up; see {run_dir / f'{command}.log'}")
+    return False
+
+
 def run(args) -> int:
     from kafka import KafkaConsumer
 
@@ -93,26 +106,14 @@ def run(args) -> int:
         sandbox_url = settings.sandbox_url
         if settings.uses_real_twilio:
             print("SMS: real Twilio (TWILIO_* set)")
-        elif wait_http(sandbox_url + "/sandbox/messages", 0.5):
-            print(f"SMS sandbox: reusing {sandbox_url}")
-        else:
-            port = sandbox_url.rsplit(":", 1)[-1].strip("/")
-            procs.start("sandbox", gridwatch_argv("sandbox", "--port", port), env,
-                        settings.run_dir / "sandbox.log")
-            if not wait_http(sandbox_url + "/sandbox/messages", 30):
-                print(f"SMS sandbox did not come up; see {settings.run_dir / 'sandbox.log'}")
-                return 1
+        elif not ensure_service(procs, "sandbox", sandbox_url, "/sandbox/messages", env, settings.run_dir):
+            return 1
         # Delivery receipts: the sandbox calls back locally; real Twilio needs GRIDWATCH_WEBHOOK_URL (public).
         hook_url = settings.webhook_url or (None if settings.uses_real_twilio else "http://127.0.0.1:8090")
         if hook_url:
             env["GRIDWATCH_WEBHOOK_URL"] = hook_url
-            if not wait_http(hook_url + "/health", 0.5):
-                port = hook_url.rsplit(":", 1)[-1].strip("/")
-                procs.start("webhooks", gridwatch_argv("webhooks", "--port", port), env,
-                            settings.run_dir / "webhooks.log")
-                if not wait_http(hook_url + "/health", 30):
-                    print(f"webhooks did not come up; see {settings.run_dir / 'webhooks.log'}")
-                    return 1
+            if not ensure_service(procs, "webhooks", hook_url, "/health", env, settings.run_dir):
+                return 1
         procs.start("worker", gridwatch_argv("worker"), env, settings.run_dir / "worker.log")
         print(f"worker started (log: {settings.run_dir / 'worker.log'})")
 

@@ -31,18 +31,24 @@ MG = "MG" + "0123456789abcdef" * 2
 
 
 @asynccontextmanager
-async def sandbox(**kwargs):
-    """The sandbox app on 127.0.0.1, a free port; yields (base_url, state)."""
-    app = make_app(kwargs.pop("account_sid", SID), kwargs.pop("auth_token", TOKEN), **kwargs)
+async def served(app: web.Application):
+    """``app`` on 127.0.0.1, a free port; yields its base URL."""
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    port = runner.addresses[0][1]
     try:
-        yield f"http://127.0.0.1:{port}", app[STATE]
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
     finally:
         await runner.cleanup()
+
+
+@asynccontextmanager
+async def sandbox(**kwargs):
+    """The sandbox app on 127.0.0.1, a free port; yields (base_url, state)."""
+    app = make_app(kwargs.pop("account_sid", SID), kwargs.pop("auth_token", TOKEN), **kwargs)
+    async with served(app) as url:
+        yield url, app[STATE]
 
 
 def run(coro):
@@ -234,16 +240,9 @@ def test_timeout_is_retryable_but_may_have_sent():
     async def go():
         app = web.Application()
         app.router.add_post("/2010-04-01/Accounts/{sid}/Messages.json", slow)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        url = f"http://127.0.0.1:{runner.addresses[0][1]}"
-        try:
+        async with served(app) as url:
             sms = TwilioSms(SID, TOKEN, from_number=FROM, base_url=url, timeout_s=0.3)
             return await send_expecting_error(sms, TO)
-        finally:
-            await runner.cleanup()
 
     err = run(go())
     assert err.retryable is True and err.status is None
@@ -516,26 +515,19 @@ def test_sandbox_sends_signed_status_callbacks_like_twilio():
     async def go():
         hook = web.Application()
         hook.router.add_post("/twilio/status", callback)
-        runner = web.AppRunner(hook, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        cb_url = f"http://127.0.0.1:{runner.addresses[0][1]}/twilio/status"
-        try:
-            async with sandbox() as (url, state):
-                state.callback_step_s = 0.05
-                sms = TwilioSms(SID, TOKEN, from_number=FROM, base_url=url, status_callback=cb_url)
-                try:
-                    sent = await sms.send(TO, "notice")
-                finally:
-                    await sms.close()
-                for _ in range(100):
-                    if len(received) == 2:
-                        break
-                    await asyncio.sleep(0.05)
-                return sent, cb_url, state.records[0]["status"]
-        finally:
-            await runner.cleanup()
+        async with served(hook) as hook_url, sandbox() as (url, state):
+            cb_url = hook_url + "/twilio/status"
+            state.callback_step_s = 0.05
+            sms = TwilioSms(SID, TOKEN, from_number=FROM, base_url=url, status_callback=cb_url)
+            try:
+                sent = await sms.send(TO, "notice")
+            finally:
+                await sms.close()
+            for _ in range(100):
+                if len(received) == 2:
+                    break
+                await asyncio.sleep(0.05)
+            return sent, cb_url, state.records[0]["status"]
 
     sent, cb_url, final = run(go())
     assert [f["MessageStatus"] for _, f, _ in received] == ["sent", "delivered"]
