@@ -101,6 +101,12 @@ def run(args) -> int:
             shutil.rmtree(settings.run_dir, ignore_errors=True)
         started_broker = broker.start(settings) == "started"
         print(f"Kafka: {'started' if started_broker else 'reusing'} {settings.bootstrap_servers}")
+        if not started_broker and not settings.topic_prefix:
+            # Someone else's broker: keep out of its real topics, and out of earlier demos' data (the same
+            # simulated ids again would, rightly, raise no new alert and send no SMS twice).
+            settings = dataclasses.replace(settings, topic_prefix=f"demo{time.strftime('%Y%m%d%H%M%S')}.")
+            env["GRIDWATCH_TOPIC_PREFIX"] = settings.topic_prefix
+            print(f"   the demo uses its own topics on it: {settings.topic_prefix}*")
         topics.create_topics(settings)
 
         sandbox_url = settings.sandbox_url

@@ -111,6 +111,13 @@ def create_topics(settings: Settings | None = None) -> dict[str, str]:
     return {name: result[name] for name in names}
 
 
+def cluster_id(settings: Settings | None = None) -> str:
+    """The Kafka cluster's id: local state (RocksDB offsets) is only valid against the cluster it came from."""
+    settings = settings or Settings()
+    with _admin(settings) as client:
+        return client.describe_cluster()["cluster_id"]
+
+
 def verify_topics(settings: Settings | None = None) -> None:
     """Raise TopicsError listing every missing topic, wrong partition count or wrong cleanup policy."""
     from kafka.admin import ConfigResource, ConfigResourceType

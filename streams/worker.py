@@ -79,8 +79,12 @@ def transformer_watermark(parts: set[int], view: dict[str, int]) -> int | None:
     return min(known)
 
 
-def build_app(settings: Settings | None = None, *, web_port: int | None = None):
-    """Assemble the Faust app: topics, tables and the agents of every stage."""
+def build_app(settings: Settings | None = None, *, web_port: int | None = None, cluster: str = "default"):
+    """Assemble the Faust app: topics, tables and the agents of every stage.
+
+    ``cluster`` (the Kafka cluster id) names the state directory: table state records changelog offsets of
+    one cluster, and a worker pointed at another cluster (a fresh local broker, say) must not reuse it.
+    """
     import faust
 
     from detectors.standards import profile_for
@@ -89,7 +93,7 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None):
 
     s = settings or Settings()
     n = s.partitions
-    datadir = s.run_dir / "worker" / s.app_id  # RocksDB state belongs to one app id (topic prefix)
+    datadir = s.run_dir / "worker" / cluster / s.app_id  # state of one cluster and app id (topic prefix)
     datadir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         s.app_id,
@@ -521,15 +525,16 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None):
 
 
 def run(args) -> int:
-    from streams.topics import TopicsError, verify_topics
+    from streams.topics import TopicsError, cluster_id, verify_topics
 
     settings = Settings()
     try:
         verify_topics(settings)
+        cluster = cluster_id(settings)
     except TopicsError as exc:
         print(f"gridwatch worker: {exc}")
         return 2
-    app = build_app(settings, web_port=args.web_port)
+    app = build_app(settings, web_port=args.web_port, cluster=cluster)
     from faust.worker import Worker
 
     worker = Worker(app, loglevel=args.loglevel, quiet=True)
