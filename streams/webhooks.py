@@ -27,7 +27,6 @@ from gridwatch.config import Settings
 log = logging.getLogger("gridwatch.webhooks")
 
 STATUS_PATH = "/twilio/status"
-PRODUCER = web.AppKey("producer", object)
 
 
 def auth_token(settings: Settings) -> str:

@@ -61,6 +61,11 @@ def _dumps(value: dict) -> bytes:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
+def _utc_now() -> str:
+    """Wall-clock time of a record we create (RFC 3339, UTC): when it happened, not event time."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
 def _text(raw: bytes | None) -> str | None:
     if raw is None:
         return None
@@ -315,7 +320,7 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
                      rec["scope"]["level"], rec["scope"]["id"], len(rec["meter_ids"]))
             await alerts_t.send(key=rec["alert_id"].encode(), value=_dumps(rec))
 
-    async def decide(tid: str, st: dict, view: dict) -> dict:
+    async def decide(st: dict, view: dict) -> dict:
         wm = transformer_watermark(correlator.partitions(st), view)
         if wm is not None:
             st, records = correlator.advance(st, wm)
@@ -341,7 +346,7 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
                         by_partition[dest] = {k for k, v in transformers_tb.items() if v and v.get("p") == dest}
                     for tid in sorted(by_partition[dest]):
                         st = transformers_tb.get(tid)
-                        new = await decide(tid, st, view)
+                        new = await decide(st, view)
                         if new != st:
                             transformers_tb[tid] = new
                     continue
@@ -351,7 +356,7 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
                     st = correlator.member(st, body)
                 else:
                     st = correlator.status(st, body)
-                st = await decide(tid, st, watermarks_tb.get(vkey) or {})
+                st = await decide(st, watermarks_tb.get(vkey) or {})
                 transformers_tb[tid] = st
                 by_partition.setdefault(dest, set()).add(tid)
 
@@ -394,6 +399,14 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
                 await asyncio.sleep(delay)
                 delay *= 2
         return None, "unreachable"
+
+    async def deliver_into(rec: dict, to: str) -> None:
+        """Send ``rec["body"]`` and record the outcome in ``rec``: sent with the provider's id, or failed."""
+        delivery, error = await deliver(to, rec["body"])
+        if delivery is not None:
+            rec.update(status="sent", provider_message_id=delivery.provider_message_id)
+        else:
+            rec.update(status="failed", reason=error)
 
     async def reconcile(to: str, body: str, claimed_at: float):
         """(Delivery, None) if the provider has the message, (None, None) if it certainly has not,
@@ -438,11 +451,7 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
                     elif cust.get("opted_out"):
                         rec.update(body=None, reason="opted_out")
                     else:
-                        delivery, error = await deliver(cust["phone"], rec["body"])
-                        if delivery is not None:
-                            rec.update(status="sent", provider_message_id=delivery.provider_message_id)
-                        else:
-                            rec.update(status="failed", reason=error)
+                        await deliver_into(rec, cust["phone"])
                 elif cust.get("opted_out"):
                     rec["reason"] = "opted_out"
                 else:
@@ -450,12 +459,8 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
                     outbox_tb[okey] = {"state": "claimed", "at": time.time()}
                     # the claim must be on the broker before the SMS leaves, or a crash could resend it
                     await app.producer.flush()
-                    delivery, error = await deliver(cust["phone"], rec["body"])
-                    if delivery is not None:
-                        rec.update(status="sent", provider_message_id=delivery.provider_message_id)
-                    else:
-                        rec.update(status="failed", reason=error)
-                rec["created_at"] = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+                    await deliver_into(rec, cust["phone"])
+                rec["created_at"] = _utc_now()
                 outbox_tb[okey] = {"state": "done", "status": rec["status"]}
                 stats[f"notifications_{rec['status']}"] += 1
                 await notifications_t.send(key=cid.encode(), value=_dumps(rec))
@@ -496,7 +501,7 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
                                    "failed": "failed"}[new]
                         rec = {**n, "status": outcome,
                                "reason": f"provider error {ev['error_code']}" if ev.get("error_code") else None,
-                               "created_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")}
+                               "created_at": _utc_now()}
                         stats[f"notifications_{outcome}"] += 1
                         await notifications_t.send(key=n["customer_id"].encode(), value=_dumps(rec))
                 deliveries_tb[sid] = d
