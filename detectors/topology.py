@@ -4,6 +4,12 @@ When most reporting meters of one transformer are abnormal the same way at the s
 ONE transformer-scope alert; a meter that stays abnormal alone through the correlation window gets a
 meter-scope alert. An alert resolves at the event time all of its meters are back in band.
 
+Findings of other kinds (sags, swells, a loose neutral, a week's compliance) concern one meter: an
+``abnormal``/``normal`` pair opens and resolves a meter-scope alert, an ``event`` is an alert that opens and
+resolves at once. A loose neutral is raised only while most of the meter's neighbours are in band — when
+they all swing, it is the transformer, not the meter's wiring. Meters under an outage (``muted``) count as
+neither abnormal nor reporting: the outage is the alert.
+
 Decisions are made in event time and only up to a *watermark*: the time up to which every source
 partition that carries one of the transformer's meters has been processed. Meter findings arrive from
 many partitions in no fixed order; waiting for the watermark is what makes a replay at any speed give the
@@ -19,7 +25,14 @@ from dataclasses import dataclass
 
 from gridwatch.contract import format_ts
 
-__all__ = ["CorrelatorConfig", "TransformerCorrelator", "alert_id"]
+__all__ = ["CorrelatorConfig", "TransformerCorrelator", "alert_id", "CORRELATED_KINDS"]
+
+#: kinds decided over the whole transformer; every other finding kind is about its own meter
+CORRELATED_KINDS = ("undervoltage", "overvoltage")
+#: how long a meter's silences are remembered (event time)
+GAP_MEMORY_S = 86400
+#: meter findings that need the neighbours in band to stand
+NEEDS_CALM_NEIGHBOURS = ("loose_neutral",)
 
 
 @dataclass(frozen=True)
@@ -60,7 +73,7 @@ class TransformerCorrelator:
     @staticmethod
     def new_state(transformer_id: str) -> dict:
         return {"transformer_id": transformer_id, "feeder_id": None, "members": {}, "decided": None,
-                "pending": {}, "open": {}}
+                "pending": {}, "open": {}, "findings": []}
 
     # -- inputs ---------------------------------------------------------------------------------------
     def member(self, state: dict, msg: dict) -> dict:
@@ -87,12 +100,21 @@ class TransformerCorrelator:
         if rec["last_seen"] is not None and msg["ts"] <= rec["last_seen"]:
             return st  # redelivered after a restart: already applied
         first = msg.get("first_ts", msg["ts"])
+        gaps = [list(g) for g in msg.get("gaps", ())]
+        if rec["last_seen"] is not None and first - rec["last_seen"] > 1.5 * msg.get("interval_s", 900):
+            gaps.insert(0, [rec["last_seen"], first])
+        if gaps:
+            # silences are kept for a day, so an outage detector deciding later still sees them
+            rec["gaps"] = rec.get("gaps", []) + gaps
         rec["first_seen"] = first if rec["first_seen"] is None else min(rec["first_seen"], first)
         rec["last_seen"] = msg["ts"]
         rec["profile"] = msg.get("profile") or rec["profile"]
         for t in msg.get("transitions", ()):
-            kind = t["kind"] if t["status"] == "abnormal" else "normal"
-            rec["tl"].append([t["at"], kind, t["started_at"], t.get("v_extreme")])
+            if t["kind"] in CORRELATED_KINDS:
+                kind = t["kind"] if t["status"] == "abnormal" else "normal"
+                rec["tl"].append([t["at"], kind, t["started_at"], t.get("v_extreme")])
+            elif t["status"] in ("abnormal", "normal", "event"):
+                st.setdefault("findings", []).append([t["at"], m, t])
         return st
 
     def partitions(self, state: dict) -> set[int]:
@@ -100,9 +122,14 @@ class TransformerCorrelator:
         return {r["partition"] for r in state["members"].values() if r.get("partition") is not None}
 
     # -- decisions ------------------------------------------------------------------------------------
-    def advance(self, state: dict, watermark: int) -> tuple[dict, list[dict]]:
-        """Decide everything that happened up to ``watermark``; returns (new state, alert records)."""
+    def advance(self, state: dict, watermark: int, muted=None) -> tuple[dict, list[dict]]:
+        """Decide everything that happened up to ``watermark``; returns (new state, alert records).
+
+        ``muted(t)`` -> set of meters under an outage at event time t (their findings raise no alert).
+        """
         st = copy.deepcopy(state)
+        st.setdefault("findings", [])
+        muted = muted or (lambda t: set())
         decided = st["decided"]
         if decided is not None and watermark <= decided:
             return st, []
@@ -112,10 +139,11 @@ class TransformerCorrelator:
             # next moment anything can change: a meter's transition or a lone meter's deadline
             nxt = [e[0] for rec in st["members"].values() for e in rec["tl"] if lo < e[0] <= watermark]
             nxt += [p["due"] for p in st["pending"].values() if lo < p["due"] <= watermark]
+            nxt += [f[0] for f in st["findings"] if lo < f[0] <= watermark]
             if not nxt:
                 break
             lo = min(nxt)
-            out.extend(self._decide_at(st, lo))
+            out.extend(self._decide_at(st, lo, muted(lo)))
         self._prune(st, watermark)
         st["decided"] = watermark
         return st, out
@@ -132,13 +160,16 @@ class TransformerCorrelator:
         return (rec["first_seen"] is not None and rec["first_seen"] <= t
                 and rec["last_seen"] + self.config.stale_s >= t)
 
-    def _decide_at(self, st: dict, t: int) -> list[dict]:
+    def _decide_at(self, st: dict, t: int, muted: set) -> list[dict]:
         cfg, out = self.config, []
-        now = {m: self._state_at(rec, t) for m, rec in st["members"].items()}
+        now = {m: (("normal", None, None) if m in muted else self._state_at(rec, t))
+               for m, rec in st["members"].items()}
 
         # 1. open alerts: grow, or resolve when every meter is back in band
         for aid in list(st["open"]):
             a = st["open"][aid]
+            if a.get("key"):
+                continue  # a meter finding's alert: opened and resolved by its own findings (step 5)
             if a["scope"]["level"] == "transformer":
                 joined = sorted(m for m, (k, _, _) in now.items() if k == a["kind"] and m not in a["meter_ids"])
                 if joined:
@@ -153,7 +184,7 @@ class TransformerCorrelator:
                 del st["open"][aid]
 
         # 2. a transformer-scope alert when most reporting meters deviate the same way together
-        reporting = [m for m, rec in st["members"].items() if self._reporting(rec, t)]
+        reporting = [m for m, rec in st["members"].items() if self._reporting(rec, t) and m not in muted]
         for kind in ("undervoltage", "overvoltage"):
             if any(a["kind"] == kind and a["scope"]["level"] == "transformer" for a in st["open"].values()):
                 continue
@@ -177,7 +208,7 @@ class TransformerCorrelator:
                 st["open"][a["alert_id"]] = a
                 out.append(self._record(st, a, "open"))
 
-        covered = {m for a in st["open"].values() for m in a["meter_ids"]}
+        covered = {m for a in st["open"].values() if not a.get("key") for m in a["meter_ids"]}
         # 3. new abnormal meters not covered by an open alert wait for their neighbours
         for m, rec in st["members"].items():
             for at, k, started, v in rec["tl"]:
@@ -196,7 +227,38 @@ class TransformerCorrelator:
                  "detected_at": t, "resolved_at": None, "reporting": len(reporting), "v_extreme": v}
             st["open"][a["alert_id"]] = a
             out.append(self._record(st, a, "open"))
+        # 5. findings about one meter
+        for at, m, f in [x for x in st["findings"] if x[0] == t]:
+            if m in muted:
+                continue
+            out.extend(self._meter_finding(st, m, f, t, now, reporting))
         return out
+
+    def _meter_finding(self, st: dict, m: str, f: dict, t: int, now: dict, reporting: list) -> list[dict]:
+        key = f"{f['kind']}|{m}"
+        opened = next((a for a in st["open"].values() if a.get("key") == key), None)
+        if f["status"] == "normal":
+            if opened is None:
+                return []
+            del st["open"][opened["alert_id"]]
+            opened["resolved_at"] = t
+            return [self._record(st, opened, "resolved")]
+        if opened is not None:
+            return []
+        if f["kind"] in NEEDS_CALM_NEIGHBOURS:
+            others = [n for n in reporting if n != m]
+            swinging = [n for n in others if now[n][0] != "normal"]
+            if others and len(swinging) > self.config.majority * len(others):
+                return []
+        a = {"alert_id": alert_id(f["kind"], "meter", m, f["started_at"]), "kind": f["kind"], "key": key,
+             "scope": {"level": "meter", "id": m}, "meter_ids": [m], "started_at": f["started_at"],
+             "detected_at": f.get("detected_at", t), "resolved_at": None, "v_extreme": None,
+             "reporting": len(reporting), "severity": f.get("severity"), "finding": f.get("evidence") or {}}
+        if f["status"] == "event":
+            a["resolved_at"] = f["at"]
+            return [self._record(st, a, "resolved")]
+        st["open"][a["alert_id"]] = a
+        return [self._record(st, a, "open")]
 
     @staticmethod
     def _note_extreme(a: dict, now: dict) -> None:
@@ -218,9 +280,10 @@ class TransformerCorrelator:
         }
         if a.get("merged_into"):
             evidence["merged_into"] = a["merged_into"]
+        evidence.update(a.get("finding") or {})
         return {
             "alert_id": a["alert_id"], "kind": a["kind"],
-            "severity": _severity(a["kind"], a["v_extreme"], profile.get("nominal")),
+            "severity": a.get("severity") or _severity(a["kind"], a["v_extreme"], profile.get("nominal")),
             "status": status, "scope": dict(a["scope"]), "meter_ids": list(a["meter_ids"]),
             "customer_ids": sorted(members[m]["customer_id"] for m in a["meter_ids"]
                                    if m in members and members[m].get("customer_id")),
@@ -238,3 +301,6 @@ class TransformerCorrelator:
                 if e[0] <= watermark:
                     keep_from = i
             rec["tl"] = tl[keep_from:]
+            if rec.get("gaps"):
+                rec["gaps"] = [g for g in rec["gaps"] if g[1] > watermark - GAP_MEMORY_S]
+        st["findings"] = [f for f in st.get("findings", []) if f[0] > watermark]

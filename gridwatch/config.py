@@ -15,8 +15,13 @@ NOTIFICATIONS = "notifications"
 DLQ = "gridwatch.dlq"
 # internal: customers re-keyed by meter_id (compacted), so the reading path can look its meter up locally
 METER_DIRECTORY = "gridwatch.meter-directory"
-# internal: per-meter voltage state changes, re-keyed by transformer_id for topology correlation
+# internal: per-meter findings and progress, membership and meter events, re-keyed by feeder_id for
+# correlation over the topology (meter -> transformer -> feeder)
 METER_STATUS = "gridwatch.meter-status"
+# internal: closed days of consumption per customer (keyed by customer_id), input of the bill detector
+DAILY_USAGE = "gridwatch.daily-usage"
+# internal: figures with no alert attached (a week's voltage compliance per meter), keyed by meter_id
+REPORTS = "gridwatch.reports"
 # internal: one request per (alert, customer), keyed by customer_id, co-partitioned with the customers table
 NOTIFY_REQUESTS = "gridwatch.notify-requests"
 # internal: what the SMS provider tells us (status callbacks), and what we sent, both keyed by message SID
@@ -24,7 +29,7 @@ PROVIDER_EVENTS = "gridwatch.provider-events"
 SENT = "gridwatch.sent"
 
 CONTRACT_TOPICS = (READINGS, EVENTS, CUSTOMERS, ALERTS, NOTIFICATIONS, DLQ)
-INTERNAL_TOPICS = (METER_DIRECTORY, METER_STATUS, NOTIFY_REQUESTS, PROVIDER_EVENTS, SENT)
+INTERNAL_TOPICS = (METER_DIRECTORY, METER_STATUS, NOTIFY_REQUESTS, PROVIDER_EVENTS, SENT, DAILY_USAGE, REPORTS)
 COMPACTED_TOPICS = (CUSTOMERS, METER_DIRECTORY)
 
 
@@ -54,6 +59,11 @@ class Settings:
     #: Prepended to every topic name and the consumer group, to run several isolated pipelines on one
     #: cluster (tests use a fresh prefix per run). Empty by default: the contract's topic names as they are.
     topic_prefix: str = field(default_factory=lambda: os.environ.get("GRIDWATCH_TOPIC_PREFIX", ""))
+
+    #: Detectors the worker runs: comma-separated names (`gridwatch detectors list`), or "all".
+    detectors: str = field(default_factory=lambda: os.environ.get("GRIDWATCH_DETECTORS", "all"))
+    #: Processes for model fits (Prophet), so a fit never blocks the event loop.
+    fit_processes: int = field(default_factory=lambda: int(os.environ.get("GRIDWATCH_FIT_PROCESSES", "1")))
 
     def topic(self, name: str) -> str:
         """The deployed name of a contract or internal topic."""

@@ -4,12 +4,19 @@ Stages and the topics between them (every arrow is a Kafka topic, so each stage 
 restarted on its own; tables live in RocksDB with a changelog topic each):
 
     customers ──> customers table ──> gridwatch.meter-directory ──> meters table (keyed by meter)
-                                 └──> gridwatch.meter-status (membership, keyed by transformer)
-    meter.readings ──validate──> voltage detector (per meter) ──> gridwatch.meter-status
-                                          (status per batch + partition watermarks)
-    gridwatch.meter-status ──> topology correlator (per transformer) ──> alerts
+                                 └──> gridwatch.meter-status (membership, keyed by feeder)
+    meter.readings ──validate──> meter detectors (per meter) ──> gridwatch.meter-status
+                         │                (findings per batch + partition watermarks)
+                         ├──> gridwatch.reports (weekly voltage compliance)
+                         └──> gridwatch.daily-usage (per customer) ──> bill detector ──> alerts
+                                                                 (Prophet fits in a process pool)
+    meter.events ──validate──> gridwatch.meter-status (power fail / restore, keyed by feeder)
+    gridwatch.meter-status ──> feeder stage: outage detector, voltage correlator per transformer ──> alerts
     alerts ──> gridwatch.notify-requests (one per customer, keyed by customer) ──> SMS ──> notifications
     anything invalid ──> gridwatch.dlq
+
+The detection code is detectors/pipeline.py, the same the backtest runs; this module only moves its
+inputs and states between Kafka topics and Faust tables.
 
 Per-message cost in Faust dominates, so a ``meter.readings`` message carries a batch of readings and the
 detect path does one table read, one table write and one status send per message, not per reading.
@@ -28,7 +35,7 @@ from datetime import datetime, timezone
 
 from gridwatch import config as topics
 from gridwatch.config import Settings
-from gridwatch.contract import ContractError, decode_customer, decode_event, decode_readings
+from gridwatch.contract import ContractError, MeterEvent, decode_customer, decode_event, decode_readings
 from streams.watermarks import PartitionClock
 
 log = logging.getLogger("gridwatch.worker")
@@ -92,11 +99,12 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
     """
     import faust
 
-    from detectors.standards import profile_for
-    from detectors.topology import TransformerCorrelator
-    from detectors.voltage import VoltageDetector
+    from detectors.pipeline import (CustomerStage, FeederStage, MeterStage, batch_gaps, directory_entry,
+                                    profile_dict)
+    from detectors.registry import enabled
 
     s = settings or Settings()
+    detectors = enabled(s.detectors)  # a broken or unknown detector stops the start here, by name
     n = s.partitions
     datadir = s.run_dir / "worker" / cluster / s.app_id  # state of one cluster and app id (topic prefix)
     datadir.mkdir(parents=True, exist_ok=True)
@@ -125,7 +133,7 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
     directory_t, status_t = topic(topics.METER_DIRECTORY), topic(topics.METER_STATUS)
     alerts_t, requests_t = topic(topics.ALERTS), topic(topics.NOTIFY_REQUESTS)
     notifications_t, dlq_t = topic(topics.NOTIFICATIONS), topic(topics.DLQ)
-    sent_t = topic(topics.SENT)
+    sent_t, daily_t, reports_t = topic(topics.SENT), topic(topics.DAILY_USAGE), topic(topics.REPORTS)
     # what we sent and what the provider reports, both keyed by message SID: one agent joins them
     deliveries_src = app.topic(s.topic(topics.SENT), s.topic(topics.PROVIDER_EVENTS), key_type=bytes,
                                value_type=bytes, key_serializer="raw", value_serializer="raw", partitions=n,
@@ -137,14 +145,18 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
     customers_tb = table("customers", "customer_id -> customer record")
     meters_tb = table("meters", "meter_id -> directory entry (customer, transformer, feeder, nominal V)")
     parked_tb = table("parked", "meter_id -> readings held until the meter is in the directory")
-    voltage_tb = table("voltage", "meter_id -> voltage detector state")
-    transformers_tb = table("transformers", "transformer_id -> topology correlator state")
+    parked_events_tb = table("parked-events", "meter_id -> meter events held until the meter is in the directory")
+    meter_state_tb = table("meter-state", "meter_id -> {detector name: state} of the meter detectors")
+    transformers_tb = table("transformers", "transformer_id -> voltage correlator state")
+    feeders_tb = table("feeders", "feeder_id -> members and outage detector state")
+    bills_tb = table("bills", "customer_id -> {detector name: state} of the daily-usage detectors")
     watermarks_tb = table("watermarks", "p<dest partition> -> {source partition: event time}")
     outbox_tb = table("outbox", "alert|customer|channel -> delivery claim and outcome")
     deliveries_tb = table("deliveries", "message SID -> what was sent, its provider status, early callbacks")
 
-    detector = VoltageDetector()
-    correlator = TransformerCorrelator()
+    meter_stage, feeder_stage = MeterStage(detectors), FeederStage(detectors)
+    customer_stage = CustomerStage(detectors)
+    log.info("detectors: %s", ", ".join(d.name for d in detectors))
     stats: Counter = Counter()
     clocks: dict[int, PartitionClock] = {}  # readings partition -> its event-time progress (in memory)
     wm_sent: dict[int, tuple[int, float]] = {}  # readings partition -> (last broadcast watermark, wall time)
@@ -155,8 +167,9 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
             clocks[p] = PartitionClock(lateness_s=ALLOWED_LATENESS_S)
         return clocks[p]
 
-    by_partition: dict[int, set[str]] = {}  # meter-status partition -> transformer ids, built lazily
+    by_partition: dict[int, set[str]] = {}  # meter-status partition -> feeder ids, built lazily
     notifier_box: list = []
+    pool_box: list = []
 
     async def dead_letter(msg, error: str) -> None:
         stats["dlq"] += 1
@@ -194,17 +207,18 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
                 else:
                     customers_tb[cid] = cust
                 if old and (cust is None or old["meter_id"] != cust["meter_id"]
-                            or old["transformer_id"] != cust["transformer_id"]):
-                    await status_t.send(key=old["transformer_id"].encode(), value=_dumps(
-                        {"type": "member", "meter_id": old["meter_id"], "removed": True}))
+                            or old["transformer_id"] != cust["transformer_id"]
+                            or old["feeder_id"] != cust["feeder_id"]):
+                    await status_t.send(key=old["feeder_id"].encode(), value=_dumps(
+                        {"type": "member", "meter_id": old["meter_id"], "transformer_id": old["transformer_id"],
+                         "removed": True}))
                     if cust is None or old["meter_id"] != cust["meter_id"]:
                         await directory_t.send(key=old["meter_id"].encode(), value=None)
                 if cust is not None:
-                    entry = {k: cust[k] for k in ("customer_id", "meter_id", "transformer_id", "feeder_id",
-                                                  "nominal_voltage")}
+                    entry = directory_entry(cust)
                     # membership first, so the correlator knows the meter before any status of it; both sent
                     # at once (force) rather than at the next commit, so readings wait as little as possible
-                    await status_t.send(key=cust["transformer_id"].encode(), value=_dumps(
+                    await status_t.send(key=cust["feeder_id"].encode(), value=_dumps(
                         {"type": "member", **entry, "partition": partition_for(cust["meter_id"], n)}), force=True)
                     await directory_t.send(key=cust["meter_id"].encode(), value=_dumps(entry), force=True)
                 stats["customers"] += 1
@@ -227,6 +241,13 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
                     # same partition number as the readings: both topics are keyed by meter_id
                     clock(msg.partition).unpark(meter_id)
                     await detect(msg.partition, [Reading(**r) for r in held])
+                held_events = parked_events_tb.get(meter_id)
+                if held_events:
+                    parked_events_tb.pop(meter_id, None)
+                    clock(msg.partition).unpark(meter_id)
+                    for ev in held_events:
+                        await forward_event(meters_tb[meter_id], MeterEvent(**ev))
+                if held or held_events:
                     await broadcast_watermark(msg.partition, force=True)
 
     # -- readings -> per-meter voltage state ---------------------------------------------------------
@@ -245,21 +266,31 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
             stats["parked"] += len(readings)
             clock(partition).park(meter_id, held[0]["ts"])
             return
-        profile = profile_for(entry["nominal_voltage"])
-        before = voltage_tb.get(meter_id)
-        after, transitions = detector.process(before, readings, profile)
-        voltage_tb[meter_id] = after
-        clock(partition).batch(meter_id, min(r.ts for r in readings), max(r.ts for r in readings))
+        before = meter_state_tb.get(meter_id) or {}
+        after, findings, days = meter_stage.process(before, readings, entry)
+        newest = max(r.ts for r in readings)
+        last = before.get("_last_ts")
+        after["_last_ts"] = newest if last is None else max(last, newest)
+        meter_state_tb[meter_id] = after
+        clock(partition).batch(meter_id, min(r.ts for r in readings), newest)
         stats["readings"] += len(readings)
-        stats["duplicates"] += after["duplicates"] - (before or {}).get("duplicates", 0)
-        if after["last_ts"] is not None and (before is None or after["last_ts"] != before["last_ts"]
-                                             or transitions):
-            await status_t.send(key=entry["transformer_id"].encode(), value=_dumps({
+        if "voltage" in after:
+            stats["duplicates"] += after["voltage"]["duplicates"] - before.get("voltage", {}).get("duplicates", 0)
+        reports = [f for f in findings if f["status"] == "report"]
+        findings = [f for f in findings if f["status"] != "report"]
+        for rep in reports:
+            stats["reports"] += 1
+            await reports_t.send(key=meter_id.encode(), value=_dumps({**rep, "customer_id": entry["customer_id"]}))
+        if days:
+            await daily_t.send(key=entry["customer_id"].encode(), value=_dumps({"meter_id": meter_id, "days": days}))
+        if last is None or newest > last or findings:
+            profile = meter_stage.context(entry).profile
+            await status_t.send(key=entry["feeder_id"].encode(), value=_dumps({
                 "type": "status", "meter_id": meter_id, "customer_id": entry["customer_id"],
-                "partition": partition, "first_ts": min(r.ts for r in readings), "ts": after["last_ts"],
-                "transitions": transitions,
-                "profile": {"name": profile.name, "nominal": profile.nominal, "low": profile.low,
-                            "high": profile.high},
+                "transformer_id": entry["transformer_id"], "partition": partition,
+                "first_ts": min(r.ts for r in readings), "ts": after["_last_ts"],
+                "interval_s": min(r.interval_s for r in readings), "gaps": batch_gaps(readings),
+                "transitions": findings, "profile": profile_dict(profile),
             }))
 
     async def broadcast_watermark(partition: int, force: bool = False) -> None:
@@ -304,13 +335,32 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
                 await detect(msg.partition, readings)
                 await broadcast_watermark(msg.partition)
 
+    async def forward_event(entry: dict, ev) -> None:
+        await status_t.send(key=entry["feeder_id"].encode(), value=_dumps(
+            {"type": "event", "meter_id": ev.meter_id, "ts": ev.ts, "event": ev.type}), force=True)
+
     @app.agent(events_t, name="meter-events")
     async def on_events(stream):
         async for event in stream.events():
             msg = event.message
             async with guard(msg, "meter-events"):
-                decode_event(msg.key, msg.value)
+                ev = decode_event(msg.key, msg.value)
                 stats["events"] += 1
+                if ev.type not in ("power_fail", "power_restore"):
+                    continue  # kept on the topic; no detector uses other types yet
+                entry = meters_tb.get(ev.meter_id)
+                if entry is not None:
+                    await forward_event(entry, ev)
+                    continue
+                # the directory entry may still be on its way (as for readings): hold the event, and hold
+                # this partition's watermark below it, until the meter is known
+                held = list(parked_events_tb.get(ev.meter_id) or [])
+                if len(held) >= PARKED_MAX:
+                    raise ContractError(f"event of meter {ev.meter_id!r}, which is not in the customer directory "
+                                        f"and already has {len(held)} events held for it")
+                parked_events_tb[ev.meter_id] = held + [{"meter_id": ev.meter_id, "ts": ev.ts, "type": ev.type}]
+                clock(msg.partition).park(ev.meter_id, ev.ts)
+                stats["events_parked"] += 1
 
     # -- per-transformer correlation -> alerts -----------------------------------------------------
     async def publish_alerts(records: list[dict]) -> None:
@@ -320,12 +370,20 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
                      rec["scope"]["level"], rec["scope"]["id"], len(rec["meter_ids"]))
             await alerts_t.send(key=rec["alert_id"].encode(), value=_dumps(rec))
 
-    async def decide(st: dict, view: dict) -> dict:
-        wm = transformer_watermark(correlator.partitions(st), view)
-        if wm is not None:
-            st, records = correlator.advance(st, wm)
-            await publish_alerts(records)
-        return st
+    def transformers_of(feeder: dict) -> dict[str, dict]:
+        tids = sorted({m["transformer_id"] for m in feeder["members"].values()})
+        return {t: transformers_tb.get(t) for t in tids}
+
+    async def decide(feeder: dict, view: dict) -> dict:
+        """Advance one feeder to its watermark: outages first, then voltage with outage meters muted."""
+        wm = transformer_watermark(feeder_stage.partitions(feeder), view)
+        if wm is None or (feeder.get("decided") is not None and wm <= feeder["decided"]):
+            return feeder
+        new, changed, records = feeder_stage.advance(feeder, transformers_of(feeder), wm)
+        for tid, tst in changed.items():
+            transformers_tb[tid] = tst
+        await publish_alerts(records)
+        return {**new, "decided": wm}
 
     @app.agent(status_t, name="topology")
     async def on_status(stream):
@@ -343,22 +401,67 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
                     view[src] = body["ts"]
                     watermarks_tb[vkey] = view
                     if dest not in by_partition:
-                        by_partition[dest] = {k for k, v in transformers_tb.items() if v and v.get("p") == dest}
-                    for tid in sorted(by_partition[dest]):
-                        st = transformers_tb.get(tid)
+                        by_partition[dest] = {k for k, v in feeders_tb.items() if v and v.get("p") == dest}
+                    for fid in sorted(by_partition[dest]):
+                        st = feeders_tb.get(fid)
                         new = await decide(st, view)
-                        if new != st:
-                            transformers_tb[tid] = new
+                        if new is not st:
+                            feeders_tb[fid] = new
                     continue
-                tid = msg.key.decode("utf-8")
-                st = transformers_tb.get(tid) or {**correlator.new_state(tid), "p": dest}
+                fid = msg.key.decode("utf-8")
+                feeder = feeders_tb.get(fid) or {**feeder_stage.new_feeder(fid), "p": dest}
                 if body["type"] == "member":
-                    st = correlator.member(st, body)
-                else:
-                    st = correlator.status(st, body)
-                st = await decide(st, watermarks_tb.get(vkey) or {})
-                transformers_tb[tid] = st
-                by_partition.setdefault(dest, set()).add(tid)
+                    tid = body["transformer_id"]
+                    feeder, transformers_tb[tid] = feeder_stage.member(feeder, transformers_tb.get(tid), body)
+                elif body["type"] == "status":
+                    tid = body["transformer_id"]
+                    tst = transformers_tb.get(tid) or feeder_stage.correlator.new_state(tid)
+                    transformers_tb[tid] = feeder_stage.status(tst, body)
+                elif body["type"] == "event":
+                    ev = MeterEvent(body["meter_id"], body["ts"], body["event"])
+                    feeder = feeder_stage.events(feeder, [ev], transformers_of(feeder))
+                feeder = await decide(feeder, watermarks_tb.get(vkey) or {})
+                feeders_tb[fid] = feeder
+                by_partition.setdefault(dest, set()).add(fid)
+
+    # -- daily usage per customer -> bill detector (model fits in a process pool) --------------------
+    def fit_pool():
+        if not pool_box:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            # spawn, not fork: the worker has threads (Kafka, RocksDB) a forked child must not inherit
+            pool_box.append(ProcessPoolExecutor(max_workers=max(1, s.fit_processes),
+                                                mp_context=multiprocessing.get_context("spawn")))
+        return pool_box[0]
+
+    def fit_function(name: str):
+        import importlib
+
+        det = next(d for d in customer_stage.detectors if d.name == name)
+        return importlib.import_module(type(det).__module__).fit
+
+    @app.agent(daily_t, name="bills")
+    async def on_days(stream):
+        loop = asyncio.get_running_loop()
+        async for event in stream.events():
+            msg = event.message
+            async with guard(msg, "bills"):
+                cid = msg.key.decode("utf-8")
+                body = json.loads(msg.value)
+                cust = customers_tb.get(cid)
+                if cust is None:
+                    raise ContractError(f"daily usage of customer {cid!r}, who is not in the customers table")
+                states, records, requests = customer_stage.process(bills_tb.get(cid), body["days"], cust)
+                for name, payload in requests:
+                    started = time.monotonic()
+                    result = await loop.run_in_executor(fit_pool(), fit_function(name), payload)
+                    stats["fits"] += 1
+                    stats["fit_ms"] += int((time.monotonic() - started) * 1000)
+                    states, recs = customer_stage.apply(states, name, result, cust)
+                    records += recs
+                bills_tb[cid] = states
+                await publish_alerts(records)
 
     # -- alerts -> one request per customer -> SMS -> notifications ----------------------------------
     @app.agent(alerts_t, name="alert-fanout")
@@ -519,6 +622,8 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
     async def close_notifier(app, **kwargs):
         if notifier_box:
             await notifier_box[0].close()
+        if pool_box:
+            pool_box[0].shutdown(wait=False, cancel_futures=True)
 
     @app.timer(interval=10.0)
     async def report():
@@ -532,7 +637,14 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
 def run(args) -> int:
     from streams.topics import TopicsError, cluster_id, verify_topics
 
+    from detectors.registry import DetectorError, enabled
+
     settings = Settings()
+    try:
+        enabled(settings.detectors)
+    except DetectorError as exc:
+        print(f"gridwatch worker: {exc}")
+        return 2
     try:
         verify_topics(settings)
         cluster = cluster_id(settings)

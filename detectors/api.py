@@ -1,0 +1,134 @@
+"""The detector API: what a detector is, what it receives and what it returns.
+
+A detector is a small object with
+
+- a **configuration** (``Config``, a frozen dataclass whose every field has a default and a ``help`` in its
+  metadata) that never changes while it runs;
+- **state** per key (a meter, a feeder or a customer; ``key``), a plain JSON-serialisable dict the worker
+  keeps in a Faust table and the backtest keeps in memory. ``new_state()`` makes the first one;
+- ``score(item, ctx)``: a pure function of one input item (a reading, an event, a day of usage) — how
+  abnormal is it, with no memory and no side effects;
+- ``decide(state, scored, ctx) -> (new_state, findings)``: the memory — turns a run of scores into findings;
+- ``process(state, inputs, ctx)``: score each input in event-time order, then decide. Override only when
+  scoring needs the neighbours of an item;
+- ``advance(state, watermark, ctx)``: event time moved on to ``watermark`` with no new input for this key
+  (how an outage detector notices meters that went silent). Most detectors need not override it.
+
+Rules every detector keeps (``detectors.testing.check_detector`` checks them for each registered one):
+inputs and state are never mutated (return a new state); only event time is used, never the wall clock;
+the same inputs give the same findings; missing or null fields are tolerated; duplicated and out-of-order
+inputs do not produce extra findings; the class has a docstring.
+
+A **Finding** is a dict::
+
+    {"kind": "sag", "status": "abnormal" | "normal" | "event" | "report",
+     "meter_id": "M000001", "started_at": <epoch s>, "detected_at": <epoch s>, "at": <epoch s>,
+     "severity": "info" | "warning" | "critical",   # optional
+     "evidence": {...}}                               # optional, JSON-ready
+
+``abnormal``/``normal`` open and close a condition, ``event`` is a condition that starts and ends at once
+(a sag), ``report`` is a figure with no alert attached (a week's voltage compliance). The worker turns
+findings into alerts (see ``detectors.topology`` and ``detectors.outage``); detectors do not.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Iterable
+
+from .standards import Profile
+
+__all__ = ["Detector", "Context", "Param", "KEYS", "INPUTS", "FINDING_STATUSES", "NoConfig"]
+
+#: what one state belongs to
+KEYS = ("meter", "feeder", "customer")
+#: what ``process`` receives: Reading objects, MeterEvent objects, or days of usage (dicts, detectors.usage)
+INPUTS = ("readings", "events", "daily")
+FINDING_STATUSES = ("abnormal", "normal", "event", "report")
+
+
+@dataclass(frozen=True)
+class NoConfig:
+    """A detector without parameters."""
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    default: Any
+    help: str
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a detector may know about its key besides the inputs; read-only.
+
+    ``customer`` is the customers record (see the contract) and ``profile`` the voltage standard it is
+    judged against. ``members`` (feeder detectors) maps meter_id -> {"transformer_id", "customer_id"};
+    ``last_seen`` maps meter_id -> event time of its newest reading, and ``gaps`` meter_id -> recent
+    silences ``[[last reading before, first reading after], ...]``.
+    """
+    meter_id: str | None = None
+    customer: dict | None = None
+    profile: Profile | None = None
+    feeder_id: str | None = None
+    members: dict = field(default_factory=dict)
+    last_seen: dict = field(default_factory=dict)
+    gaps: dict = field(default_factory=dict)
+
+
+class Detector:
+    """Base class; see the module docstring. Subclasses set the class attributes below."""
+
+    #: registry name: lower case, digits and ``_``
+    name: ClassVar[str] = ""
+    #: one line: what it finds, for ``gridwatch detectors list``
+    detects: ClassVar[str] = ""
+    key: ClassVar[str] = "meter"
+    input: ClassVar[str] = "readings"
+    #: the finding kinds it can emit
+    kinds: ClassVar[tuple[str, ...]] = ()
+    Config: ClassVar[type] = NoConfig
+
+    def __init__(self, config: Any = None, **overrides: Any):
+        cfg = config if config is not None else self.Config()
+        self.config = dataclasses.replace(cfg, **overrides) if overrides else cfg
+
+    @classmethod
+    def parameters(cls) -> list[Param]:
+        out = []
+        for f in dataclasses.fields(cls.Config):
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+            out.append(Param(f.name, default, f.metadata.get("help", "")))
+        return out
+
+    def new_state(self) -> dict:
+        return {}
+
+    def score(self, item: Any, ctx: Context) -> Any:
+        return None
+
+    def decide(self, state: dict, scored: list[tuple[Any, Any]], ctx: Context) -> tuple[dict, list[dict]]:
+        return state, []
+
+    def process(self, state: dict | None, inputs: Iterable[Any], ctx: Context) -> tuple[dict, list[dict]]:
+        st = copy.deepcopy(state) if state is not None else self.new_state()
+        items = sorted(inputs, key=_ts)
+        return self.decide(st, [(item, self.score(item, ctx)) for item in items], ctx)
+
+    def advance(self, state: dict | None, watermark: int, ctx: Context) -> tuple[dict, list[dict]]:
+        return (copy.deepcopy(state) if state is not None else self.new_state()), []
+
+
+def _ts(item: Any) -> Any:
+    return item["ts"] if isinstance(item, dict) else item.ts
+
+
+def param(default: Any, help: str) -> Any:
+    """A ``Config`` field with its help text: ``min_duration_s: int = param(1800, "...")``."""
+    return field(default=default, metadata={"help": help})
+
+
+__all__.append("param")

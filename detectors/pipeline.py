@@ -1,0 +1,328 @@
+"""The detection stages, in the order a reading meets them — the same code in the worker and the backtest.
+
+    readings of one meter ──> MeterStage: every "readings" detector of the meter ──> findings
+                                         └─ daily usage (customer's timezone) ──> closed days
+    findings ──> FeederStage: per transformer, the voltage correlator (transformer vs meter scope)
+    meter.events ──> FeederStage: the outage detector (meter -> transformer -> feeder scope)
+    event time moves on (watermark) ──> FeederStage.advance: outage first, then voltage with the
+                                        meters under an outage muted ──> alert records
+    closed days ──> CustomerStage: the bill detector; Prophet fits run wherever ``fit`` says ──> alerts
+
+The worker keeps the states in Faust tables and moves messages between the stages over Kafka topics;
+:class:`Pipeline` keeps them in dicts and calls the stages in event-time order, for backtests and tests.
+Nothing here reads the wall clock or imports Faust.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Callable, Iterable
+
+from gridwatch import config as topics
+from gridwatch.contract import MeterEvent, Reading, format_ts, parse_ts
+
+from .api import Context, Detector
+from .standards import Profile, profile_for_customer
+from .topology import TransformerCorrelator, alert_id
+
+__all__ = ["MeterStage", "FeederStage", "CustomerStage", "Pipeline", "directory_entry", "profile_dict",
+           "batch_gaps"]
+
+#: customer fields a meter's detectors may use, copied into the meter directory
+DIRECTORY_FIELDS = ("customer_id", "meter_id", "transformer_id", "feeder_id", "nominal_voltage", "timezone",
+                    "voltage_standard", "segment", "language")
+
+
+def directory_entry(customer: dict) -> dict:
+    return {k: customer[k] for k in DIRECTORY_FIELDS if customer.get(k) is not None}
+
+
+def batch_gaps(readings: list[Reading]) -> list[list[int]]:
+    """Silences inside one batch, ``[[last reading before, first reading after], ...]``: a batch can span
+    an outage (readings held back until their meter was known arrive as one batch)."""
+    ts = sorted({r.ts for r in readings})
+    step = 1.5 * min(r.interval_s for r in readings)
+    return [[a, b] for a, b in zip(ts, ts[1:]) if b - a > step]
+
+
+def profile_dict(p: Profile) -> dict:
+    return {"name": p.name, "nominal": p.nominal, "low": p.low, "high": p.high}
+
+
+class MeterStage:
+    """Runs each enabled meter detector (input "readings") on one meter's batch; keeps daily usage."""
+
+    def __init__(self, detectors: list[Detector]):
+        self.detectors = [d for d in detectors if d.key == "meter" and d.input == "readings"]
+        self.usage = any(d.input == "daily" for d in detectors)
+
+    def context(self, entry: dict) -> Context:
+        return Context(meter_id=entry["meter_id"], customer=entry, profile=profile_for_customer(entry))
+
+    def process(self, states: dict | None, readings: list[Reading], entry: dict
+                ) -> tuple[dict, list[dict], list[dict]]:
+        """(new states, findings, closed days of usage); ``states`` maps detector name -> its state."""
+        ctx = self.context(entry)
+        new = dict(states or {})
+        findings: list[dict] = []
+        for det in self.detectors:
+            st, found = det.process(new.get(det.name), readings, ctx)
+            new[det.name] = st
+            for f in found:
+                f.setdefault("meter_id", entry["meter_id"])
+                f.setdefault("detector", det.name)
+            findings.extend(found)
+        days: list[dict] = []
+        if self.usage:
+            from .usage import accumulate
+
+            new["_usage"], days = accumulate(new.get("_usage"), readings, entry.get("timezone") or "UTC")
+        return new, findings, days
+
+
+class FeederStage:
+    """Correlation over one feeder: voltage per transformer, outages over the whole feeder.
+
+    State is split so a reading's status touches only its transformer: ``feeder`` state (membership and
+    the outage detector's state) and one correlator state per transformer.
+    """
+
+    def __init__(self, detectors: list[Detector], correlator: TransformerCorrelator | None = None):
+        self.correlator = correlator or TransformerCorrelator()
+        self.outage = next((d for d in detectors if d.key == "feeder" and d.input == "events"), None)
+
+    @staticmethod
+    def new_feeder(feeder_id: str) -> dict:
+        return {"feeder_id": feeder_id, "members": {}, "outage": None}
+
+    def member(self, feeder: dict, transformer: dict | None, msg: dict) -> tuple[dict, dict]:
+        """A meter joins or (``removed``) leaves; returns (feeder state, transformer state)."""
+        tid = msg["transformer_id"]
+        fst = copy.deepcopy(feeder)
+        if msg.get("removed"):
+            fst["members"].pop(msg["meter_id"], None)
+        else:
+            fst["members"][msg["meter_id"]] = {"transformer_id": tid, "customer_id": msg.get("customer_id"),
+                                               "partition": msg.get("partition")}
+        tst = transformer or self.correlator.new_state(tid)
+        return fst, self.correlator.member(tst, msg)
+
+    def status(self, transformer: dict, msg: dict) -> dict:
+        return self.correlator.status(transformer, msg)
+
+    def events(self, feeder: dict, events: list[MeterEvent], transformers: dict[str, dict]) -> dict:
+        if self.outage is None:
+            return feeder
+        fst = dict(feeder)
+        fst["outage"], _ = self.outage.process(feeder.get("outage"), events, self._ctx(feeder, transformers))
+        return fst
+
+    def partitions(self, feeder: dict) -> set[int]:
+        return {m["partition"] for m in feeder["members"].values() if m.get("partition") is not None}
+
+    def _ctx(self, feeder: dict, transformers: dict[str, dict]) -> Context:
+        last_seen, gaps = {}, {}
+        for tst in transformers.values():
+            for m, rec in (tst or {}).get("members", {}).items():
+                if rec.get("last_seen") is not None:
+                    last_seen[m] = rec["last_seen"]
+                if rec.get("gaps"):
+                    gaps[m] = rec["gaps"]
+        return Context(feeder_id=feeder["feeder_id"], members=feeder["members"], last_seen=last_seen,
+                       gaps=gaps)
+
+    def advance(self, feeder: dict, transformers: dict[str, dict], watermark: int
+                ) -> tuple[dict, dict[str, dict], list[dict]]:
+        """Decide up to ``watermark``: (feeder state, changed transformer states, alert records)."""
+        records: list[dict] = []
+        fst = feeder
+        muted: Callable[[int], set] = lambda t: set()  # noqa: E731
+        if self.outage is not None:
+            fst = dict(feeder)
+            fst["outage"], recs = self.outage.advance(feeder.get("outage"), watermark,
+                                                      self._ctx(feeder, transformers))
+            records.extend(recs)
+            ost, det = fst["outage"], self.outage
+            muted = lambda t: det.out_meters(ost, t)  # noqa: E731
+        changed = {}
+        for tid, tst in transformers.items():
+            if tst is None:
+                continue
+            new, recs = self.correlator.advance(tst, watermark, muted=muted)
+            if new != tst:
+                changed[tid] = new
+            records.extend(recs)
+        return fst, changed, records
+
+
+class CustomerStage:
+    """The daily-usage detectors of a customer (bill spikes). ``fit(payload)`` runs a model fit; the worker
+    passes one that runs in a process pool, the backtest one that runs inline."""
+
+    def __init__(self, detectors: list[Detector]):
+        self.detectors = [d for d in detectors if d.key == "customer" and d.input == "daily"]
+
+    def process(self, states: dict | None, days: list[dict], customer: dict) -> tuple[dict, list[dict], list]:
+        """(new states, alert records, fit requests [(detector name, payload)])."""
+        new = dict(states or {})
+        ctx = Context(meter_id=customer.get("meter_id"), customer=customer)
+        records, requests = [], []
+        for det in self.detectors:
+            st, found = det.process(new.get(det.name), days, ctx)
+            new[det.name] = st
+            records.extend(customer_alert(f, customer) for f in found)
+            payload = det.fit_request(st, ctx) if hasattr(det, "fit_request") else None
+            if payload is not None:
+                requests.append((det.name, payload))
+        return new, records, requests
+
+    def apply(self, states: dict, name: str, result: Any, customer: dict) -> tuple[dict, list[dict]]:
+        det = next(d for d in self.detectors if d.name == name)
+        ctx = Context(meter_id=customer.get("meter_id"), customer=customer)
+        new = dict(states)
+        new[name], found = det.apply_fit(states.get(name), result, ctx)
+        return new, [customer_alert(f, customer) for f in found]
+
+
+def customer_alert(f: dict, customer: dict) -> dict:
+    """A customer-level finding (a bill spike) as an alert record on the customer's meter."""
+    meter = f.get("meter_id") or customer["meter_id"]
+    return {
+        "alert_id": alert_id(f["kind"], "meter", meter, f["started_at"]), "kind": f["kind"],
+        "severity": f.get("severity", "warning"), "status": "open",
+        "scope": {"level": "meter", "id": meter}, "meter_ids": [meter],
+        "customer_ids": [customer["customer_id"]], "started_at": format_ts(f["started_at"]),
+        "detected_at": format_ts(f["detected_at"]), "resolved_at": None,
+        "evidence": dict(f.get("evidence") or {}),
+    }
+
+
+class Pipeline:
+    """All stages in one process, driven in event-time order: the backtest's (and tests') worker.
+
+    ``fit`` runs a detector's model fit (default: inline, ``detector module's fit(payload)``).
+    """
+
+    def __init__(self, detectors: list[Detector] | None = None, fit: Callable | None = None):
+        if detectors is None:
+            from .registry import enabled
+
+            detectors = enabled()
+        self.detectors = detectors
+        self.meter_stage, self.feeder_stage = MeterStage(detectors), FeederStage(detectors)
+        self.customer_stage = CustomerStage(detectors)
+        self._fit = fit
+        self.directory: dict[str, dict] = {}     # meter_id -> directory entry
+        self.customers: dict[str, dict] = {}
+        self.meter_states: dict[str, dict] = {}
+        self.customer_states: dict[str, dict] = {}
+        self.feeders: dict[str, dict] = {}
+        self.transformers: dict[str, dict] = {}
+        self.alerts: list[dict] = []
+        self.reports: list[dict] = []
+        self.findings: list[dict] = []
+        self.watermark: int | None = None
+        self.fits = 0
+
+    # -- inputs -------------------------------------------------------------------------------------
+    def add_customer(self, rec: dict) -> None:
+        self.customers[rec["customer_id"]] = rec
+        entry = directory_entry(rec)
+        self.directory[rec["meter_id"]] = entry
+        fid, tid = rec["feeder_id"], rec["transformer_id"]
+        feeder = self.feeders.get(fid) or self.feeder_stage.new_feeder(fid)
+        self.feeders[fid], self.transformers[tid] = self.feeder_stage.member(
+            feeder, self.transformers.get(tid), {**entry, "partition": 0})
+
+    def add_readings(self, readings: list[Reading]) -> None:
+        meter = readings[0].meter_id
+        entry = self.directory.get(meter)
+        if entry is None:
+            return
+        before = self.meter_states.get(meter)
+        states, findings, days = self.meter_stage.process(before, readings, entry)
+        self.meter_states[meter] = states
+        self.findings.extend(findings)
+        self.reports.extend(f for f in findings if f["status"] == "report")
+        profile = self.meter_stage.context(entry).profile
+        tid = entry["transformer_id"]
+        self.transformers[tid] = self.feeder_stage.status(self.transformers[tid], {
+            "type": "status", "meter_id": meter, "customer_id": entry["customer_id"], "partition": 0,
+            "first_ts": min(r.ts for r in readings), "ts": max(r.ts for r in readings),
+            "interval_s": min(r.interval_s for r in readings), "gaps": batch_gaps(readings),
+            "transitions": [f for f in findings if f["status"] != "report"], "profile": profile_dict(profile)})
+        if days:
+            self._days(entry["customer_id"], days)
+
+    def _days(self, cid: str, days: list[dict]) -> None:
+        cust = self.customers[cid]
+        states, records, requests = self.customer_stage.process(self.customer_states.get(cid), days, cust)
+        self.alerts.extend(records)
+        for name, payload in requests:
+            self.fits += 1
+            result = self._fit(payload) if self._fit else _inline_fit(self.customer_stage, name, payload)
+            states, recs = self.customer_stage.apply(states, name, result, cust)
+            self.alerts.extend(recs)
+        self.customer_states[cid] = states
+
+    def add_events(self, events: list[MeterEvent]) -> None:
+        by_feeder: dict[str, list[MeterEvent]] = {}
+        for ev in events:
+            entry = self.directory.get(ev.meter_id)
+            if entry is not None:
+                by_feeder.setdefault(entry["feeder_id"], []).append(ev)
+        for fid, evs in by_feeder.items():
+            self.feeders[fid] = self.feeder_stage.events(self.feeders[fid], evs, self._transformers_of(fid))
+
+    def _transformers_of(self, fid: str) -> dict[str, dict]:
+        tids = {m["transformer_id"] for m in self.feeders[fid]["members"].values()}
+        return {t: self.transformers.get(t) for t in sorted(tids)}
+
+    def advance(self, watermark: int) -> None:
+        if self.watermark is not None and watermark <= self.watermark:
+            return
+        self.watermark = watermark
+        for fid in sorted(self.feeders):
+            trs = self._transformers_of(fid)
+            self.feeders[fid], changed, records = self.feeder_stage.advance(self.feeders[fid], trs, watermark)
+            self.transformers.update(changed)
+            self.alerts.extend(records)
+
+    # -- driving ------------------------------------------------------------------------------------
+    def run(self, timed_records: Iterable[tuple[int, str, str, Any]], progress: Any = None) -> "Pipeline":
+        """Feed ``(event_time, topic, key, value)`` tuples (the simulator's ``timed_records()``, or a replay)
+        in time order. The watermark trails the newest reading by twice the longest batch seen (at least an
+        hour): messages of one time window may come in any order, and deciding late changes nothing —
+        decisions are made at the event times they concern, as in the worker, whose watermark trails too."""
+        last, span = None, 3600
+        for t, topic, key, value in timed_records:
+            if topic == topics.CUSTOMERS:
+                self.add_customer(value)
+            elif topic == topics.READINGS:
+                items = value if isinstance(value, list) else [value]
+                rs = [_reading(v) for v in items]
+                first, newest = min(r.ts for r in rs), max(r.ts for r in rs)
+                span = max(span, newest - first + rs[0].interval_s)
+                self.add_readings(rs)
+                last = newest if last is None else max(last, newest)
+                self.advance(last - 2 * span)
+            elif topic == topics.EVENTS:
+                self.add_events([MeterEvent(value["meter_id"], parse_ts(value["ts"]), value["type"])])
+            if progress is not None:
+                progress.update(1)
+        if last is not None:
+            self.advance(last)
+        return self
+
+
+def _reading(v: dict) -> Reading:
+    return Reading(meter_id=v["meter_id"], ts=parse_ts(v["ts"]), interval_s=v.get("interval_s", 900),
+                   kwh=v.get("kwh"), v_avg=v.get("v_avg"), v_min=v.get("v_min"), v_max=v.get("v_max"),
+                   quality=v.get("quality", "actual"))
+
+
+def _inline_fit(stage: CustomerStage, name: str, payload: Any) -> Any:
+    import importlib
+
+    det = next(d for d in stage.detectors if d.name == name)
+    return importlib.import_module(type(det).__module__).fit(payload)

@@ -1,0 +1,94 @@
+"""Every detector, built-in or not, is found the same way: an entry point in the group
+``gridwatch.detectors`` whose name is the detector's name and whose value is its class::
+
+    [project.entry-points."gridwatch.detectors"]
+    voltage = "detectors.voltage:VoltageDetector"
+
+``load()`` imports and validates them all. A detector that cannot be imported or breaks the API raises
+:class:`DetectorError` naming it, so the worker refuses to start instead of running without it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from importlib.metadata import entry_points
+
+from .api import INPUTS, KEYS, Detector
+
+__all__ = ["ENTRY_POINT_GROUP", "DetectorError", "validate", "load", "enabled"]
+
+ENTRY_POINT_GROUP = "gridwatch.detectors"
+_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+class DetectorError(Exception):
+    """A detector that cannot be used; the message starts with its name."""
+
+
+def validate(cls: object, name: str | None = None) -> type[Detector]:
+    """Check a detector class against the API; returns it or raises :class:`DetectorError`."""
+    label = name or getattr(cls, "name", None) or repr(cls)
+
+    def fail(why: str):
+        raise DetectorError(f"detector {label!r}: {why}")
+
+    if not (isinstance(cls, type) and issubclass(cls, Detector)):
+        fail("is not a subclass of detectors.api.Detector")
+    if not cls.name or not _NAME.match(cls.name):
+        fail(f"name {cls.name!r} must be lower case letters, digits and '_'")
+    if name is not None and cls.name != name:
+        fail(f"is registered as {name!r} but its name is {cls.name!r}")
+    if not (cls.__doc__ or "").strip():
+        fail("has no docstring")
+    if not cls.detects:
+        fail("says nothing in 'detects'")
+    if cls.key not in KEYS:
+        fail(f"key {cls.key!r} is not one of {KEYS}")
+    if cls.input not in INPUTS:
+        fail(f"input {cls.input!r} is not one of {INPUTS}")
+    if not cls.kinds:
+        fail("declares no finding kinds")
+    if not dataclasses.is_dataclass(cls.Config):
+        fail("Config is not a dataclass")
+    for f in dataclasses.fields(cls.Config):
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:  # type: ignore[misc]
+            fail(f"parameter {f.name!r} has no default")
+    try:
+        det = cls()
+        state = det.new_state()
+        if json.loads(json.dumps(state)) != state:
+            fail("new_state() does not survive a JSON round trip")
+    except DetectorError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any failure here is the detector's, reported with its name
+        fail(f"cannot be constructed with its defaults: {exc!r}")
+    return cls
+
+
+def load() -> dict[str, type[Detector]]:
+    """name -> class of every installed detector, validated, in name order."""
+    found: dict[str, type[Detector]] = {}
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            cls = ep.load()
+        except Exception as exc:  # noqa: BLE001
+            raise DetectorError(f"detector {ep.name!r}: cannot be imported from {ep.value!r}: {exc!r}") from exc
+        if ep.name in found and found[ep.name] is not cls:
+            raise DetectorError(f"detector {ep.name!r}: registered twice ({ep.value!r})")
+        found[ep.name] = validate(cls, ep.name)
+    return dict(sorted(found.items()))
+
+
+def enabled(spec: str | None = None) -> list[Detector]:
+    """Instances of the detectors named in ``spec`` (comma separated; "all" or empty: every one)."""
+    available = load()
+    if not spec or spec.strip() == "all":
+        names = list(available)
+    else:
+        names = [n.strip() for n in spec.split(",") if n.strip()]
+        unknown = [n for n in names if n not in available]
+        if unknown:
+            raise DetectorError(f"detector {unknown[0]!r}: not installed (installed: {', '.join(available)})")
+    return [available[n]() for n in names]

@@ -1,0 +1,47 @@
+"""The detectors in the worker on a real broker, end to end to alerts: an outage with its restoration (and a
+meter still dark after its feeder came back), and a bill spike forecast with Prophet."""
+
+from __future__ import annotations
+
+import pytest
+
+from gridwatch.contract import check, parse_ts
+from tests.integration.test_pipeline import PrefixedSink
+
+pytestmark = pytest.mark.integration
+
+
+def test_feeder_outage_is_one_alert_resolved_on_restoration_with_a_nested_child(pipeline):
+    from streams.simulator import SimConfig, Simulator, publish
+
+    sim = Simulator(SimConfig(seed=7, feeders=2, transformers_per_feeder=2, meters_per_transformer=6,
+                              regions="CN", hours=8,
+                              faults=("feeder_outage:F002@+3h/45m", "meter_outage:M000020@+3h/2h")))
+    feeder_truth, meter_truth = sim.truth()
+    fail_at = parse_ts(feeder_truth["start"])
+    publish(sim.timed_records(), PrefixedSink(pipeline), progress=False)
+
+    pipeline.read("alerts", lambda rs: sum(r["status"] == "resolved" for r in rs) >= 2)
+    alerts = pipeline.settle("alerts")
+    for rec in alerts:
+        check("alerts", rec)
+    assert {a["kind"] for a in alerts} == {"outage"}, "no voltage alert may be raised under the outage"
+
+    feeder = [a for a in alerts if a["scope"] == {"level": "feeder", "id": "F002"}]
+    assert len({a["alert_id"] for a in feeder}) == 1, "one alert for the feeder, not one per transformer or meter"
+    assert feeder[0]["status"] == "open" and feeder[-1]["status"] == "resolved"
+    # recognised within 5 minutes of event time after the last gasps
+    assert 0 < parse_ts(feeder[0]["detected_at"]) - fail_at <= 300
+    assert set(feeder[-1]["meter_ids"]) >= set(feeder_truth["meter_ids"]) - {"M000020"}
+    assert parse_ts(feeder[-1]["resolved_at"]) >= parse_ts(feeder_truth["end"])
+
+    # the meter still dark when its feeder was restored stays in a child outage, resolved when it returns
+    child = [a for a in alerts if a["scope"] == {"level": "meter", "id": "M000020"}]
+    assert child and child[0]["status"] == "open" and child[-1]["status"] == "resolved"
+    assert child[0]["evidence"]["parent_alert_id"] == feeder[0]["alert_id"]
+    assert parse_ts(child[-1]["resolved_at"]) >= parse_ts(meter_truth["end"])
+
+    # each affected, opted-in customer gets one SMS for the feeder outage, however often the alert grew
+    notes = pipeline.settle("notifications")
+    sent = [n for n in notes if n["status"] == "sent" and n["alert_id"] == feeder[0]["alert_id"]]
+    assert len(sent) == len({n["customer_id"] for n in sent}) > 0
