@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import copy
+
 from gridwatch.contract import Reading, parse_ts
+from detectors.api import Context
 from detectors.standards import profile_for
 from detectors.topology import TransformerCorrelator
 from detectors.voltage import VoltageDetector
 
 T0 = parse_ts("2026-07-01T00:00:00Z")
 GB = profile_for(220)
+CTX = Context(profile=GB)
 
 
 def series(meter, hours=24, fault=None, v=225.0, interval=900):
@@ -27,7 +31,7 @@ def run_detector(readings, detector=None, batch=4):
     det = detector or VoltageDetector()
     state, found = None, []
     for i in range(0, len(readings), batch):
-        state, tr = det.process(state, readings[i:i + batch], GB)
+        state, tr = det.process(state, readings[i:i + batch], CTX)
         found.extend(tr)
     return state, found
 
@@ -53,11 +57,30 @@ def test_sustained_undervoltage_opens_after_min_duration_and_closes_when_back_in
 def test_duplicates_and_input_are_left_alone():
     rs = series("M1", hours=2)
     det = VoltageDetector()
-    state, _ = det.process(None, rs, GB)
-    frozen = dict(state)
-    again, found = det.process(state, rs[:3], GB)
+    state, _ = det.process(None, rs, Context(profile=GB))
+    frozen = copy.deepcopy(state)
+    batch = list(reversed(rs[:3]))
+    again, found = det.process(state, batch, Context(profile=GB))
     assert state == frozen, "input state must not be mutated"
+    assert batch == list(reversed(rs[:3])), "input readings must not be reordered"
     assert again["duplicates"] == 3 and found == []
+
+
+def test_findings_name_their_meter_and_the_customer_can_choose_the_standard():
+    rs = series("M7", fault=(10, 12, 200.0))  # 200 V: inside GB/T 12325 (198.0 V), below EN 50160 (207 V)
+    det = VoltageDetector()
+    _, gb = det.process(None, rs, Context(profile=GB))
+    assert gb == []
+    # no profile in the Context: the customer's own choice of standard decides
+    cust = {"nominal_voltage": 220, "voltage_standard": "EN 50160"}
+    _, en = det.process(None, rs, Context(customer=cust))
+    assert [(f["kind"], f["status"], f["meter_id"]) for f in en] == [
+        ("undervoltage", "abnormal", "M7"), ("undervoltage", "normal", "M7")]
+
+
+def test_a_bare_profile_is_still_accepted():
+    rs = series("M1", fault=(10, 12, 190.0))
+    assert VoltageDetector().process(None, rs, GB) == VoltageDetector().process(None, rs, CTX)
 
 
 def test_overvoltage_band_edges_follow_the_standard():
@@ -81,7 +104,7 @@ def feed(meters, faults, batch=4, order="by_window"):
         [(w, m) for m in meters for w in windows]
     for w, m in order_keys:
         chunk = streams[m][w:w + batch]
-        states[m], tr = det.process(states[m], chunk, GB)
+        states[m], tr = det.process(states[m], chunk, CTX)
         st = cor.status(st, {"meter_id": m, "customer_id": "C" + m[1:], "partition": meters.index(m) % 3,
                              "first_ts": chunk[0].ts, "ts": chunk[-1].ts, "transitions": tr,
                              "profile": {"name": GB.name, "nominal": 220.0, "low": GB.low, "high": GB.high}})
