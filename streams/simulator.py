@@ -35,9 +35,16 @@ Faults (``--fault KIND:TARGET@START/ARG``, repeatable; ``START`` is RFC 3339, a 
     ``meter_overvoltage:M000005@+14h/90m``                   ~1.12 x nominal, v_max higher
     ``feeder_outage:F002@2026-07-01T10:00Z/45m``             power_fail from ~60 % (a strict subset) of the
         feeder's meters at START, no reading with ``ts`` in (START, END] from any of its meters, power_restore
-        from all of them at END; a reading whose interval straddles END carries the powered fraction of kwh
+        from all of them at END; a reading whose interval straddles END carries the powered fraction of kwh.
+        A meter still inside another outage fault sends no second power_fail, and its power_restore only
+        when the last of its outages ends (``meter_outage:M000030@+10h/3h`` in a 45-minute feeder outage)
     ``bill_spike:C000003@2026-07-10/1.6``                    that customer's kwh x 1.6 from START on
-    (generally ``{meter,transformer,feeder}_{undervoltage,overvoltage,outage}`` and ``bill_spike``). A reading
+    ``meter_sag:M000007@+3h/1h``                             every interval touching the window dips for a
+        moment: v_min 0.6-0.8 x nominal while v_avg stays in band (``_swell``: v_max 1.15-1.3 x nominal)
+    ``meter_looseneutral:M000007@+3h/4h``                    in every interval v_min 0.78-0.88 and v_max
+        1.12-1.2 x nominal, v_avg swinging above and below nominal inside the band (meter level only)
+    (generally ``{meter,transformer,feeder}_{undervoltage,overvoltage,outage,sag,swell}``,
+    ``meter_looseneutral`` and ``bill_spike``). A reading
     whose interval partly overlaps a voltage fault mixes both levels in v_avg (v_min/v_max from both).
     Fault effects use their own random stream, so adding a fault never changes any other value.
 
@@ -204,7 +211,11 @@ def parse_time(text: str, base: int | None = None) -> int:
 
 
 _FAULT_RE = re.compile(r"^(?P<kind>[a-z_]+):(?P<target>[^@\s]+)@(?P<start>[^/\s]+)(?:/(?P<arg>\S+))?$")
-_EFFECTS = ("undervoltage", "overvoltage", "outage")
+_EFFECTS = ("undervoltage", "overvoltage", "outage", "sag", "swell", "looseneutral")
+#: effects inside an interval (its v_min / v_max), not of its mean; each has its own random stream
+_SHORT_EFFECTS = ("sag", "swell", "looseneutral")
+#: the finding kind a fault's effect should be found as, where the two are spelt differently
+_EXPECTED_KIND = {"looseneutral": "loose_neutral"}
 _LEVELS = ("meter", "transformer", "feeder")
 
 
@@ -243,6 +254,8 @@ def parse_fault(spec: str, base: int) -> Fault:
     if level not in _LEVELS or effect not in _EFFECTS:
         raise ValueError(f"unknown fault kind {kind!r}: use bill_spike or "
                          f"{{{','.join(_LEVELS)}}}_{{{','.join(_EFFECTS)}}}")
+    if effect == "looseneutral" and level != "meter":
+        raise ValueError(f"bad fault {spec!r}: a loose neutral is one customer's wiring: use meter_looseneutral")
     if not arg:
         raise ValueError(f"bad fault {spec!r}: a duration is required after '/'")
     dur = parse_duration(arg)
@@ -306,6 +319,72 @@ def _all(sim: "Simulator") -> list[str]:
                          f"bill_spike:{_pick_bill_customer(sim)}@+9d/1.6"]
 
 
+_EVAL_DURATIONS = {  # effect -> (shortest, longest) fault, in 15-minute steps
+    "undervoltage": (4, 16), "overvoltage": (4, 16), "outage": (2, 12), "sag": (1, 4), "swell": (1, 4),
+    "looseneutral": (8, 24),
+}
+
+
+def _eval(sim: "Simulator") -> list[str]:
+    """Every fault kind once, at seed-dependent targets and times on two thirds of the feeders (the rest stay
+    clean), for backtests (``gridwatch backtest --scenario eval``).
+
+    No two faults touch the same meter within two hours of each other. The bill spike starts at the local
+    midnight that opens a billing cycle of its customer, at least 33 days in (four weeks of history and one
+    complete cycle before it) and two weeks before the end, so a bill detector has something to judge it by.
+    """
+    from zoneinfo import ZoneInfo
+
+    rng = np.random.default_rng([sim.seed, 9])
+    step, day, guard = 900, 86400, 2 * 3600
+    n = len(sim._feeders)
+    faulty = [sim._feeders[i] for i in sorted(rng.choice(n, size=max(1, n - n // 3), replace=False))]
+    busy: list[tuple[set[str], int, int]] = []
+
+    def free(meters: set[str], t0: int, t1: int) -> bool:
+        return all(not (meters & m) or t1 + guard <= a or b + guard <= t0 for m, a, b in busy)
+
+    out = []
+    start_day = datetime.fromtimestamp(sim.start, timezone.utc).date()
+    choices = []
+    for offset in range(33, (sim.end - sim.start) // day - 13):
+        d = start_day.toordinal() + offset
+        for f in faulty:
+            for tr in f["transformer_ids"]:
+                for mid in sim._tr_meters[tr]:
+                    c = sim._cust_by_meter[mid]
+                    if c["bill_cycle_day"] == datetime.fromordinal(d).day:
+                        choices.append((d, c))
+    if choices:
+        d, c = choices[int(rng.integers(len(choices)))]
+        dt = datetime.fromordinal(d)
+        t0 = int(datetime(dt.year, dt.month, dt.day, tzinfo=ZoneInfo(c["timezone"])).timestamp())
+        busy.append(({c["meter_id"]}, t0, sim.end))
+        out.append(f"bill_spike:{c['customer_id']}@{format_ts(t0)}/{rng.uniform(1.8, 2.2):.2f}")
+
+    kinds = [f"{lv}_{eff}" for eff in ("undervoltage", "overvoltage", "outage", "sag", "swell") for lv in _LEVELS]
+    margin = min(day, (sim.end - sim.start) // 10)
+    for kind in kinds + ["meter_looseneutral"]:
+        level, _, effect = kind.partition("_")
+        lo_steps, hi_steps = _EVAL_DURATIONS[effect]
+        for _ in range(200):
+            f = faulty[int(rng.integers(len(faulty)))]
+            tr = f["transformer_ids"][int(rng.integers(len(f["transformer_ids"])))]
+            target = {"feeder": f["feeder_id"], "transformer": tr,
+                      "meter": sim._tr_meters[tr][int(rng.integers(len(sim._tr_meters[tr])))]}[level]
+            dur = int(rng.integers(lo_steps, hi_steps + 1)) * step
+            slots = (sim.end - margin - dur - (sim.start + margin)) // step
+            if slots < 0:
+                break  # the run is too short for this fault
+            t0 = sim.start + margin + int(rng.integers(slots + 1)) * step
+            meters = set(sim._fault_meters(Fault(kind, level, effect, target, t0, t0 + dur)))
+            if free(meters, t0, t0 + dur):
+                busy.append((meters, t0, t0 + dur))
+                out.append(f"{kind}:{target}@{format_ts(t0)}/{dur // 60}m")
+                break
+    return out
+
+
 # name -> (option defaults, fault builder, description). Fault times are relative to --start.
 SCENARIOS: dict[str, tuple[dict[str, Any], Any, str]] = {
     "clean": ({}, lambda sim: [], "no faults"),
@@ -315,6 +394,9 @@ SCENARIOS: dict[str, tuple[dict[str, Any], Any, str]] = {
     "outage": ({"hours": 24.0}, _outage, "24 h; the last feeder out +10h for 45 min"),
     "all": ({"hours": 336.0}, _all,
             "14 days; the demo faults, the last feeder out +34h for 45 min, a 1.6x bill spike from +9d"),
+    "eval": ({"hours": 1344.0, "feeders": 6, "transformers_per_feeder": 2, "meters_per_transformer": 4}, _eval,
+             "8 weeks, 6 feeders of 2 x 4 meters; every fault kind once at seed-dependent targets and times on "
+             "4 of the feeders, the other 2 clean; a bill spike from a billing cycle's start after day 33"),
 }
 
 
@@ -550,8 +632,18 @@ class Simulator:
             return [m for t in self._feeder_by_id[f.target]["transformer_ids"] for m in self._tr_meters[t]]
         return [self._cust_by_id[f.target]["meter_id"]]
 
+    def _dark_elsewhere(self, i: int, meter: str, t: int, ending: bool) -> bool:
+        """Whether an outage fault other than fault ``i`` keeps ``meter`` without power at ``t``: one begun
+        before ``t`` (so no second last gasp) or, with ``ending``, one not over at ``t`` (so no restore yet)."""
+        for j, g in enumerate(self.faults):
+            if j != i and meter in self._outage_meters[j] and (
+                    g.start <= t < g.end if ending else g.start < t <= g.end):
+                return True
+        return False
+
     def _build_fault_effects(self) -> None:
         self._fault_cols = [np.array([self._col[m] for m in self._fault_meters(f)]) for f in self.faults]
+        self._outage_meters = [set(self._fault_meters(f)) if f.effect == "outage" else set() for f in self.faults]
         events: list[tuple[int, int, str, str]] = []  # (ts, meter col, meter_id, type)
         self._power_fail: list[list[str]] = []
         for i, f in enumerate(self.faults):
@@ -562,13 +654,17 @@ class Simulator:
                 n = len(meters)
                 k = n if n == 1 else int(np.clip(round(0.6 * n), 1, n - 1))  # a strict subset sends last gasps
                 fails = [meters[c] for c in sorted(rng.choice(n, size=k, replace=False))]
+                # overlapping outage faults are one outage to a meter in both: no second last gasp, and
+                # the restore only when the last of them ends (a nested outage)
+                fails = [m for m in fails if not self._dark_elsewhere(i, m, f.start, ending=False)]
                 if self.start <= f.start <= self.end:
                     events += [(f.start, self._col[m], m, "power_fail") for m in fails]
                 if self.start <= f.end <= self.end:
-                    events += [(f.end, self._col[m], m, "power_restore") for m in meters]
+                    events += [(f.end, self._col[m], m, "power_restore") for m in meters
+                               if not self._dark_elsewhere(i, m, f.end, ending=True)]
             self._power_fail.append(fails)
         events.sort(key=lambda e: (e[0], e[1]))
-        self._events = events
+        self._events = list(dict.fromkeys(events))  # faults starting or ending together: one event each
 
     # ------------------------------------------------------------------ accessors
 
@@ -597,7 +693,7 @@ class Simulator:
             rec = {"fault": f.kind, "scope": scope, "start": format_ts(f.start),
                    "end": format_ts(f.end if f.end is not None else self.end),
                    "meter_ids": meters, "customer_ids": [self._meters[m]["customer_id"] for m in meters],
-                   "expected_kind": f.effect}
+                   "expected_kind": _EXPECTED_KIND.get(f.effect, f.effect)}
             if f.effect == "bill_spike":
                 rec["factor"] = f.factor
             if f.effect == "outage":
@@ -704,6 +800,31 @@ class Simulator:
                 v_avg[sub] = fr * fa + (1 - fr) * v_avg[sub]
                 v_min[sub] = np.where(full, fmin, np.minimum(fmin, v_min[sub]))
                 v_max[sub] = np.where(full, fmax, np.maximum(fmax, v_max[sub]))
+
+        for i, (f, cols) in enumerate(zip(self.faults, self._fault_cols)):
+            if f.effect not in _SHORT_EFFECTS:
+                continue
+            rows = _overlap(ts_begin, ts_end, f.start, f.end) > 0
+            if not rows.any():
+                continue
+            # a stream per fault and chunk: these faults change no value of any other fault or meter
+            srng = np.random.default_rng([self.seed, 4, i, c])
+            size = (C, len(cols))
+            nom, sub = self._nom[cols], np.ix_(rows, cols)
+            if f.effect == "sag":
+                v_min[sub] = np.minimum(v_min[sub], (nom * srng.uniform(0.6, 0.8, size))[rows])
+            elif f.effect == "swell":
+                v_max[sub] = np.maximum(v_max[sub], (nom * srng.uniform(1.15, 1.3, size))[rows])
+            else:  # loose neutral: the mean swings inside the clean band, the extremes leave the band both ways
+                lo, hi = self._lo[cols], self._hi[cols]
+                a = srng.uniform(0.3, 1.0, size)
+                swing = np.where(srng.random(size) < 0.5, nom + a * (hi - nom), nom - a * (nom - lo))
+                dip = nom * srng.uniform(0.78, 0.88, size)     # below every standard's band, a sag too
+                peak = nom * srng.uniform(1.12, 1.2, size)     # above every standard's band, a swell too
+                fr = _overlap(ts_begin, ts_end, f.start, f.end)[rows][:, None]
+                v_avg[sub] = fr * swing[rows] + (1 - fr) * v_avg[sub]
+                v_min[sub] = np.minimum(v_min[sub], dip[rows])
+                v_max[sub] = np.maximum(v_max[sub], peak[rows])
 
         out = {"kwh": np.round(kw * (iv / 3600.0), 3), "v_avg": np.round(v_avg, 1),
                "v_min": np.round(v_min, 1), "v_max": np.round(v_max, 1),

@@ -420,3 +420,133 @@ def test_generation_is_fast():
     n = sum(len(v) for topic, _, v in sim.records() if topic == config.READINGS)
     rate = n / (time.perf_counter() - t)
     assert rate > 50_000, f"{rate:.0f} readings/s"  # target 100k+/s; loose for slow CI machines
+
+
+# ------------------------------------------------------------------------------------ short events
+
+def _meter_values(sim: Simulator, meter_id: str) -> dict[str, object]:
+    """One meter's columns of :meth:`Simulator.values`, plus ``ts`` (the end of each interval)."""
+    import numpy as np
+
+    v = sim.values()
+    j = [m["meter_id"] for m in sim.topology()["meters"]].index(meter_id)
+    out = {k: v[k][:, j] for k in ("v_avg", "v_min", "v_max", "estimated")}
+    out["ts"] = sim.start + (np.arange(sim.n_steps) + 1) * sim.interval
+    return out
+
+
+def test_meter_sag_and_swell_move_only_the_interval_extremes():
+    import numpy as np
+
+    base = Simulator(SimConfig(seed=8, hours=12))
+    sim = Simulator(SimConfig(seed=8, hours=12, faults=("meter_sag:M000030@2026-07-01T03:00Z/1h",
+                                                        "meter_swell:M000031@2026-07-01T05:00Z/30m")))
+    windows = {"M000030": (T0 + 3 * 3600, T0 + 4 * 3600), "M000031": (T0 + 5 * 3600, T0 + 5 * 3600 + 1800)}
+    for mid, field, lo, hi in (("M000030", "v_min", 0.6, 0.8), ("M000031", "v_max", 1.15, 1.3)):
+        a, b = _meter_values(base, mid), _meter_values(sim, mid)
+        rows = (windows[mid][0] < b["ts"]) & (b["ts"] <= windows[mid][1])
+        assert rows.sum() == (4 if mid == "M000030" else 2)
+        assert np.all((lo * 230 - 0.05 <= b[field][rows]) & (b[field][rows] <= hi * 230 + 0.05))
+        assert np.array_equal(a[field][~rows], b[field][~rows])
+        other = "v_max" if field == "v_min" else "v_min"
+        assert np.array_equal(a["v_avg"], b["v_avg"]) and np.array_equal(a[other], b[other])
+        assert np.all((207.0 < b["v_avg"]) & (b["v_avg"] < 253.0))  # the mean stays in band
+
+
+def test_meter_looseneutral_swings_both_ways_inside_its_window():
+    import numpy as np
+
+    sim = Simulator(SimConfig(seed=8, hours=24, faults=("meter_looseneutral:M000003@2026-07-01T08:00Z/4h",)))
+    p = profile_for(220)
+    b = _meter_values(sim, "M000003")
+    rows = (T0 + 8 * 3600 < b["ts"]) & (b["ts"] <= T0 + 12 * 3600) & ~b["estimated"]
+    assert rows.sum() >= 15
+    assert np.all(b["v_min"][rows] < p.low) and np.all(b["v_max"][rows] > p.high)
+    assert np.all((p.low < b["v_avg"][rows]) & (b["v_avg"][rows] < p.high))
+    assert (b["v_avg"][rows] > 220).any() and (b["v_avg"][rows] < 220).any()
+    outside = ~rows & ~b["estimated"]
+    assert np.all(b["v_min"][outside] >= p.low) and np.all(b["v_max"][outside] <= p.high)
+
+
+def test_short_event_faults_leave_every_other_value_bit_for_bit():
+    old = ("transformer_undervoltage:T0002@+3h/2h", "meter_overvoltage:M000030@+5h/90m",
+           "feeder_outage:F002@+10h/45m", "bill_spike:C000003@+12h/1.6")
+    new = ("meter_sag:M000001@+2h/1h", "meter_swell:M000012@+3h/1h", "meter_looseneutral:M000040@+1h/4h")
+    base = Simulator(SimConfig(seed=3, hours=18, faults=old))
+    touched = {"M000001", "M000012", "M000040"}
+    keep = [i for i, m in enumerate(base.topology()["meters"]) if m["meter_id"] not in touched]
+    # wherever the new faults stand in the list, the values of every other meter stay as they were
+    for order in (old + new, new[:1] + old[:2] + new[1:] + old[2:]):
+        a, b = base.values(), Simulator(SimConfig(seed=3, hours=18, faults=order)).values()
+        for k in a:
+            assert (a[k][:, keep] == b[k][:, keep]).all(), k
+    # after the existing faults, they change neither their truth nor their events
+    more = Simulator(SimConfig(seed=3, hours=18, faults=old + new))
+    assert more.truth()[:len(old)] == base.truth()
+    assert [r for r in more.records() if r[0] == config.EVENTS] == [r for r in base.records() if r[0] == config.EVENTS]
+
+
+def test_short_event_fault_kinds_and_their_truth():
+    assert parse_fault("meter_sag:M000001@+1h/10m", T0).effect == "sag"
+    assert parse_fault("transformer_swell:T0001@+1h/10m", T0).effect == "swell"
+    assert parse_fault("meter_looseneutral:M000001@+1h/3h", T0).effect == "looseneutral"
+    with pytest.raises(ValueError, match="use meter_looseneutral"):
+        parse_fault("transformer_looseneutral:T0001@+1h/3h", T0)
+    sim = Simulator(SimConfig(seed=1, hours=6, faults=("meter_sag:M000002@+1h/1h", "meter_swell:M000002@+2h/1h",
+                                                       "meter_looseneutral:M000003@+1h/3h")))
+    assert [(t["expected_kind"], t["scope"]) for t in sim.truth()] == [
+        ("sag", {"level": "meter", "id": "M000002"}), ("swell", {"level": "meter", "id": "M000002"}),
+        ("loose_neutral", {"level": "meter", "id": "M000003"})]
+    _, readings, _ = _decode_all(sim)
+    for r in readings:  # still inside the contract: v_min <= v_avg <= v_max
+        assert r.v_avg is None or r.v_min <= r.v_avg <= r.v_max
+
+
+# ------------------------------------------------------------------------------------ nested outages
+
+def test_a_meter_in_a_longer_outage_gets_no_restore_when_its_feeder_comes_back():
+    sim = Simulator(SimConfig(seed=12, hours=24, faults=("feeder_outage:F002@2026-07-01T10:00Z/45m",
+                                                         "meter_outage:M000030@2026-07-01T10:00Z/3h")))
+    start = parse_ts("2026-07-01T10:00:00Z")
+    feeder_end, meter_end = start + 2700, start + 3 * 3600
+    feeder = {m["meter_id"] for m in sim.topology()["meters"] if m["feeder_id"] == "F002"}
+    _, readings, events = _decode_all(sim)
+    restores = defaultdict(list)
+    for e in events:
+        if e.type == "power_restore":
+            restores[e.meter_id].append(e.ts)
+    assert restores == {**{m: [feeder_end] for m in feeder - {"M000030"}}, "M000030": [meter_end]}
+    fails = [e.meter_id for e in events if e.type == "power_fail"]
+    assert len(fails) == len(set(fails)) and "M000030" in fails  # one last gasp, even if both faults drew it
+    assert {e.ts for e in events if e.type == "power_fail"} == {start}
+    m30 = [r.ts for r in readings if r.meter_id == "M000030"]
+    assert not [t for t in m30 if start < t <= meter_end] and meter_end + 900 in m30
+    truth = sim.truth()
+    assert set(truth[0]["power_fail_meter_ids"]) | set(truth[1]["power_fail_meter_ids"]) == set(fails)
+    assert sim.counts()["events"] == len(events)
+
+
+def test_an_outage_starting_inside_another_sends_no_last_gasp_and_back_to_back_outages_are_one():
+    sim = Simulator(SimConfig(seed=12, hours=24, faults=("feeder_outage:F002@2026-07-01T10:00Z/45m",
+                                                         "transformer_outage:T0004@2026-07-01T10:30Z/2h")))
+    t4 = set(next(t["meter_ids"] for t in sim.topology()["transformers"] if t["transformer_id"] == "T0004"))
+    _, _, events = _decode_all(sim)
+    t4_events = [(e.ts, e.type) for e in events if e.meter_id in t4]
+    gasped = [(ts, typ) for ts, typ in t4_events if typ == "power_fail"]
+    assert {ts for ts, _ in gasped} <= {parse_ts("2026-07-01T10:00:00Z")}  # only from the feeder outage
+    assert sim.truth()[1]["power_fail_meter_ids"] == []
+    assert sorted(ts for ts, typ in t4_events if typ == "power_restore") == \
+        [parse_ts("2026-07-01T12:30:00Z")] * len(t4)
+    sim = Simulator(SimConfig(seed=12, hours=24, faults=("meter_outage:M000005@+10h/1h",
+                                                         "meter_outage:M000005@+11h/1h")))
+    _, _, events = _decode_all(sim)
+    assert [(e.ts - T0, e.type) for e in events] == [(10 * 3600, "power_fail"), (12 * 3600, "power_restore")]
+
+
+def test_outages_that_do_not_overlap_keep_their_own_events():
+    def events(*faults):
+        return [r for r in Simulator(SimConfig(seed=9, hours=30, faults=faults)).timed_records()
+                if r[1] == config.EVENTS]
+
+    feeder, meter = "feeder_outage:F002@+10h/45m", "meter_outage:M000030@+20h/1h"
+    assert events(feeder, meter) == events(feeder) + events(meter)
