@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "notifiers.sandbox",   # sandbox
     "streams.webhooks",    # webhooks
     "streams.demo",        # demo
+    "detectors.cli",       # detectors list, backtest
 )
 
 
