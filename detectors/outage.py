@@ -80,6 +80,9 @@ class OutageConfig:
              "is resolved when more than this fraction of its meters is back")
     min_meters: int = param(
         2, "a transformer-scope outage needs at least this many meters out (all of a smaller transformer)")
+    min_silent_meters: int = param(
+        2, "an outage seen only through missing reads (no last gasp) needs at least this many meters: one "
+           "silent meter is more often a communication or data gap than a loss of supply")
     history_s: int = param(
         86400, "finished outages and applied events are remembered this long, to answer out_meters() for "
                "past times and to recognise a redelivered event; an older event is ignored")
@@ -310,6 +313,8 @@ class OutageDetector(Detector):
             if sum(m not in out for m in meters) <= cfg.majority * len(meters):
                 continue
             del incs[inc["alert_id"]]
+            if not inc["alerted"] and LAST_GASP not in inc["meters"].values():
+                continue  # silence that never became an outage: no interruption to report either
             if inc["alerted"]:
                 rec = self._record(st, inc, "resolved", t, out, ctx)
             else:
@@ -340,6 +345,9 @@ class OutageDetector(Detector):
             if not inc["meters"]:
                 del incs[inc["alert_id"]]
                 continue
+            if (inc["parent"] is None and LAST_GASP not in inc["meters"].values()
+                    and len(inc["meters"]) < cfg.min_silent_meters):
+                continue  # not corroborated (yet): a last gasp or another silent meter would make it one
             inc["alerted"], inc["detected_at"] = True, t
             records.append(self._record(st, inc, "open", t, out, ctx))
         return records

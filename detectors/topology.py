@@ -227,12 +227,27 @@ class TransformerCorrelator:
                  "detected_at": t, "resolved_at": None, "reporting": len(reporting), "v_extreme": v}
             st["open"][a["alert_id"]] = a
             out.append(self._record(st, a, "open"))
-        # 5. findings about one meter
-        for at, m, f in [x for x in st["findings"] if x[0] == t]:
-            if m in muted:
-                continue
+        # 5. findings about one meter; the same momentary event on most meters at once is the transformer's
+        due = [(m, f) for at, m, f in st["findings"] if at == t and m not in muted]
+        for kind in sorted({f["kind"] for m, f in due if f["status"] == "event"}):
+            same = [(m, f) for m, f in due if f["kind"] == kind and f["status"] == "event"]
+            if len(same) >= cfg.min_meters and len(same) > cfg.majority * len(reporting):
+                out.append(self._transformer_event(st, kind, same, t, reporting))
+                due = [(m, f) for m, f in due if not (f["kind"] == kind and f["status"] == "event")]
+        for m, f in due:
             out.extend(self._meter_finding(st, m, f, t, now, reporting))
         return out
+
+    def _transformer_event(self, st: dict, kind: str, same: list, t: int, reporting: list) -> dict:
+        meters = sorted(m for m, _ in same)
+        worst = max((f for _, f in same), key=lambda f: abs(1 - (f.get("evidence") or {}).get("pu", 1)))
+        started = min(f["started_at"] for _, f in same)
+        a = {"alert_id": alert_id(kind, "transformer", st["transformer_id"], started), "kind": kind,
+             "scope": {"level": "transformer", "id": st["transformer_id"]}, "meter_ids": meters,
+             "started_at": started, "detected_at": t, "resolved_at": max(f["at"] for _, f in same),
+             "v_extreme": None, "reporting": len(reporting), "severity": worst.get("severity"),
+             "finding": worst.get("evidence") or {}}
+        return self._record(st, a, "resolved")
 
     def _meter_finding(self, st: dict, m: str, f: dict, t: int, now: dict, reporting: list) -> list[dict]:
         key = f"{f['kind']}|{m}"

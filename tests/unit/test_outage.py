@@ -403,3 +403,17 @@ def test_the_detector_finds_what_the_simulator_injected_including_a_nested_outag
 
 def test_a_clean_simulated_day_raises_nothing():
     assert drive(Simulator(SimConfig(seed=4, hours=24)), OutageDetector()) == []
+
+
+def test_one_silent_meter_without_a_last_gasp_is_not_an_outage():
+    """A single meter's missing reads are more often a communication or data gap (a replayed file's DST
+    hour, a modem) than a loss of supply: no alert and no interruption record until corroborated."""
+    _, recs = ticks([(T0, T0 + 2 * H, [mid(7)], [])])
+    assert recs == []
+    # most of a transformer silent together is an outage of the transformer
+    _, recs = ticks([(T0, T0 + 2 * H, [mid(n) for n in range(1, 6)], [])])
+    assert [(r["kind"], r["status"], r["scope"]["id"]) for r in recs][0] == ("outage", "open", "T0001")
+    # and one last gasp is enough on its own
+    _, recs = ticks([(T0, T0 + 2 * H, [mid(7)], [mid(7)])])
+    assert [(r["kind"], r["status"], r["scope"]["level"]) for r in recs] == [
+        ("outage", "open", "meter"), ("outage", "resolved", "meter")]
