@@ -144,15 +144,59 @@ class FeederStage:
             records.extend(recs)
             ost, det = fst["outage"], self.outage
             muted = lambda t: det.out_meters(ost, t)  # noqa: E731
-        changed = {}
+        changed, voltage = {}, []
         for tid, tst in transformers.items():
             if tst is None:
                 continue
             new, recs = self.correlator.advance(tst, watermark, muted=muted)
             if new != tst:
                 changed[tid] = new
-            records.extend(recs)
-        return fst, changed, records
+            voltage.extend(recs)
+        if voltage:
+            fst = dict(fst)
+            voltage = self._roll_up(fst, voltage)
+        return fst, changed, records + voltage
+
+    def _roll_up(self, fst: dict, records: list[dict]) -> list[dict]:
+        """Transformer alerts of one kind starting together on transformers that hold most of the feeder's
+        meters are the feeder's incident: ONE feeder alert, whose lifecycle follows theirs."""
+        members = fst["members"]
+        size = {}
+        for m in members.values():
+            size[m["transformer_id"]] = size.get(m["transformer_id"], 0) + 1
+        roll = {k: dict(v) for k, v in (fst.get("rollup") or {}).items()}  # feeder alert id -> children
+        child_of = {c: fid for fid, kids in roll.items() for c in kids}
+        groups: dict[tuple, list[dict]] = {}
+        for r in records:
+            if (r["scope"]["level"] == "transformer" and r["alert_id"] not in child_of
+                    and not r["evidence"].get("merged_into")
+                    and (r["status"] == "open" or r["resolved_at"] == r["detected_at"] or r["kind"] in ("sag", "swell"))):
+                groups.setdefault((r["kind"], r["started_at"]), []).append(r)
+        for (kind, started), rs in groups.items():
+            covered = sum(size.get(r["scope"]["id"], 0) for r in rs)
+            if len(rs) < 2 or covered <= self.correlator.config.majority * len(members):
+                continue
+            fid = alert_id(kind, "feeder", fst["feeder_id"], parse_ts(started))
+            roll[fid] = {r["alert_id"]: None for r in rs}
+            child_of.update({r["alert_id"]: fid for r in rs})
+        out, touched = [], []
+        for r in records:
+            fid = child_of.get(r["alert_id"])
+            if fid is None:
+                out.append(r)
+                continue
+            roll[fid][r["alert_id"]] = r
+            if fid not in touched:
+                touched.append(fid)
+        for fid in touched:
+            kids = [k for k in roll[fid].values() if k is not None]
+            rec = _merge(fid, fst["feeder_id"], kids, all(k["status"] == "resolved" for k in kids)
+                         and None not in roll[fid].values())
+            out.append(rec)
+            if rec["status"] == "resolved":
+                del roll[fid]
+        fst["rollup"] = roll
+        return out
 
 
 class CustomerStage:
@@ -182,6 +226,27 @@ class CustomerStage:
         new = dict(states)
         new[name], found = det.apply_fit(states.get(name), result, ctx)
         return new, [customer_alert(f, customer) for f in found]
+
+
+def _merge(fid: str, feeder_id: str, kids: list[dict], resolved: bool) -> dict:
+    """One feeder-scope record from the latest records of its transformer alerts."""
+    first = kids[0]
+    order = {"info": 0, "warning": 1, "critical": 2}
+    ev = dict(first["evidence"])
+    ev.update(meters_abnormal=sum(len(k["meter_ids"]) for k in kids),
+              meters_reporting=sum(k["evidence"].get("meters_reporting") or 0 for k in kids),
+              transformer_ids=sorted(k["scope"]["id"] for k in kids), transformer_alert_ids=sorted(
+                  k["alert_id"] for k in kids))
+    ev.pop("transformer_id", None)
+    return {
+        "alert_id": fid, "kind": first["kind"],
+        "severity": max((k["severity"] for k in kids), key=lambda x: order.get(x, 0)),
+        "status": "resolved" if resolved else "open", "scope": {"level": "feeder", "id": feeder_id},
+        "meter_ids": sorted(m for k in kids for m in k["meter_ids"]),
+        "customer_ids": sorted(c for k in kids for c in k["customer_ids"]),
+        "started_at": min(k["started_at"] for k in kids), "detected_at": max(k["detected_at"] for k in kids),
+        "resolved_at": max(k["resolved_at"] for k in kids) if resolved else None, "evidence": ev,
+    }
 
 
 def customer_alert(f: dict, customer: dict) -> dict:
