@@ -45,3 +45,29 @@ def test_feeder_outage_is_one_alert_resolved_on_restoration_with_a_nested_child(
     notes = pipeline.settle("notifications")
     sent = [n for n in notes if n["status"] == "sent" and n["alert_id"] == feeder[0]["alert_id"]]
     assert len(sent) == len({n["customer_id"] for n in sent}) > 0
+
+
+def test_bill_spike_is_forecast_in_the_worker_and_alerted_mid_cycle(pipeline):
+    """Ten weeks of hourly readings; one customer's use jumps 1.8x at the start of a billing cycle. The worker
+    builds daily usage, fits Prophet in its process pool and raises one bill alert, on day 7 of the cycle
+    (none earlier is allowed), with the projected amount in the customer's currency."""
+    from streams.simulator import SimConfig, Simulator, publish
+
+    sim = Simulator(SimConfig(seed=4, feeders=1, transformers_per_feeder=1, meters_per_transformer=2, regions="CN",
+                              hours=24 * 73, interval=3600, batch=24,
+                              faults=("bill_spike:C000001@2026-08-27T16:00:00Z/1.8",)))
+    cust = {c["customer_id"]: c for c in sim.customers()}["C000001"]
+    assert cust["bill_cycle_day"] == 28 and cust["timezone"] == "Asia/Shanghai"
+    publish(sim.timed_records(), PrefixedSink(pipeline), progress=False)
+
+    alerts = pipeline.read("alerts", lambda rs: any(r["kind"] == "bill_spike" for r in rs), timeout=300)
+    alerts = [a for a in pipeline.settle("alerts") if a["kind"] == "bill_spike"]
+    (alert,) = alerts  # at most one per cycle, and none for the untouched customer
+    check("alerts", alert)
+    assert alert["customer_ids"] == ["C000001"] and alert["scope"] == {"level": "meter", "id": "M000001"}
+    assert alert["started_at"] == "2026-08-27T16:00:00Z"              # the cycle's first local midnight
+    assert alert["detected_at"] == "2026-09-03T16:00:00Z"             # day 7: the first day alerts are allowed
+    ev = alert["evidence"]
+    assert ev["currency"] == "CNY" and ev["projected_amount"] > ev["usual_amount"] * 1.3
+    lo, hi = ev["pct_interval"]
+    assert lo <= ev["pct_above"] <= hi and ev["driver"]
