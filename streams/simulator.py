@@ -1045,7 +1045,9 @@ def register(subparsers) -> None:
     p.add_argument("--fault", action="append", default=[], metavar="KIND:TARGET@START/DURATION",
                    help="inject a fault (repeatable): transformer_undervoltage:T0002@2026-07-01T10:00Z/2h, "
                         "meter_overvoltage:M000005@+14h/90m, feeder_outage:F002@+10h/45m, "
-                        "bill_spike:C000003@2026-07-10/1.6 (factor); START may be +DURATION after --start")
+                        "bill_spike:C000003@2026-07-10/1.6 (factor); KIND is LEVEL_EFFECT with LEVEL meter, "
+                        "transformer or feeder and EFFECT undervoltage, overvoltage, sag, swell or outage, or "
+                        "meter_looseneutral; START may be +DURATION after --start")
     p.add_argument("--truth", metavar="FILE", default=None,
                    help="write the ground truth of the faults as JSON lines (one per fault)")
     p.add_argument("--batch", type=int, default=None,
