@@ -92,13 +92,18 @@ class TransformerCorrelator:
 
     def status(self, state: dict, msg: dict) -> dict:
         """A batch of one meter was processed: how far it got and which transitions it saw."""
-        st = copy.deepcopy(state)
+        # Called once per batch of every meter: copy only what changes (this meter's record), not the
+        # whole transformer; the input state is still never mutated.
         m = msg["meter_id"]
-        rec = st["members"].setdefault(m, {"first_seen": None, "last_seen": None, "tl": [], "profile": None,
-                                           "customer_id": msg.get("customer_id"),
-                                           "partition": msg.get("partition")})
-        if rec["last_seen"] is not None and msg["ts"] <= rec["last_seen"]:
-            return st  # redelivered after a restart: already applied
+        old = state["members"].get(m)
+        if old is not None and old["last_seen"] is not None and msg["ts"] <= old["last_seen"]:
+            return state  # redelivered after a restart: already applied
+        st = dict(state)
+        st["members"] = dict(state["members"])
+        rec = copy.deepcopy(old) if old is not None else {
+            "first_seen": None, "last_seen": None, "tl": [], "profile": None,
+            "customer_id": msg.get("customer_id"), "partition": msg.get("partition")}
+        st["members"][m] = rec
         first = msg.get("first_ts", msg["ts"])
         gaps = [list(g) for g in msg.get("gaps", ())]
         if rec["last_seen"] is not None and first - rec["last_seen"] > 1.5 * msg.get("interval_s", 900):
@@ -114,7 +119,7 @@ class TransformerCorrelator:
                 kind = t["kind"] if t["status"] == "abnormal" else "normal"
                 rec["tl"].append([t["at"], kind, t["started_at"], t.get("v_extreme")])
             elif t["status"] in ("abnormal", "normal", "event"):
-                st.setdefault("findings", []).append([t["at"], m, t])
+                st["findings"] = list(st.get("findings", ())) + [[t["at"], m, copy.deepcopy(t)]]
         return st
 
     def partitions(self, state: dict) -> set[int]:
