@@ -32,10 +32,12 @@ class PartitionClock:
         self._heap: list[tuple[int, str]] = []  # (last, meter), stale entries skipped lazily
         self.parked: dict[str, int] = {}        # meter -> oldest parked reading
         self.idle_floor: int | None = None      # set while the partition is quiet
+        self.span = 0                           # longest batch seen (event time from first to last reading)
 
     def batch(self, meter_id: str, first_ts: int, last_ts: int) -> None:
         """A batch of one meter was processed (its status sent)."""
         self.idle_floor = None
+        self.span = max(self.span, last_ts - first_ts)
         self.first_top = first_ts if self.first_top is None else max(self.first_top, first_ts)
         self.newest = last_ts if self.newest is None else max(self.newest, last_ts)
         if last_ts > self.last.get(meter_id, -(10**12)):
@@ -58,7 +60,9 @@ class PartitionClock:
     def _oldest_live(self) -> int | None:
         if self.newest is None:
             return None
-        horizon = self.newest - self.stale_s
+        # a meter counts as gone quiet only after several of its batches' worth of silence: with 4-hour
+        # batches, a meter 2 hours behind the newest reading is merely waiting for its next batch
+        horizon = self.newest - max(self.stale_s, 3 * self.span)
         heap = self._heap
         while heap:
             ts, m = heap[0]

@@ -161,6 +161,7 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
     clocks: dict[int, PartitionClock] = {}  # readings partition -> its event-time progress (in memory)
     wm_sent: dict[int, tuple[int, float]] = {}  # readings partition -> (last broadcast watermark, wall time)
     last_active: dict[int, float] = {}     # readings partition -> wall time of its last batch
+    read_upto: dict[int, int] = {}         # readings partition -> offset after the last message processed
 
     def clock(p: int) -> PartitionClock:
         if p not in clocks:
@@ -309,14 +310,30 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
 
     @app.timer(interval=5.0)
     async def quiet_partitions():
-        """Readings partitions of this worker with no batch for a while stop holding decisions back."""
-        assigned = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == readings_t.get_topic_name()}
+        """Readings partitions of this worker with no batch for a while stop holding decisions back.
+
+        Only when nothing is waiting on them: a partition the consumer has not got round to (a backlog) is
+        behind, not quiet — moving it up would make its meters look silent (an outage that is not one).
+        """
+        tps = [tp for tp in app.assignor.assigned_actives() if tp.topic == readings_t.get_topic_name()]
         newest = max((c.newest for c in clocks.values() if c.newest is not None), default=None)
-        if newest is None:
+        if newest is None or not tps:
             return
         quiet = time.monotonic() - IDLE_PARTITION_WALL_S
-        for p in sorted(assigned):
-            if last_active.get(p, 0) > quiet:
+        idle = [tp for tp in tps if last_active.get(tp.partition, 0) <= quiet]
+        if not idle:
+            return
+        try:
+            ends = await app.consumer.highwaters(*idle)
+        except Exception as exc:  # noqa: BLE001 - try again at the next tick
+            log.warning("quiet partitions: end offsets unavailable (%s)", exc)
+            return
+        for tp in sorted(idle, key=lambda tp: tp.partition):
+            p = tp.partition
+            done = read_upto.get(p)
+            if done is None:
+                done = await app.consumer.position(tp)
+            if done is None or done < (ends.get(tp) or 0):
                 continue
             c = clock(p)
             if c.parked:
@@ -329,6 +346,7 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
     async def on_readings(stream):
         async for event in stream.events():
             msg = event.message
+            read_upto[msg.partition] = msg.offset + 1
             async with guard(msg, "readings"):
                 readings = decode_readings(msg.key, msg.value)
                 last_active[msg.partition] = time.monotonic()
@@ -615,7 +633,7 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
         by_partition.clear()
         for tp in revoked:
             if tp.topic == readings_t.get_topic_name():
-                for d in (clocks, wm_sent, last_active):
+                for d in (clocks, wm_sent, last_active, read_upto):
                     d.pop(tp.partition, None)
 
     @app.on_before_shutdown.connect

@@ -29,8 +29,23 @@ def test_a_dark_meter_stops_counting_after_stale_s():
     c.batch("live", 900, 1 * H)
     c.batch("live", 1 * H + 900, 2 * H)
     assert c.watermark() == 1 * H
-    c.batch("live", 2 * H + 900, 3 * H + 900)   # dark is now more than 2 h behind the newest reading
-    assert c.watermark() == 3 * H + 900
+    c.batch("live", 2 * H + 900, 3 * H + 900)   # 2 h 45 min behind: under three batch spans (3 x 45 min)
+    assert c.watermark() == 1 * H
+    c.batch("live", 3 * H + 1800, 4 * H + 900)  # now more than stale_s and three batch spans behind
+    assert c.watermark() == 4 * H + 900
+
+
+def test_a_meter_waiting_for_its_next_long_batch_is_not_taken_for_dark():
+    """4-hour batches: a meter whose newest reading is 4 h behind is between batches, not silent. Taking it
+    for dark would move the watermark past readings still to come, and its meters would look like an
+    outage."""
+    c = PartitionClock(lateness_s=900, stale_s=2 * H)
+    c.batch("a", 900, 4 * H)
+    c.batch("b", 900, 4 * H)
+    c.batch("a", 4 * H + 900, 8 * H)          # a's next batch; b's is still on its way
+    assert c.watermark() == 4 * H
+    c.batch("b", 4 * H + 900, 8 * H)
+    assert c.watermark() == 8 * H
 
 
 def test_parked_readings_hold_the_watermark_until_decided():
