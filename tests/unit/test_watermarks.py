@@ -29,8 +29,8 @@ def test_a_dark_meter_stops_counting_after_stale_s():
     c.batch("live", 900, 1 * H)
     c.batch("live", 1 * H + 900, 2 * H)
     assert c.watermark() == 1 * H
-    c.batch("live", 2 * H + 900, 3 * H + 900)   # 2 h 45 min behind: under three batch spans (3 x 45 min)
-    assert c.watermark() == 1 * H
+    c.batch("live", 2 * H + 900, 3 * H + 900)   # dark 2 h 45 min behind: under three batch spans (3 x 45 min),
+    assert c.watermark() == 2 * H                # so only the lateness bound (newest batch start - 15 min) moves
     c.batch("live", 3 * H + 1800, 4 * H + 900)  # now more than stale_s and three batch spans behind
     assert c.watermark() == 4 * H + 900
 
