@@ -427,7 +427,8 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
                             feeders_tb[fid] = new
                     continue
                 fid = msg.key.decode("utf-8")
-                feeder = feeders_tb.get(fid) or {**feeder_stage.new_feeder(fid), "p": dest}
+                stored = feeders_tb.get(fid)
+                feeder = stored or {**feeder_stage.new_feeder(fid), "p": dest}
                 if body["type"] == "member":
                     tid = body["transformer_id"]
                     feeder, transformers_tb[tid] = feeder_stage.member(feeder, transformers_tb.get(tid), body)
@@ -439,7 +440,8 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
                     ev = MeterEvent(body["meter_id"], body["ts"], body["event"])
                     feeder = feeder_stage.events(feeder, [ev], transformers_of(feeder))
                 feeder = await decide(feeder, watermarks_tb.get(vkey) or {})
-                feeders_tb[fid] = feeder
+                if feeder is not stored:  # a reading's status changes only its transformer: no feeder write
+                    feeders_tb[fid] = feeder
                 by_partition.setdefault(dest, set()).add(fid)
 
     # -- daily usage per customer -> bill detector (model fits in a process pool) --------------------
