@@ -13,6 +13,8 @@ CUSTOMERS = "customers"
 ALERTS = "alerts"
 NOTIFICATIONS = "notifications"
 DLQ = "gridwatch.dlq"
+# what customers text back (opt-out / opt-in / help / still out / rating), keyed by customer_id
+FEEDBACK = "feedback"
 # internal: customers re-keyed by meter_id (compacted), so the reading path can look its meter up locally
 METER_DIRECTORY = "gridwatch.meter-directory"
 # internal: per-meter findings and progress, membership and meter events, re-keyed by feeder_id for
@@ -27,10 +29,18 @@ NOTIFY_REQUESTS = "gridwatch.notify-requests"
 # internal: what the SMS provider tells us (status callbacks), and what we sent, both keyed by message SID
 PROVIDER_EVENTS = "gridwatch.provider-events"
 SENT = "gridwatch.sent"
+# internal: customers re-keyed by phone number (compacted), so an inbound SMS finds its sender locally
+PHONE_DIRECTORY = "gridwatch.phone-directory"
+# internal: inbound SMS as the webhook receives them, keyed by the sender's number (co-partitioned with the
+# phone directory)
+INBOUND = "gridwatch.inbound"
+# internal: inbound SMS of known senders re-keyed by customer_id (co-partitioned with notify-requests)
+CUSTOMER_REPLIES = "gridwatch.customer-replies"
 
-CONTRACT_TOPICS = (READINGS, EVENTS, CUSTOMERS, ALERTS, NOTIFICATIONS, DLQ)
-INTERNAL_TOPICS = (METER_DIRECTORY, METER_STATUS, NOTIFY_REQUESTS, PROVIDER_EVENTS, SENT, DAILY_USAGE, REPORTS)
-COMPACTED_TOPICS = (CUSTOMERS, METER_DIRECTORY)
+CONTRACT_TOPICS = (READINGS, EVENTS, CUSTOMERS, ALERTS, NOTIFICATIONS, FEEDBACK, DLQ)
+INTERNAL_TOPICS = (METER_DIRECTORY, METER_STATUS, NOTIFY_REQUESTS, PROVIDER_EVENTS, SENT, DAILY_USAGE, REPORTS,
+                   PHONE_DIRECTORY, INBOUND, CUSTOMER_REPLIES)
+COMPACTED_TOPICS = (CUSTOMERS, METER_DIRECTORY, PHONE_DIRECTORY)
 
 
 def _project_dir() -> Path:

@@ -25,7 +25,8 @@ __all__ = [
     "decode_readings", "decode_event", "decode_customer", "check",
 ]
 
-SCHEMA_NAMES = ("meter.readings", "meter.events", "customers", "alerts", "notifications", "gridwatch.dlq")
+SCHEMA_NAMES = ("meter.readings", "meter.events", "customers", "alerts", "notifications", "feedback",
+                "gridwatch.dlq")
 
 
 class ContractError(ValueError):

@@ -21,7 +21,8 @@ from typing import Mapping
 
 from twilio.request_validator import RequestValidator
 
-__all__ = ["STATUS_RANK", "TERMINAL_STATUSES", "Reply", "advance_status", "parse_reply", "signature_ok"]
+__all__ = ["FEEDBACK_INTENTS", "STATUS_RANK", "TERMINAL_STATUSES", "Reply", "advance_status", "parse_reply",
+           "signature_ok"]
 
 
 def signature_ok(auth_token: str, url: str, params: Mapping[str, str], signature: str | None) -> bool:
@@ -65,6 +66,16 @@ class Reply:
     """``intent``: stop | start | help | still_out | rating | other; ``rating`` 1–5 for a rating."""
     intent: str
     rating: int | None = None
+
+    @property
+    def feedback_intent(self) -> str:
+        """The intent as the ``feedback`` topic names it (opt_out, opt_in, help, still_out, rating, other)."""
+        return FEEDBACK_INTENTS[self.intent]
+
+
+#: parse_reply's intent -> the ``intent`` of a ``feedback`` record
+FEEDBACK_INTENTS = {"stop": "opt_out", "start": "opt_in", "help": "help", "still_out": "still_out",
+                    "rating": "rating", "other": "other"}
 
 
 def parse_reply(body: str) -> Reply:

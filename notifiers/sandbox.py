@@ -44,7 +44,18 @@ Test hooks (not part of Twilio):
   ``status_callback``, ``received_at``); ``?to=`` filters. ``rejected`` lists refused sends (masked ``to``,
   ``code``, ``status``, ``time``), so tests can count retries. ``DELETE /sandbox/messages`` clears both.
 * ``--store FILE`` appends every accepted record to FILE as JSON lines (never truncated by DELETE).
-* ``GET /``: an HTML page (auto-refresh 2 s) of the messages, newest first, numbers masked.
+* ``GET /``: an HTML page (auto-refresh 2 s, paused while a reply is being typed) of the messages, newest
+  first, numbers masked, the replies sent so far, and a "Reply" link per message to
+  ``GET /sandbox/reply?to_sid=SM...`` (a form that does not refresh).
+* ``POST /sandbox/reply``: a person's reply, sent the way Twilio delivers an incoming message: a signed
+  (``X-Twilio-Signature``, the sandbox auth token) form POST with ``From``, ``To``, ``Body``, ``MessageSid``
+  ... to the inbound webhook. JSON ``{"to_sid": "SM...", "body": "STOP"}`` replies from the recipient of
+  that message to its sender; ``{"from": "+86...", "body": ...}`` sends from any number (to the sender of
+  the newest message that number received, else the sandbox's default number). The reply form posts the
+  same fields form-encoded and is redirected back to ``/``. The webhook URL is ``--inbound-url`` (default ``$GRIDWATCH_WEBHOOK_URL``
+  + ``/twilio/inbound``), else derived from the replied-to message's status callback URL. Answers
+  ``{"sid", "webhook_status", "webhook_body"}``; the replies are listed under ``"inbound"`` in
+  ``GET /sandbox/messages``.
 * ``--delay SECONDS``: an accepted send is stored at once but answered only after SECONDS (crash tests).
 
 Like Twilio, a message sent with a ``StatusCallback`` URL gets signed status callbacks (``sent``, then
@@ -252,6 +263,8 @@ class SandboxState:
     delay_s: float = 0.0  # answer an accepted send this late: a slow provider that has taken the message
     callback_step_s: float = 0.2  # between the status callbacks of one message (sent, then delivered)
     tasks: set = field(default_factory=set)  # status-callback deliveries in flight
+    inbound_url: str | None = None  # where replies go (Twilio: the number's incoming-message webhook)
+    inbound: list[dict] = field(default_factory=list)  # replies sent through /sandbox/reply, oldest first
     records: list[dict] = field(default_factory=list)   # resource + "sandbox" extras, oldest first
     rejected: list[dict] = field(default_factory=list)
 
@@ -481,7 +494,8 @@ async def sandbox_messages(request: web.Request) -> web.Response:
     state = request.app[STATE]
     to = request.query.get("to")
     records = [r for r in state.records if not to or r["to"] == to]
-    return web.json_response({"messages": records, "rejected": list(state.rejected)},
+    return web.json_response({"messages": records, "rejected": list(state.rejected),
+                              "inbound": list(state.inbound)},
                              dumps=lambda o: json.dumps(o, ensure_ascii=False))
 
 
@@ -490,9 +504,124 @@ async def clear_messages(request: web.Request) -> web.Response:
     n = len(state.records)
     state.records.clear()
     state.rejected.clear()
+    state.inbound.clear()
     for rule in state.fail.values():
         rule.attempts = 0
     return web.json_response({"cleared": n})
+
+
+def _inbound_url(state: SandboxState, original: dict | None) -> str | None:
+    """The inbound webhook: the configured one, else the replied-to message's status callback's sibling."""
+    from streams.webhooks import INBOUND_PATH, STATUS_PATH
+
+    if state.inbound_url:
+        return state.inbound_url
+    callback = ((original or {}).get("sandbox") or {}).get("status_callback") or ""
+    if callback.endswith(STATUS_PATH):
+        return callback[:-len(STATUS_PATH)] + INBOUND_PATH
+    return None
+
+
+async def send_reply(request: web.Request) -> web.Response:
+    """A person's reply, POSTed to the inbound webhook signed like Twilio signs an incoming message."""
+    import aiohttp
+    from twilio.request_validator import RequestValidator
+
+    from notifiers.sms import SANDBOX_FROM_NUMBER
+
+    state = request.app[STATE]
+    from_page = request.content_type != "application/json"
+    if from_page:
+        data = {k: v for k, v in (await request.post()).items() if isinstance(v, str)}
+    else:
+        try:
+            data = await request.json()
+        except ValueError:
+            return web.json_response({"error": "body must be JSON"}, status=400)
+        if not isinstance(data, dict):
+            return web.json_response({"error": "body must be a JSON object"}, status=400)
+    text = str(data.get("body") or "")
+    to_sid = data.get("to_sid") or None
+    sender = (data.get("from") or "").strip() or None
+    original = None
+    if to_sid:
+        original = state.find(to_sid)
+        if original is None:
+            return web.json_response({"error": f"no message {to_sid}"}, status=404)
+    elif not sender:
+        return web.json_response({"error": "to_sid or from is required"}, status=400)
+    else:
+        original = next((r for r in reversed(state.records) if r["to"] == sender), None)
+    sender = sender or original["to"]
+    if not text:
+        return web.json_response({"error": "body is required"}, status=400)
+    if not _E164_RE.match(sender):
+        return web.json_response({"error": "from must be an E.164 number"}, status=400)
+    url = _inbound_url(state, original)
+    if not url:
+        return web.json_response({"error": "no inbound webhook URL: start the sandbox with --inbound-url or "
+                                           "GRIDWATCH_WEBHOOK_URL"}, status=409)
+    sid = "SM" + uuid.uuid4().hex
+    encoding, segments = sms_segments(text)
+    params = {"AccountSid": state.account_sid, "ApiVersion": API_VERSION, "Body": text, "From": sender,
+              "MessageSid": sid, "NumMedia": "0", "NumSegments": str(segments), "SmsMessageSid": sid,
+              "SmsSid": sid, "SmsStatus": "received",
+              "To": (original or {}).get("from") or SANDBOX_FROM_NUMBER}
+    if (original or {}).get("messaging_service_sid"):
+        params["MessagingServiceSid"] = original["messaging_service_sid"]
+    headers = {"X-Twilio-Signature": RequestValidator(state.auth_token).compute_signature(url, params)}
+    record = {"sid": sid, "from": sender, "to": params["To"], "body": text, "in_reply_to": to_sid,
+              "received_at": _now().isoformat(), "webhook_status": None}
+    state.inbound.append(record)
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
+            async with http.post(url, data=params, headers=headers) as resp:
+                record["webhook_status"] = resp.status
+                answer = await resp.text()
+    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        log.warning("reply %s from %s not delivered to the inbound webhook: %s", sid, mask_phone(sender),
+                    type(exc).__name__)
+        if from_page:
+            raise web.HTTPSeeOther("/")
+        return web.json_response({"sid": sid, "error": f"inbound webhook unreachable: {type(exc).__name__}"},
+                                 status=502)
+    log.info("reply %s from %s to the inbound webhook: HTTP %s", sid, mask_phone(sender), resp.status)
+    if from_page:
+        raise web.HTTPSeeOther("/")
+    return web.json_response({"sid": sid, "webhook_status": resp.status, "webhook_body": answer})
+
+
+_REPLY_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Reply - gridwatch SMS sandbox</title>
+<style>
+body{{font:14px/1.4 system-ui,sans-serif;margin:1.5rem;color:#222;background:#fafafa}}
+h1{{font-size:1.2rem;margin:0 0 .25rem}} .sub{{color:#666;margin:0 0 1rem}}
+blockquote{{white-space:pre-wrap;background:#fff;border-left:3px solid #ccc;margin:0 0 1rem;padding:.5rem .75rem}}
+input[type=text]{{width:24rem;max-width:100%}}
+</style></head><body>
+<h1>Reply as {to}</h1>
+<p class="sub">to {frm} &middot; delivered to the inbound webhook like a Twilio incoming message
+(try STOP, START, HELP, OUT, 1&ndash;5) &middot; <a href="/">back</a></p>
+<blockquote>{body}</blockquote>
+<form method=post action=/sandbox/reply><input type=hidden name=to_sid value="{sid}">
+<input type=text name=body autofocus required placeholder="STOP"> <button>Send reply</button></form>
+</body></html>
+"""
+
+
+async def reply_page(request: web.Request) -> web.Response:
+    """A form to reply to one message (the list page refreshes itself, so the typing happens here)."""
+    state = request.app[STATE]
+    record = state.find(request.query.get("to_sid") or "")
+    if record is None:
+        return web.Response(status=404, text="no such message\n")
+    esc = html.escape
+    page = _REPLY_PAGE.format(to=esc(mask_phone(record["to"])),
+                              frm=esc(record["from"] or record["messaging_service_sid"] or ""),
+                              body=esc(record["body"]), sid=esc(record["sid"]))
+    return web.Response(text=page, content_type="text/html", charset="utf-8")
 
 
 _PAGE = """<!doctype html>
@@ -506,13 +635,15 @@ table{{border-collapse:collapse;width:100%;background:#fff}}
 th,td{{text-align:left;vertical-align:top;padding:.4rem .6rem;border-bottom:1px solid #e3e3e3}}
 th{{background:#f0f0f0;font-weight:600}} td.body{{white-space:pre-wrap;max-width:48rem}}
 td.n,td.t{{white-space:nowrap;font-variant-numeric:tabular-nums}} .empty{{color:#888;padding:1rem}}
-.rej{{margin-top:1.5rem}} .rej td{{color:#a33}}
+.rej{{margin-top:1.5rem}} .rej td{{color:#a33}} .in{{margin-top:1.5rem}}
 </style></head><body>
 <h1>gridwatch SMS sandbox</h1>
 <p class="sub">{count} message(s) received, newest first &middot; account {account}
 &middot; refreshes every 2 s</p>
-<table><thead><tr><th>Time (UTC)</th><th>To</th><th>From</th><th>Segments</th><th>Body</th></tr></thead>
+<table><thead><tr><th>Time (UTC)</th><th>To</th><th>From</th><th>Segments</th><th>Body</th>
+<th></th></tr></thead>
 <tbody>{rows}</tbody></table>
+{inbound}
 {rejected}
 </body></html>
 """
@@ -523,7 +654,8 @@ async def index(request: web.Request) -> web.Response:
     esc = html.escape
     rows = "".join(
         "<tr><td class=t>{t}</td><td class=n>{to}</td><td class=n>{frm}</td><td class=n>{seg} {enc}</td>"
-        "<td class=body>{body}</td></tr>".format(
+        "<td class=body>{body}</td><td><a href=\"/sandbox/reply?to_sid={sid}\">Reply</a></td></tr>".format(
+            sid=esc(r["sid"]),
             t=esc(r["sandbox"]["received_at"][:19].replace("T", " ")),
             to=esc(mask_phone(r["to"])),
             frm=esc(r["from"] or r["messaging_service_sid"] or ""),
@@ -531,7 +663,16 @@ async def index(request: web.Request) -> web.Response:
             enc=esc(r["sandbox"]["encoding"]),
             body=esc(r["body"]))
         for r in reversed(state.records)
-    ) or '<tr><td colspan=5 class=empty>No messages yet.</td></tr>'
+    ) or '<tr><td colspan=6 class=empty>No messages yet.</td></tr>'
+    inbound = ""
+    if state.inbound:
+        inbound = ("<table class=in><thead><tr><th>Replied (UTC)</th><th>From</th><th>Body</th>"
+                   "<th>Webhook</th></tr></thead><tbody>" + "".join(
+                       f"<tr><td class=t>{esc(x['received_at'][:19].replace('T', ' '))}</td>"
+                       f"<td class=n>{esc(mask_phone(x['from']))}</td><td class=body>{esc(x['body'])}</td>"
+                       f"<td>{esc(str(x['webhook_status'] or 'unreachable'))}</td></tr>"
+                       for x in reversed(state.inbound[-50:]))
+                   + "</tbody></table>")
     rejected = ""
     if state.rejected:
         rejected = ("<table class=rej><thead><tr><th>Refused (UTC)</th><th>To</th><th>Code</th>"
@@ -541,7 +682,7 @@ async def index(request: web.Request) -> web.Response:
                         f"<td>{esc(str(x['status']))}</td></tr>" for x in reversed(state.rejected[-50:]))
                     + "</tbody></table>")
     page = _PAGE.format(count=len(state.records), account=esc(state.account_sid), rows=rows,
-                        rejected=rejected)
+                        inbound=inbound, rejected=rejected)
     return web.Response(text=page, content_type="text/html", charset="utf-8")
 
 
@@ -550,13 +691,14 @@ async def not_found(request: web.Request) -> web.Response:
 
 
 def make_app(account_sid: str, auth_token: str, fail=None, store: str | os.PathLike | None = None,
-             delay_s: float = 0.0) -> web.Application:
+             delay_s: float = 0.0, inbound_url: str | None = None) -> web.Application:
     """The sandbox as an aiohttp application.
 
     ``fail``: see :func:`parse_fail` (mapping number → code/status, or ``"NUMBER=CODE[xN]"`` strings).
     ``store``: path of a JSON-lines file that every accepted message is appended to.
     ``delay_s``: keep an accepted send waiting this long for its answer (the message is already stored),
     to reproduce a worker dying between the provider taking a message and the worker recording it.
+    ``inbound_url``: where ``/sandbox/reply`` posts replies (else derived from a message's status callback).
     """
     if not _ACCOUNT_SID_RE.match(account_sid or ""):
         raise ValueError("sandbox account SID must be 'AC' followed by 32 hex characters")
@@ -564,13 +706,15 @@ def make_app(account_sid: str, auth_token: str, fail=None, store: str | os.PathL
         raise ValueError("sandbox auth token must not be empty")
     app = web.Application()
     app[STATE] = SandboxState(account_sid=account_sid, auth_token=auth_token, fail=parse_fail(fail),
-                              store=Path(store) if store else None, delay_s=delay_s)
+                              store=Path(store) if store else None, delay_s=delay_s, inbound_url=inbound_url)
     prefix = f"/{API_VERSION}/Accounts/{{AccountSid}}"
     app.router.add_post(f"{prefix}/Messages.json", create_message)
     app.router.add_get(f"{prefix}/Messages.json", list_messages)
     app.router.add_get(f"{prefix}/Messages/{{MessageSid}}.json", fetch_message)
     app.router.add_get("/sandbox/messages", sandbox_messages)
     app.router.add_delete("/sandbox/messages", clear_messages)
+    app.router.add_post("/sandbox/reply", send_reply)
+    app.router.add_get("/sandbox/reply", reply_page)
     app.router.add_get("/", index)
     app.router.add_route("*", "/{tail:.*}", not_found)
 
@@ -588,10 +732,10 @@ def make_app(account_sid: str, auth_token: str, fail=None, store: str | os.PathL
 
 async def serve(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *, fail=None,
                 store: str | os.PathLike | None = None, stop: asyncio.Event | None = None,
-                delay_s: float = 0.0) -> None:
+                delay_s: float = 0.0, inbound_url: str | None = None) -> None:
     """Run the sandbox until ``stop`` is set (or SIGINT/SIGTERM when ``stop`` is not given)."""
     account_sid, auth_token = sandbox_credentials()
-    app = make_app(account_sid, auth_token, fail=fail, store=store, delay_s=delay_s)
+    app = make_app(account_sid, auth_token, fail=fail, store=store, delay_s=delay_s, inbound_url=inbound_url)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
@@ -625,7 +769,13 @@ def _run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"gridwatch sandbox: {exc}")
         return 2
-    asyncio.run(serve(args.host, args.port, fail=fail, store=args.store, delay_s=args.delay))
+    inbound_url = args.inbound_url
+    if not inbound_url and os.environ.get("GRIDWATCH_WEBHOOK_URL"):
+        from streams.webhooks import INBOUND_PATH
+
+        inbound_url = os.environ["GRIDWATCH_WEBHOOK_URL"].rstrip("/") + INBOUND_PATH
+    asyncio.run(serve(args.host, args.port, fail=fail, store=args.store, delay_s=args.delay,
+                      inbound_url=inbound_url))
     return 0
 
 
@@ -650,4 +800,8 @@ def register(subparsers) -> None:
     p.add_argument("--delay", type=float, default=0.0, metavar="SECONDS",
                    help="answer each accepted send only after SECONDS (the message is stored at once): a slow "
                         "provider, for crash tests")
+    p.add_argument("--inbound-url", metavar="URL", default=None,
+                   help="where replies typed on the page (or POSTed to /sandbox/reply) are delivered, signed like "
+                        "Twilio's incoming-message webhook (default: $GRIDWATCH_WEBHOOK_URL/twilio/inbound, else "
+                        "next to the replied-to message's status callback)")
     p.set_defaults(func=_run)

@@ -33,7 +33,7 @@ class TopicsError(RuntimeError):
 
 
 def topic_configs(name: str) -> dict[str, str]:
-    """Topic-level configs: keyed snapshots (customers, the meter directory) are compacted."""
+    """Topic-level configs: keyed snapshots (customers, the meter and phone directories) are compacted."""
     return {"cleanup.policy": "compact"} if name in COMPACTED_TOPICS else {}
 
 
@@ -190,7 +190,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "topics", help="create or verify gridwatch's Kafka topics",
         description="Manage the contract and internal topics on KAFKA_BOOTSTRAP_SERVERS. Every topic has "
-                    "GRIDWATCH_PARTITIONS partitions (default 8); customers and the meter directory are compacted.")
+                    "GRIDWATCH_PARTITIONS partitions (default 8); customers and the meter and phone directories are compacted.")
     actions = parser.add_subparsers(dest="topics_command", metavar="ACTION", required=True)
     p = actions.add_parser(
         "create", help="create the topics that are missing (existing ones are left alone)",

@@ -7,6 +7,11 @@ message SID, where the worker joins it with what it sent and records delivered /
 ``notifications``. The endpoint only validates and forwards, so it stays fast and stateless; ordering and
 duplicates are the worker's job (``notifiers.replies.advance_status``).
 
+``POST /twilio/inbound`` takes Twilio's incoming-message webhook (a customer's reply: ``From``, ``To``,
+``Body``, ``MessageSid``, ...), with the same signature check. A valid one becomes a record on
+``gridwatch.inbound`` keyed by the sender's number and is answered with an empty TwiML ``<Response/>`` (no
+automatic reply); the worker finds the customer, applies STOP / START and publishes a ``feedback`` record.
+
 Twilio signs the URL it called, so the service must know its public URL (``GRIDWATCH_WEBHOOK_URL``, the same
 value the worker passes to Twilio as ``StatusCallback``), not the address it listens on behind a proxy.
 """
@@ -27,6 +32,8 @@ from gridwatch.config import Settings
 log = logging.getLogger("gridwatch.webhooks")
 
 STATUS_PATH = "/twilio/status"
+INBOUND_PATH = "/twilio/inbound"
+EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
 
 
 def auth_token(settings: Settings) -> str:
@@ -45,12 +52,22 @@ def make_app(settings: Settings, publish) -> web.Application:
     token = auth_token(settings)
     public = (settings.webhook_url or "").rstrip("/")
 
-    async def status(request: web.Request) -> web.Response:
+    async def signed_form(request: web.Request, path: str) -> dict | None:
+        """The request's form fields if it carries Twilio's signature of them, else ``None``."""
         form = {k: v for k, v in (await request.post()).items() if isinstance(v, str)}
-        url = public + STATUS_PATH if public else str(request.url)
+        url = public + path if public else str(request.url)
         if not signature_ok(token, url, form, request.headers.get("X-Twilio-Signature")):
-            log.warning("refused a status callback without a valid signature from %s", request.remote)
-            return web.Response(status=403, text="invalid X-Twilio-Signature\n")
+            return None
+        return form
+
+    def refused(what: str, request: web.Request) -> web.Response:
+        log.warning("refused %s without a valid signature from %s", what, request.remote)
+        return web.Response(status=403, text="invalid X-Twilio-Signature\n")
+
+    async def status(request: web.Request) -> web.Response:
+        form = await signed_form(request, STATUS_PATH)
+        if form is None:
+            return refused("a status callback", request)
         sid, state = form.get("MessageSid"), form.get("MessageStatus")
         if not sid or not state:
             return web.Response(status=400, text="MessageSid and MessageStatus are required\n")
@@ -59,11 +76,25 @@ def make_app(settings: Settings, publish) -> web.Application:
         await publish(settings.topic(names.PROVIDER_EVENTS), sid.encode(), json.dumps(event).encode())
         return web.Response(status=204)
 
+    async def inbound(request: web.Request) -> web.Response:
+        form = await signed_form(request, INBOUND_PATH)
+        if form is None:
+            return refused("an inbound message", request)
+        sender, sid = form.get("From"), form.get("MessageSid") or form.get("SmsSid")
+        if not sender or not sid:
+            return web.Response(status=400, text="From and MessageSid are required\n")
+        event = {"type": "inbound", "sid": sid, "from": sender, "to": form.get("To") or None,
+                 "body": form.get("Body") or "", "messaging_service_sid": form.get("MessagingServiceSid") or None,
+                 "received_at": time.time()}
+        await publish(settings.topic(names.INBOUND), sender.encode(), json.dumps(event, ensure_ascii=False).encode())
+        return web.Response(text=EMPTY_TWIML, content_type="text/xml")
+
     async def health(request: web.Request) -> web.Response:
         return web.json_response({"ok": True})
 
     app = web.Application()
     app.router.add_post(STATUS_PATH, status)
+    app.router.add_post(INBOUND_PATH, inbound)
     app.router.add_get("/health", health)
     return app
 
@@ -80,7 +111,7 @@ async def serve(settings: Settings, host: str, port: int) -> None:
     runner = web.AppRunner(make_app(settings, publish), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
-    print(f"webhooks listening on http://{host}:{port}{STATUS_PATH} "
+    print(f"webhooks listening on http://{host}:{port}{STATUS_PATH} and {INBOUND_PATH} "
           f"(public URL {settings.webhook_url or 'not set: the request URL is used'})", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -99,10 +130,13 @@ def run(args) -> int:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("webhooks", help="receive the SMS provider's signed status callbacks into Kafka",
-                       description="Serve POST /twilio/status for Twilio status callbacks; requests without a "
-                                   "valid X-Twilio-Signature are refused (403). Set GRIDWATCH_WEBHOOK_URL to the "
-                                   "public URL Twilio calls, which is also what the worker asks Twilio to call.")
+    p = sub.add_parser("webhooks", help="receive the SMS provider's signed status callbacks and customers' "
+                                        "replies into Kafka",
+                       description="Serve POST /twilio/status for Twilio status callbacks and POST /twilio/inbound "
+                                   "for incoming messages (configure it as the number's or Messaging Service's "
+                                   "incoming-message webhook); requests without a valid X-Twilio-Signature are "
+                                   "refused (403). Set GRIDWATCH_WEBHOOK_URL to the public URL Twilio calls, "
+                                   "which is also what the worker asks Twilio to call.")
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8090, help="TCP port (default 8090)")
     p.set_defaults(func=run)

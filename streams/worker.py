@@ -4,7 +4,8 @@ Stages and the topics between them (every arrow is a Kafka topic, so each stage 
 restarted on its own; tables live in RocksDB with a changelog topic each):
 
     customers ──> customers table ──> gridwatch.meter-directory ──> meters table (keyed by meter)
-                                 └──> gridwatch.meter-status (membership, keyed by feeder)
+                                 ├──> gridwatch.meter-status (membership, keyed by feeder)
+                                 └──> gridwatch.phone-directory ──> phones table (keyed by phone number)
     meter.readings ──validate──> meter detectors (per meter) ──> gridwatch.meter-status
                          │                (findings per batch + partition watermarks)
                          ├──> gridwatch.reports (weekly voltage compliance)
@@ -13,6 +14,8 @@ restarted on its own; tables live in RocksDB with a changelog topic each):
     meter.events ──validate──> gridwatch.meter-status (power fail / restore, keyed by feeder)
     gridwatch.meter-status ──> feeder stage: outage detector, voltage correlator per transformer ──> alerts
     alerts ──> gridwatch.notify-requests (one per customer, keyed by customer) ──> SMS ──> notifications
+    gridwatch.inbound (replies, keyed by phone) ──> phones table ──> gridwatch.customer-replies (keyed by
+        customer) ──> contacts table (opt-out by reply, alert of the last SMS) ──> feedback
     anything invalid ──> gridwatch.dlq
 
 The detection code is detectors/pipeline.py, the same the backtest runs; this module only moves its
@@ -36,6 +39,7 @@ from datetime import datetime, timezone
 from gridwatch import config as topics
 from gridwatch.config import Settings
 from gridwatch.contract import ContractError, MeterEvent, decode_customer, decode_event, decode_readings
+from notifiers.privacy import mask_phone
 from streams.watermarks import PartitionClock
 
 log = logging.getLogger("gridwatch.worker")
@@ -77,6 +81,26 @@ def _text(raw: bytes | None) -> str | None:
     if raw is None:
         return None
     return raw.decode("utf-8", errors="replace")
+
+
+def _rfc3339(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def feedback_record(customer_id: str | None, inbound: dict, reply, *, from_masked: str | None = None,
+                    alert_id: str | None = None, opted_out: bool | None = None) -> dict:
+    """The ``feedback`` record of one inbound SMS (``inbound`` as the webhook published it, without the
+    numbers; ``reply`` from :func:`notifiers.replies.parse_reply`)."""
+    return {"feedback_id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"inbound|{inbound['sid']}")),
+            "customer_id": customer_id, "from_masked": from_masked if customer_id is None else None,
+            "channel": "sms", "provider_message_id": inbound["sid"], "body": inbound.get("body") or "",
+            "intent": reply.feedback_intent, "rating": reply.rating, "alert_id": alert_id,
+            "opted_out": opted_out, "received_at": _rfc3339(inbound.get("received_at") or time.time()),
+            "created_at": _utc_now()}
+
+
+#: Inbound message SIDs remembered per customer, so a webhook the provider retried counts once.
+SEEN_REPLIES = 20
 
 
 def transformer_watermark(parts: set[int], view: dict[str, int]) -> int | None:
@@ -134,6 +158,8 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
     alerts_t, requests_t = topic(topics.ALERTS), topic(topics.NOTIFY_REQUESTS)
     notifications_t, dlq_t = topic(topics.NOTIFICATIONS), topic(topics.DLQ)
     sent_t, daily_t, reports_t = topic(topics.SENT), topic(topics.DAILY_USAGE), topic(topics.REPORTS)
+    phone_dir_t, inbound_t = topic(topics.PHONE_DIRECTORY), topic(topics.INBOUND)
+    replies_t, feedback_t = topic(topics.CUSTOMER_REPLIES), topic(topics.FEEDBACK)
     # what we sent and what the provider reports, both keyed by message SID: one agent joins them
     deliveries_src = app.topic(s.topic(topics.SENT), s.topic(topics.PROVIDER_EVENTS), key_type=bytes,
                                value_type=bytes, key_serializer="raw", value_serializer="raw", partitions=n,
@@ -153,6 +179,8 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
     watermarks_tb = table("watermarks", "p<dest partition> -> {source partition: event time}")
     outbox_tb = table("outbox", "alert|customer|channel -> delivery claim and outcome")
     deliveries_tb = table("deliveries", "message SID -> what was sent, its provider status, early callbacks")
+    phones_tb = table("phones", "phone number -> {customer_id}: who an inbound SMS is from")
+    contacts_tb = table("contacts", "customer_id -> opt-out by SMS reply, alert of the last SMS, recent replies")
 
     meter_stage, feeder_stage = MeterStage(detectors), FeederStage(detectors)
     customer_stage = CustomerStage(detectors)
@@ -215,6 +243,8 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
                          "removed": True}))
                     if cust is None or old["meter_id"] != cust["meter_id"]:
                         await directory_t.send(key=old["meter_id"].encode(), value=None)
+                if old and (cust is None or old["phone"] != cust["phone"]):
+                    await phone_dir_t.send(key=old["phone"].encode(), value=None)
                 if cust is not None:
                     entry = directory_entry(cust)
                     # membership first, so the correlator knows the meter before any status of it; both sent
@@ -222,7 +252,20 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
                     await status_t.send(key=cust["feeder_id"].encode(), value=_dumps(
                         {"type": "member", **entry, "partition": partition_for(cust["meter_id"], n)}), force=True)
                     await directory_t.send(key=cust["meter_id"].encode(), value=_dumps(entry), force=True)
+                    if old is None or old["phone"] != cust["phone"]:
+                        await phone_dir_t.send(key=cust["phone"].encode(), value=_dumps({"customer_id": cid}))
                 stats["customers"] += 1
+
+    @app.agent(phone_dir_t, name="phone-directory")
+    async def on_phone_directory(stream):
+        async for event in stream.events():
+            msg = event.message
+            async with guard(msg, "phone-directory"):
+                phone = msg.key.decode("utf-8")
+                if msg.value is None:
+                    phones_tb.pop(phone, None)
+                else:
+                    phones_tb[phone] = json.loads(msg.value)
 
     @app.agent(directory_t, name="meter-directory")
     async def on_directory(stream):
@@ -541,6 +584,10 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
         except NotifierError as exc:
             return None, f"outcome unknown after a restart, not resent: {exc}"
 
+    def opted_out(cid: str, cust: dict | None) -> bool:
+        """Opted out in the customer record, or by texting STOP (and not START since)."""
+        return bool((cust or {}).get("opted_out") or (contacts_tb.get(cid) or {}).get("opted_out"))
+
     @app.agent(requests_t, name="notify")
     async def on_requests(stream):
         from notifiers.templates import render
@@ -571,11 +618,11 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
                                    reason="reconciled: sent before a restart")
                     elif error is not None:
                         rec.update(status="failed", reason=error)
-                    elif cust.get("opted_out"):
+                    elif opted_out(cid, cust):
                         rec.update(body=None, reason="opted_out")
                     else:
                         await deliver_into(rec, cust["phone"])
-                elif cust.get("opted_out"):
+                elif opted_out(cid, cust):
                     rec["reason"] = "opted_out"
                 else:
                     rec["body"] = render(alert, cust)
@@ -585,10 +632,64 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
                     await deliver_into(rec, cust["phone"])
                 rec["created_at"] = _utc_now()
                 outbox_tb[okey] = {"state": "done", "status": rec["status"]}
+                if rec["status"] == "sent":  # what a reply ("still out", a rating) will refer to
+                    contacts_tb[cid] = {**(contacts_tb.get(cid) or {}), "last_alert_id": alert["alert_id"]}
                 stats[f"notifications_{rec['status']}"] += 1
                 await notifications_t.send(key=cid.encode(), value=_dumps(rec))
                 if rec["provider_message_id"]:
                     await sent_t.send(key=rec["provider_message_id"].encode(), value=_dumps(rec))
+
+    # -- customers' replies -> opt-out / opt-in and feedback -------------------------------------------
+    @app.agent(inbound_t, name="inbound")
+    async def on_inbound(stream):
+        """An inbound SMS, on the partition of its sender's number: who sent it is a local table read."""
+        from notifiers.replies import parse_reply
+
+        async for event in stream.events():
+            msg = event.message
+            async with guard(msg, "inbound"):
+                sender = (msg.key or b"").decode("utf-8")
+                body = json.loads(msg.value)
+                anonymous = {k: v for k, v in body.items() if k not in ("from", "to")}
+                entry = phones_tb.get(sender)
+                if entry is None:
+                    stats["feedback_unknown_sender"] += 1
+                    log.info("inbound SMS %s from %s, which is no customer's number", body.get("sid"),
+                             mask_phone(sender))
+                    rec = feedback_record(None, anonymous, parse_reply(body.get("body") or ""),
+                                          from_masked=mask_phone(sender))
+                    await feedback_t.send(key=None, value=_dumps(rec))
+                    continue
+                cid = entry["customer_id"]
+                await replies_t.send(key=cid.encode(), value=_dumps({**anonymous, "customer_id": cid}))
+
+    @app.agent(replies_t, name="customer-replies")
+    async def on_replies(stream):
+        """A known customer's SMS, on the customer's partition (the notify agent's): STOP / START change
+        what the notify agent does, and every message becomes a ``feedback`` record."""
+        from notifiers.replies import parse_reply
+
+        async for event in stream.events():
+            msg = event.message
+            async with guard(msg, "customer-replies"):
+                cid = msg.key.decode("utf-8")
+                body = json.loads(msg.value)
+                contact = dict(contacts_tb.get(cid) or {})
+                seen = list(contact.get("seen") or [])
+                if body["sid"] in seen:
+                    continue  # the provider retried its webhook
+                reply = parse_reply(body.get("body") or "")
+                if reply.intent == "stop":
+                    contact["opted_out"] = True
+                elif reply.intent == "start":
+                    contact["opted_out"] = False
+                contact["seen"] = (seen + [body["sid"]])[-SEEN_REPLIES:]
+                contacts_tb[cid] = contact
+                rec = feedback_record(cid, body, reply, alert_id=contact.get("last_alert_id"),
+                                      opted_out=opted_out(cid, customers_tb.get(cid)))
+                stats[f"feedback_{rec['intent']}"] += 1
+                log.info("reply %s from customer %s: %s", body["sid"], cid, rec["intent"])
+                await feedback_t.send(key=cid.encode(), value=_dumps(rec))
 
     @app.agent(deliveries_src, name="deliveries")
     async def on_deliveries(stream):

@@ -316,7 +316,7 @@ def test_sandbox_fetch_unknown_message_is_20404_and_delete_clears():
     missing, cleared, after = run(go())
     assert missing == (404, 20404)
     assert cleared == {"cleared": 1}
-    assert after == {"messages": [], "rejected": []}
+    assert after == {"messages": [], "rejected": [], "inbound": []}
 
 
 def test_html_page_escapes_bodies_and_masks_numbers():
