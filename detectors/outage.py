@@ -446,6 +446,9 @@ class OutageDetector(Detector):
             evidence["merged_into"] = merged_into
         if status == "resolved":
             evidence["duration_s"] = t - inc["started_at"]
+            # who is still dark (they stay in a child outage): no "power is back" message for them
+            evidence["still_out_customer_ids"] = sorted({members[m]["customer_id"] for m in meters if m in out
+                                                         and (members.get(m) or {}).get("customer_id")})
         return {
             "alert_id": alert_id(kind, level, scope_id, inc["started_at"]), "kind": kind,
             "severity": "info" if momentary else "critical", "status": status,

@@ -57,6 +57,9 @@ WATERMARK_EVERY_S = 1.0
 #: Readings of a meter not yet in the directory are held back, up to this many per meter (a week of
 #: 15-minute readings); a message beyond that goes to the dead-letter topic.
 PARKED_MAX = 672
+#: Alert kinds whose resolution is worth a message of its own ("power is back"): an outage gives each
+#: customer exactly two SMS, the notice and the restoration.
+RESTORATION_KINDS = ("outage",)
 #: Delivery attempts for a retryable provider error, with exponential back-off from 1 s.
 SEND_ATTEMPTS = 3
 
@@ -533,10 +536,17 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
             msg = event.message
             async with guard(msg, "alert-fanout"):
                 alert = json.loads(msg.value)
-                if alert["status"] != "open":
-                    continue
-                for cid in alert["customer_ids"]:
-                    await requests_t.send(key=cid.encode(), value=_dumps({"alert": alert, "customer_id": cid}))
+                if alert["status"] == "open":
+                    for cid in alert["customer_ids"]:
+                        await requests_t.send(key=cid.encode(), value=_dumps({"alert": alert, "customer_id": cid}))
+                elif (alert["status"] == "resolved" and alert["kind"] in RESTORATION_KINDS
+                      and not alert["evidence"].get("merged_into")):
+                    # "power is back" for those told of the outage and no longer dark (see on_requests)
+                    dark = set(alert["evidence"].get("still_out_customer_ids") or ())
+                    for cid in alert["customer_ids"]:
+                        if cid not in dark:
+                            await requests_t.send(key=cid.encode(), value=_dumps(
+                                {"alert": alert, "customer_id": cid, "phase": "resolved"}))
 
     def notifier():
         if not notifier_box:
@@ -588,6 +598,13 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
         """Opted out in the customer record, or by texting STOP (and not START since)."""
         return bool((cust or {}).get("opted_out") or (contacts_tb.get(cid) or {}).get("opted_out"))
 
+    def notice_sent(cid: str, alert: dict) -> str | None:
+        """The alert (this one or the outage it is a child of) whose notice this customer was sent."""
+        for aid in (alert["alert_id"], (alert.get("evidence") or {}).get("parent_alert_id")):
+            if aid and (outbox_tb.get(f"{aid}|{cid}|sms") or {}).get("status") == "sent":
+                return aid
+        return None
+
     @app.agent(requests_t, name="notify")
     async def on_requests(stream):
         from notifiers.templates import render
@@ -597,7 +614,8 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
             async with guard(msg, "notify"):
                 req = json.loads(msg.value)
                 alert, cid = req["alert"], req["customer_id"]
-                okey = f"{alert['alert_id']}|{cid}|sms"
+                resolved = req.get("phase") == "resolved"
+                okey = f"{alert['alert_id']}|{cid}|sms" + ("|resolved" if resolved else "")
                 claim = outbox_tb.get(okey)
                 if claim is not None and claim.get("state") == "done":
                     continue  # one SMS per customer per alert, whatever re-delivers the request
@@ -606,8 +624,13 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
                        "customer_id": cid, "channel": "sms",
                        "language": (cust or {}).get("language", "en"), "body": None, "status": "suppressed",
                        "reason": None, "provider_message_id": None}
+                told = notice_sent(cid, alert)
                 if cust is None:
                     rec.update(status="failed", reason="unknown_customer")
+                elif resolved and not told:
+                    rec["reason"] = "no_notice_to_resolve"  # never told of it: no "power is back" either
+                elif not resolved and told and told != alert["alert_id"]:
+                    rec["reason"] = f"notified_for {told}"  # a child outage of one the customer was told of
                 elif claim is not None:
                     # Claimed but never finished: an earlier attempt died between sending and recording.
                     # Ask the provider rather than send again, so the customer gets it once.

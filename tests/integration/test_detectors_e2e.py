@@ -3,6 +3,8 @@ meter still dark after its feeder came back), and a bill spike forecast with Pro
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
 
 from gridwatch.contract import check, parse_ts
@@ -41,10 +43,28 @@ def test_feeder_outage_is_one_alert_resolved_on_restoration_with_a_nested_child(
     assert child[0]["evidence"]["parent_alert_id"] == feeder[0]["alert_id"]
     assert parse_ts(child[-1]["resolved_at"]) >= parse_ts(meter_truth["end"])
 
-    # each affected, opted-in customer gets one SMS for the feeder outage, however often the alert grew
-    notes = pipeline.settle("notifications")
-    sent = [n for n in notes if n["status"] == "sent" and n["alert_id"] == feeder[0]["alert_id"]]
-    assert len(sent) == len({n["customer_id"] for n in sent}) > 0
+    # Exactly two SMS per opted-in customer, however often the alert grew: the notice and "power is back".
+    # The customer still dark when the feeder came back is not told of the child outage again, and hears
+    # "power is back" only when the child outage ends.
+    customers = {c["customer_id"]: c for c in sim.customers()}
+    opted_in = {c for c in feeder_truth["customer_ids"] if not customers[c]["opted_out"]}
+    pipeline.read("notifications", lambda rs: sum(r["status"] == "sent" for r in rs) >= 2 * len(opted_in))
+    notes = [n for n in pipeline.settle("notifications") if n["status"] != "delivered"]
+    sent = [n for n in notes if n["status"] == "sent"]
+    assert Counter(n["customer_id"] for n in sent) == {c: 2 for c in opted_in}
+    assert len(pipeline.sandbox_messages()) == 2 * len(opted_in)
+    dark_customer = meter_truth["customer_ids"][0]
+    if dark_customer in opted_in:
+        assert sorted(n["alert_id"] for n in sent if n["customer_id"] == dark_customer) == sorted(
+            [feeder[0]["alert_id"], child[0]["alert_id"]])
+        (again,) = [n for n in notes if n["customer_id"] == dark_customer and n["alert_id"] == child[0]["alert_id"]
+                    and n["status"] == "suppressed"]
+        assert again["reason"] == f"notified_for {feeder[0]['alert_id']}"
+    from notifiers.templates import render
+
+    for c in opted_in:  # the second SMS is the restoration text of the alert that ended the customer's outage
+        ended = child[-1] if c == dark_customer else feeder[-1]
+        assert render(ended, customers[c]) in {n["body"] for n in sent if n["customer_id"] == c}
 
 
 def test_bill_spike_is_forecast_in_the_worker_and_alerted_mid_cycle(pipeline):
