@@ -183,6 +183,7 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
     outbox_tb = table("outbox", "alert|customer|channel -> delivery claim and outcome")
     deliveries_tb = table("deliveries", "message SID -> what was sent, its provider status, early callbacks")
     phones_tb = table("phones", "phone number -> {customer_id}: who an inbound SMS is from")
+    deferred_tb = table("deferred", "customer_id -> {outbox key: notify request held for quiet hours, due}")
     contacts_tb = table("contacts", "customer_id -> opt-out by SMS reply, alert of the last SMS, recent replies")
 
     meter_stage, feeder_stage = MeterStage(detectors), FeederStage(detectors)
@@ -607,12 +608,20 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
 
     @app.agent(requests_t, name="notify")
     async def on_requests(stream):
+        from notifiers.quiet import DEFERRABLE_KINDS, quiet_until
         from notifiers.templates import render
 
         async for event in stream.events():
             msg = event.message
             async with guard(msg, "notify"):
                 req = json.loads(msg.value)
+                if "release" in req:  # the quiet hours of a deferred message are over (see release_deferred)
+                    held = dict(deferred_tb.get(req["customer_id"]) or {})
+                    entry = held.pop(req["release"], None)
+                    if entry is None:
+                        continue  # already released
+                    deferred_tb[req["customer_id"]] = held
+                    req = {**entry["request"], "released": True}
                 alert, cid = req["alert"], req["customer_id"]
                 resolved = req.get("phase") == "resolved"
                 okey = f"{alert['alert_id']}|{cid}|sms" + ("|resolved" if resolved else "")
@@ -647,6 +656,15 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
                         await deliver_into(rec, cust["phone"])
                 elif opted_out(cid, cust):
                     rec["reason"] = "opted_out"
+                elif (alert["kind"] in DEFERRABLE_KINDS and not req.get("released")
+                      and (due := quiet_until(cust, time.time())) is not None):
+                    # not urgent, and the customer's night: held, not dropped, until their quiet hours end
+                    deferred_tb[cid] = {**(deferred_tb.get(cid) or {}), okey: {"request": req, "due": due}}
+                    rec.update(status="deferred", reason=f"quiet_hours until {_rfc3339(due)}",
+                               created_at=_utc_now())
+                    stats["notifications_deferred"] += 1
+                    await notifications_t.send(key=cid.encode(), value=_dumps(rec))
+                    continue
                 else:
                     rec["body"] = render(alert, cust)
                     outbox_tb[okey] = {"state": "claimed", "at": time.time()}
@@ -661,6 +679,19 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
                 await notifications_t.send(key=cid.encode(), value=_dumps(rec))
                 if rec["provider_message_id"]:
                     await sent_t.send(key=rec["provider_message_id"].encode(), value=_dumps(rec))
+
+    released: set[str] = set()  # outbox keys whose release was asked for (in memory; a repeat is harmless)
+
+    @app.timer(interval=5.0)
+    async def release_deferred():
+        """Deferred messages whose quiet hours are over go back through the notify stage. Tables change only
+        inside their stream, so this only asks: a release request on the customer's partition."""
+        now = time.time()
+        for cid, held in list(deferred_tb.items()):
+            for okey, entry in (held or {}).items():
+                if entry["due"] <= now and okey not in released:
+                    released.add(okey)
+                    await requests_t.send(key=cid.encode(), value=_dumps({"customer_id": cid, "release": okey}))
 
     # -- customers' replies -> opt-out / opt-in and feedback -------------------------------------------
     @app.agent(inbound_t, name="inbound")

@@ -4,6 +4,8 @@ meter still dark after its feeder came back), and a bill spike forecast with Pro
 from __future__ import annotations
 
 from collections import Counter
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -81,6 +83,12 @@ def test_bill_spike_is_forecast_in_the_worker_and_alerted_mid_cycle(pipeline):
     # Customers first, as in a utility where they exist long before their readings: ten weeks published in a
     # burst would otherwise overrun what the worker holds for meters not yet in its directory (dead-lettered).
     records = list(sim.timed_records())
+    # It is night for this customer: quiet hours from two hours ago until the next minute but one, local time.
+    now = datetime.now(ZoneInfo(cust["timezone"]))
+    quiet = [(now - timedelta(hours=2)).strftime("%H:%M"), (now + timedelta(minutes=2)).strftime("%H:%M")]
+    for _, topic, key, value in records:
+        if topic == "customers" and key == "C000001":
+            value["preferences"]["quiet_hours"] = quiet
     publish([r for r in records if r[1] == "customers"], PrefixedSink(pipeline), progress=False)
     pipeline.read("gridwatch.meter-directory", lambda rs: len(rs) >= 2)
     publish([r for r in records if r[1] != "customers"], PrefixedSink(pipeline), progress=False)
@@ -97,3 +105,15 @@ def test_bill_spike_is_forecast_in_the_worker_and_alerted_mid_cycle(pipeline):
     lo, hi = ev["pct_interval"]
     assert lo <= ev["pct_above"] <= hi and ev["driver"]
     assert pipeline.settle("gridwatch.dlq", seconds=1) == [], "every reading made it into the daily usage"
+
+    # Not urgent, so not at night: deferred to the end of the quiet hours (not dropped), then sent once.
+    notes = pipeline.read("notifications", lambda rs: any(r["status"] == "sent" and r["alert_id"] == alert["alert_id"]
+                                                          for r in rs), timeout=240)
+    mine = [n for n in notes if n["alert_id"] == alert["alert_id"] and n["status"] != "delivered"]
+    assert [n["status"] for n in mine] == ["deferred", "sent"], mine
+    deferred, sent = mine
+    assert deferred["reason"].startswith("quiet_hours until ") and deferred["body"] is None
+    due = deferred["reason"].removeprefix("quiet_hours until ")
+    assert datetime.fromisoformat(due).astimezone(ZoneInfo(cust["timezone"])).strftime("%H:%M") == quiet[1]
+    assert sent["created_at"] >= due and sent["notification_id"] == deferred["notification_id"]
+    assert [m["to"] for m in pipeline.sandbox_messages()] == [cust["phone"]]
