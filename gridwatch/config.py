@@ -72,6 +72,11 @@ class Settings:
 
     #: Detectors the worker runs: comma-separated names (`gridwatch detectors list`), or "all".
     detectors: str = field(default_factory=lambda: os.environ.get("GRIDWATCH_DETECTORS", "all"))
+    #: ValidityPeriod of every SMS: the provider drops a message still queued after this many seconds, so a
+    #: stale outage notice is never delivered hours late (1..36000).
+    sms_validity_s: int = field(default_factory=lambda: int(os.environ.get("GRIDWATCH_SMS_VALIDITY_S", "3600")))
+    #: The sender's rate: SMS per second the notify stage sends at most (a long code takes about 1).
+    sms_per_second: float = field(default_factory=lambda: float(os.environ.get("GRIDWATCH_SMS_PER_SECOND", "10")))
     #: Processes for model fits (Prophet), so a fit never blocks the event loop.
     fit_processes: int = field(default_factory=lambda: int(os.environ.get("GRIDWATCH_FIT_PROCESSES", "1")))
 

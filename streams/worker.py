@@ -203,6 +203,9 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
     by_partition: dict[int, set[str]] = {}  # meter-status partition -> feeder ids, built lazily
     notifier_box: list = []
     pool_box: list = []
+    from notifiers.pacing import Pacer
+
+    pacer = Pacer(s.sms_per_second)
 
     async def dead_letter(msg, error: str) -> None:
         stats["dlq"] += 1
@@ -556,7 +559,8 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
             from streams.webhooks import STATUS_PATH
 
             callback = s.webhook_url.rstrip("/") + STATUS_PATH if s.webhook_url else None
-            notifier_box.append(TwilioSms.from_settings(s, status_callback=callback))
+            notifier_box.append(TwilioSms.from_settings(s, status_callback=callback,
+                                                        validity_period_s=s.sms_validity_s))
         return notifier_box[0]
 
     async def deliver(to: str, body: str):
@@ -565,6 +569,7 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
 
         delay = 1.0
         for attempt in range(1, SEND_ATTEMPTS + 1):
+            await pacer.wait()
             try:
                 return await notifier().send(to, body), None
             except NotifierError as exc:
