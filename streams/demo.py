@@ -157,7 +157,7 @@ def run(args) -> int:
                     return 1
         consumer.close()
         order = ["alerts open", "alerts acknowledged", "alerts resolved", "SMS sent", "SMS delivered",
-                 "SMS undelivered", "SMS suppressed", "SMS failed", "dead letters"]
+                 "SMS undelivered", "SMS deferred", "SMS suppressed", "SMS failed", "dead letters"]
         print("\nsummary: " + (", ".join(f"{k} {seen[k]}" for k in order if seen[k]) or "nothing yet")
               + f"; sandbox page {sandbox_url}/")
         return 0
@@ -181,12 +181,26 @@ def tally(topic: str, v: dict) -> str:
     return "dead letters"
 
 
+def _evidence(alert: dict) -> str:
+    """The few words of evidence an operator wants on the line, by kind."""
+    ev = alert["evidence"]
+    if alert["kind"] in ("outage", "momentary_interruption"):
+        return (f"{ev.get('meters_out')} of {ev.get('meters_total')} meters out, {ev.get('last_gasps')} last gasps"
+                + (f", child of {ev['parent_alert_id']}" if ev.get("parent_alert_id") else ""))
+    if alert["kind"] == "bill_spike":
+        return (f"projected {ev.get('projected_amount')} {ev.get('currency') or ''} = +{ev.get('pct_above')} % "
+                f"on usual; {ev.get('driver')}")
+    if ev.get("v_extreme") is not None:
+        return f"{ev.get('standard')}, extreme {ev['v_extreme']} V"
+    return ", ".join(f"{k} {ev[k]}" for k in ("standard", "category", "pu", "swings") if ev.get(k) is not None)
+
+
 def describe(topic: str, v: dict) -> str:
     if topic.endswith(names.ALERTS):
         return (f"ALERT {v['status']:<8} {v['kind']} at {v['scope']['level']} {v['scope']['id']} "
                 f"({len(v['meter_ids'])} meters, {len(v['customer_ids'])} customers) started {v['started_at']}"
                 f" detected {v['detected_at']}" + (f" resolved {v['resolved_at']}" if v['resolved_at'] else "")
-                + f"  [{v['evidence'].get('standard')}, extreme {v['evidence'].get('v_extreme')} V]")
+                + f"  [{_evidence(v)}]")
     if topic.endswith(names.NOTIFICATIONS):
         line = f"SMS   {v['status']:<8} {v['customer_id']} ({v['language']})"
         if v["status"] == "sent":
@@ -200,7 +214,8 @@ def describe(topic: str, v: dict) -> str:
 def register(sub) -> None:
     p = sub.add_parser("demo", help="run the whole pipeline on a real Kafka broker with a simulated fault",
                        description="Start (or reuse) Kafka, create topics, start the SMS sandbox and the worker, "
-                                   "simulate a utility with a transformer undervoltage and print alerts and SMS.")
+                                   "simulate a utility with a transformer undervoltage, a meter overvoltage and "
+                                   "a power cut, and print alerts and SMS.")
     p.add_argument("--duration", type=float, default=None,
                    help="stop after this many seconds (default: run until Ctrl-C)")
     p.add_argument("--scenario", default="demo", help="simulator scenario (default: demo)")

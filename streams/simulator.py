@@ -306,8 +306,15 @@ def _pick_bill_customer(sim: "Simulator") -> str:
 
 def _demo(sim: "Simulator") -> list[str]:
     tr = _pick_cn_transformer(sim)
-    return [f"transformer_undervoltage:{tr}@+4h/2h",                 # 12:00-14:00 Asia/Shanghai
-            f"meter_overvoltage:{_pick_eu_meter(sim, {tr})}@+14h/90m"]  # 15:00-16:30 Europe/London
+    meter = _pick_eu_meter(sim, {tr})
+    # a power cut on another transformer of the overvoltage meter's feeder: notice, then "power is back"
+    feeder = sim._feeder_by_id[sim._meters[meter]["feeder_id"]]
+    out = next((t for t in feeder["transformer_ids"] if t != sim._meters[meter]["transformer_id"]), None)
+    faults = [f"transformer_undervoltage:{tr}@+4h/2h",         # 12:00-14:00 Asia/Shanghai
+              f"meter_overvoltage:{meter}@+14h/90m"]            # 15:00-16:30 Europe/London
+    if out is not None:
+        faults.append(f"transformer_outage:{out}@+18h/45m")     # 19:00-19:45 Europe/London
+    return faults
 
 
 def _outage(sim: "Simulator") -> list[str]:
@@ -390,7 +397,7 @@ SCENARIOS: dict[str, tuple[dict[str, Any], Any, str]] = {
     "clean": ({}, lambda sim: [], "no faults"),
     "demo": ({"hours": 24.0}, _demo,
              "24 h; undervoltage on a CN transformer (zh-CN and en customers) +4h for 2 h, "
-             "overvoltage on one EU meter +14h for 90 min"),
+             "overvoltage on one EU meter +14h for 90 min, a power cut on another EU transformer +18h for 45 min"),
     "outage": ({"hours": 24.0}, _outage, "24 h; the last feeder out +10h for 45 min"),
     "all": ({"hours": 336.0}, _all,
             "14 days; the demo faults, the last feeder out +34h for 45 min, a 1.6x bill spike from +9d"),

@@ -42,5 +42,8 @@ def test_demo_shows_an_alert_and_sms(kafka_broker, tmp_path):
     assert "ALERT open     overvoltage at meter" in out
     assert "SMS   sent" in out and "检测到" in out and "opted_out" in out
     assert "first SMS" in out
-    assert "summary: alerts open 2, alerts resolved 2, SMS sent" in out
+    assert "ALERT open     outage at transformer" in out and "ALERT resolved outage at transformer" in out
+    assert "Power cut" in out and "back on" in out  # the notice, then "power is back"
+    # open records: undervoltage, overvoltage, the outage and its growth as silent meters join it
+    assert "summary: alerts open 4, alerts resolved 3, SMS sent" in out
     assert "SMS   delivered" in out  # signed status callbacks came back through `gridwatch webhooks`

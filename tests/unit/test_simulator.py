@@ -297,7 +297,8 @@ def test_record_ordering_guarantees():
     timed = list(sim.timed_records())
     cut = parse_ts("2026-07-01T10:15:00Z")
     short = [i for i, (t, topic, _, _) in enumerate(timed) if topic == config.READINGS and t == cut]
-    fails = [i for i, (_, topic, _, v) in enumerate(timed) if topic == config.EVENTS and v["type"] == "power_fail"]
+    fails = [i for i, (t, topic, _, v) in enumerate(timed)
+             if topic == config.EVENTS and v["type"] == "power_fail" and t == cut + 5 * 60]
     full = [i for i, (t, topic, _, _) in enumerate(timed) if topic == config.READINGS and t == cut + 45 * 60]
     assert short and fails and full
     assert max(short) < min(fails) and max(fails) < min(full)
@@ -386,13 +387,16 @@ def test_scenarios():
     demo = Simulator(SimConfig(seed=42, scenario="demo"))
     assert demo.n_steps == 96
     kinds = [(t["fault"], t["scope"]["id"]) for t in demo.truth()]
-    assert [k for k, _ in kinds] == ["transformer_undervoltage", "meter_overvoltage"]
+    assert [k for k, _ in kinds] == ["transformer_undervoltage", "meter_overvoltage", "transformer_outage"]
     cust = {c["meter_id"]: c for c in demo.customers()}
     under = demo.truth()[0]
     assert {cust[m]["language"] for m in under["meter_ids"]} == {"zh-CN", "en"}
     assert {cust[m]["nominal_voltage"] for m in under["meter_ids"]} == {220}
     over = cust[demo.truth()[1]["meter_ids"][0]]
     assert over["timezone"] in ("Europe/London", "Europe/Paris") and not over["opted_out"]
+    cut = demo.truth()[2]  # a power cut on another transformer of the overvoltage meter's feeder
+    assert cut["scope"]["id"] != cust[demo.truth()[1]["meter_ids"][0]]["transformer_id"]
+    assert {cust[m]["feeder_id"] for m in cut["meter_ids"]} == {over["feeder_id"]}
     assert Simulator(SimConfig(scenario="clean")).truth() == []
     assert [t["expected_kind"] for t in Simulator(SimConfig(scenario="outage")).truth()] == ["outage"]
     everything = Simulator(SimConfig(scenario="all", hours=24))
