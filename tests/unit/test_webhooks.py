@@ -9,7 +9,6 @@ from contextlib import asynccontextmanager
 
 import aiohttp
 import pytest
-from aiohttp import web
 from twilio.request_validator import RequestValidator
 
 from gridwatch import config as names
@@ -21,6 +20,7 @@ from notifiers.sandbox import SANDBOX_ACCOUNT_SID, STATE
 from notifiers.sandbox import make_app as make_sandbox
 from streams.webhooks import EMPTY_TWIML, INBOUND_PATH, STATUS_PATH, auth_token, make_app
 from streams.worker import feedback_record
+from tests.unit.test_sms import served
 
 PUBLIC = "https://hooks.gridwatch.example"
 CUSTOMER = "+8613812348000"
@@ -30,18 +30,6 @@ OURS = "+15005550006"
 def settings(**kw) -> Settings:
     return dataclasses.replace(Settings(), webhook_url=PUBLIC, topic_prefix="t.", twilio_account_sid=None,
                                twilio_auth_token=None, **kw)
-
-
-@asynccontextmanager
-async def served(app: web.Application):
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
-    finally:
-        await runner.cleanup()
 
 
 @asynccontextmanager
