@@ -60,6 +60,9 @@ PARKED_MAX = 672
 #: Alert kinds whose resolution is worth a message of its own ("power is back"): an outage gives each
 #: customer exactly two SMS, the notice and the restoration.
 RESTORATION_KINDS = ("outage",)
+#: Inhibit: alert kinds held while the customer is in an outage (released when it ends, or after MAX_HOLD_S).
+HELD_DURING_OUTAGE = ("bill_spike",)
+MAX_HOLD_S = 86400
 #: Delivery attempts for a retryable provider error, with exponential back-off from 1 s.
 SEND_ATTEMPTS = 3
 
@@ -543,14 +546,16 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
                 if alert["status"] == "open":
                     for cid in alert["customer_ids"]:
                         await requests_t.send(key=cid.encode(), value=_dumps({"alert": alert, "customer_id": cid}))
-                elif (alert["status"] == "resolved" and alert["kind"] in RESTORATION_KINDS
-                      and not alert["evidence"].get("merged_into")):
-                    # "power is back" for those told of the outage and no longer dark (see on_requests)
+                elif alert["status"] == "resolved" and alert["kind"] in RESTORATION_KINDS:
+                    # "power is back" for those told of the outage and no longer dark (see on_requests); an
+                    # alert merged into a larger one only closes (no message: the larger one's end will say it)
+                    merged = bool(alert["evidence"].get("merged_into"))
                     dark = set(alert["evidence"].get("still_out_customer_ids") or ())
                     for cid in alert["customer_ids"]:
-                        if cid not in dark:
+                        if merged or cid not in dark:
                             await requests_t.send(key=cid.encode(), value=_dumps(
-                                {"alert": alert, "customer_id": cid, "phase": "resolved"}))
+                                {"alert": alert, "customer_id": cid,
+                                 "phase": "closed" if merged else "resolved"}))
 
     def notifier():
         if not notifier_box:
@@ -604,6 +609,31 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
         """Opted out in the customer record, or by texting STOP (and not START since)."""
         return bool((cust or {}).get("opted_out") or (contacts_tb.get(cid) or {}).get("opted_out"))
 
+    async def hold(rec: dict, req: dict, okey: str, cid: str, why: str, due: float, reason: str) -> None:
+        """Record a message as deferred and keep its request until ``due`` (or an earlier release)."""
+        deferred_tb[cid] = {**(deferred_tb.get(cid) or {}), okey: {"request": req, "due": due, "why": why}}
+        rec.update(status="deferred", reason=reason, created_at=_utc_now())
+        stats["notifications_deferred"] += 1
+        await notifications_t.send(key=cid.encode(), value=_dumps(rec))
+
+    async def track_outage(cid: str, alert: dict, phase: str | None) -> bool:
+        """Keep the customer's open outages (for the inhibit stage); when the last one ends, release what
+        was held for it. True when the request only closed an outage and needs no message."""
+        c = dict(contacts_tb.get(cid) or {})
+        before = set(c.get("outages") or ())
+        outs = set(before)
+        if phase in ("resolved", "closed"):
+            outs -= {alert["alert_id"], (alert.get("evidence") or {}).get("parent_alert_id")}
+        elif alert["status"] == "open":
+            outs.add(alert["alert_id"])
+        if outs != before:
+            contacts_tb[cid] = {**c, "outages": sorted(outs)}
+            if not outs:
+                for okey, entry in (deferred_tb.get(cid) or {}).items():
+                    if entry.get("why") == "outage":
+                        await requests_t.send(key=cid.encode(), value=_dumps({"customer_id": cid, "release": okey}))
+        return phase == "closed"
+
     def notice_sent(cid: str, alert: dict) -> str | None:
         """The alert (this one or the outage it is a child of) whose notice this customer was sent."""
         for aid in (alert["alert_id"], (alert.get("evidence") or {}).get("parent_alert_id")):
@@ -623,12 +653,16 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
                 if "release" in req:  # the quiet hours of a deferred message are over (see release_deferred)
                     held = dict(deferred_tb.get(req["customer_id"]) or {})
                     entry = held.pop(req["release"], None)
+                    released.discard(req["release"])
                     if entry is None:
                         continue  # already released
                     deferred_tb[req["customer_id"]] = held
-                    req = {**entry["request"], "released": True}
+                    why = entry.get("why", "quiet")
+                    req = {**entry["request"], f"released_{why}": True}
                 alert, cid = req["alert"], req["customer_id"]
                 resolved = req.get("phase") == "resolved"
+                if alert["kind"] in RESTORATION_KINDS and await track_outage(cid, alert, req.get("phase")):
+                    continue  # an outage that only closed (merged into a larger one): nothing to tell
                 okey = f"{alert['alert_id']}|{cid}|sms" + ("|resolved" if resolved else "")
                 claim = outbox_tb.get(okey)
                 if claim is not None and claim.get("state") == "done":
@@ -661,14 +695,17 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
                         await deliver_into(rec, cust["phone"])
                 elif opted_out(cid, cust):
                     rec["reason"] = "opted_out"
-                elif (alert["kind"] in DEFERRABLE_KINDS and not req.get("released")
+                elif (alert["kind"] in HELD_DURING_OUTAGE and not req.get("released_outage")
+                      and (outs := (contacts_tb.get(cid) or {}).get("outages"))):
+                    # inhibit: a bill alert waits while the customer has no power (and for the bill the
+                    # catch-up reads will settle); released when the outage ends, at the latest in a day
+                    await hold(rec, req, okey, cid, "outage", time.time() + MAX_HOLD_S,
+                               f"held: in outage {outs[0]}")
+                    continue
+                elif (alert["kind"] in DEFERRABLE_KINDS and not req.get("released_quiet")
                       and (due := quiet_until(cust, time.time())) is not None):
                     # not urgent, and the customer's night: held, not dropped, until their quiet hours end
-                    deferred_tb[cid] = {**(deferred_tb.get(cid) or {}), okey: {"request": req, "due": due}}
-                    rec.update(status="deferred", reason=f"quiet_hours until {_rfc3339(due)}",
-                               created_at=_utc_now())
-                    stats["notifications_deferred"] += 1
-                    await notifications_t.send(key=cid.encode(), value=_dumps(rec))
+                    await hold(rec, req, okey, cid, "quiet", due, f"quiet_hours until {_rfc3339(due)}")
                     continue
                 else:
                     rec["body"] = render(alert, cust)
