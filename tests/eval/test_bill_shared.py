@@ -10,23 +10,8 @@ absent.
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
-import pytest
-
 from benchmarks.bill_eval import HOUSEHOLDS, evaluate, format_report
-
-SHARED = Path(os.environ.get("GRIDWATCH_SHARED") or Path(__file__).parents[2].parent / "shared")
-DATA = SHARED / "data"
-
-
-def _need(path: Path) -> None:
-    if not path.exists():
-        if os.environ.get("CI") == "true":  # CI has the shared folder beside the checkout: this must run
-            pytest.fail(f"{path} is absent under CI", pytrace=False)
-        pytest.skip(f"{path} is absent: the shared real-data folder exists only beside the repository on the "
-                    "team's machines (see ../shared/data/README.md)")
+from tests.eval.test_replay_shared import DATA, SHARED, _need
 
 
 def test_bill_spike_meets_its_targets_on_the_real_households():
