@@ -99,8 +99,18 @@ class Notifier(Protocol):
     """A delivery channel. ``send`` returns a :class:`Delivery` or raises :class:`NotifierError`."""
 
     channel: str
+    #: True when sending again with the same ``key`` cannot reach the customer twice (a webhook whose
+    #: receiver dedupes on the Idempotency-Key header); False for SMS and email, where a retry after a
+    #: maybe-sent failure may deliver the message twice.
+    idempotent: bool
 
-    async def send(self, to: str, body: str) -> Delivery:
+    async def send(self, to: str, body: str, *, subject: str | None = None, data: dict | None = None,
+                   key: str | None = None) -> Delivery:
+        """Send ``body`` to ``to`` (a phone number, an email address or a webhook URL, by channel).
+
+        ``subject``: the email subject (other channels ignore it). ``data``: a JSON-able payload (what a
+        webhook posts; other channels ignore it). ``key``: an idempotency key, our notification id: the
+        email's Message-ID is derived from it, a webhook sends it as ``Idempotency-Key``."""
         ...
 
     async def find_sent(self, to: str, body: str, since: float) -> Delivery | None:

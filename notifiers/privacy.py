@@ -2,14 +2,14 @@
 
 ``mask_phone`` is what every log line that mentions a recipient must use; ``scrub`` masks anything that
 looks like a phone number inside free text (e.g. an error message returned by Twilio, which quotes the
-``To`` number) and blanks out the secrets it is given.
+``To`` number) and blanks out the secrets it is given; ``mask_email`` is the same for email addresses.
 """
 
 from __future__ import annotations
 
 import re
 
-__all__ = ["mask_phone", "scrub"]
+__all__ = ["mask_email", "mask_phone", "scrub"]
 
 _MASK = "****"
 _TAIL = 4          # digits kept at the end
@@ -45,6 +45,26 @@ def mask_phone(e164: str | None) -> str:
         return prefix + plus + _MASK + digits[-2:] if len(digits) > 4 else prefix + plus + _MASK
     head = max(0, min(_MAX_HEAD, len(digits) - _TAIL - _MIN_HIDDEN))
     return prefix + plus + digits[:head] + _MASK + digits[-_TAIL:]
+
+
+def mask_email(address: str | None) -> str:
+    """Mask an email address for logging: ``"li.wei@example.com"`` → ``"l****@e****.com"``.
+
+    Keeps the first character of the local part, the first character of the domain and the top-level
+    domain (enough to tell a typo or a provider apart in a log), nothing else; always four stars, so the
+    mask does not reveal the length. Anything that is not an address is masked like a non-number in
+    :func:`mask_phone` (``****`` plus at most its last two characters).
+    """
+    if not address:
+        return ""
+    text = str(address).strip()
+    local, at, domain = text.rpartition("@")
+    if not at or not local or not domain:
+        return _MASK + (text[-2:] if len(text) > 6 else "")
+    host, dot, tld = domain.rpartition(".")
+    if not dot or not host or not tld:
+        return local[0] + _MASK + "@" + _MASK
+    return local[0] + _MASK + "@" + host[0] + _MASK + "." + tld
 
 
 def scrub(text: object, *secrets: str | None) -> str:

@@ -58,6 +58,26 @@ Test hooks (not part of Twilio):
   ``GET /sandbox/messages``.
 * ``--delay SECONDS``: an accepted send is stored at once but answered only after SECONDS (crash tests).
 
+The other delivery channels have sinks too (not Twilio):
+
+* **webhook receiver** ``POST /sandbox/webhook/{name}``: what a customer's webhook would be. Checks
+  ``X-Gridwatch-Signature`` with :func:`notifiers.webhook.verify_signature` (secret
+  ``GRIDWATCH_WEBHOOK_SECRET``, else the development secret; ``401`` when it does not match), dedupes on
+  ``Idempotency-Key`` per ``name`` (a repeat is answered ``200`` with the first delivery's ``id`` and
+  ``"duplicate": true``, and not recorded again), needs a JSON body (``400``), answers ``{"id": "WH..."}``.
+  ``GET /sandbox/webhooks`` → ``{"webhooks": [record, ...], "rejected": [...]}`` oldest first (record:
+  ``id``, ``name``, ``idempotency_key``, ``timestamp``, ``payload``, ``received_at``, ``duplicates``);
+  ``?name=`` filters; ``DELETE /sandbox/webhooks`` clears. ``--fail-webhook [NAME=]STATUS[xN]`` answers
+  with that HTTP status instead (all names without ``NAME=``; ``xN``: the first N attempts only).
+* **SMTP sink** (aiosmtpd, in the same event loop) on ``--smtp-port`` (default the HTTP port + 1, ``0``
+  disables; see :func:`sandbox_smtp_address`): every email accepted is recorded, decoded.
+  ``GET /sandbox/emails`` → ``{"emails": [record, ...], "rejected": [...], "smtp_port"}`` oldest first
+  (record: ``id``, ``message_id``, ``from``, ``to`` (envelope recipients), ``subject``, ``body`` (the text
+  part, decoded), ``received_at``, ``size``); ``?to=`` filters; ``DELETE /sandbox/emails`` clears.
+  ``--fail-email ADDRESS=CODE[xN]`` answers ``RCPT TO:<ADDRESS>`` with that SMTP reply code (``550``
+  mailbox unavailable, ``451`` try again later, ...; ``*`` for every address).
+* Both are shown on ``GET /`` under the SMS (addresses masked).
+
 Like Twilio, a message sent with a ``StatusCallback`` URL gets signed status callbacks (``sent``, then
 ``delivered``; form fields and ``X-Twilio-Signature`` as Twilio sends them).
 
@@ -83,13 +103,15 @@ import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from email import policy as email_policy
+from email.parser import BytesParser
 from email.utils import format_datetime
 from pathlib import Path
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from aiohttp import web
 
-from notifiers.privacy import mask_phone
+from notifiers.privacy import mask_email, mask_phone
 from notifiers.templates import sms_segments
 
 __all__ = [
@@ -100,10 +122,14 @@ __all__ = [
     "SandboxState",
     "STATE",
     "make_app",
+    "MailSink",
     "parse_fail",
+    "parse_rules",
     "register",
     "sandbox_credentials",
+    "sandbox_smtp_address",
     "serve",
+    "start_smtp_sink",
 ]
 
 log = logging.getLogger(__name__)
@@ -117,6 +143,7 @@ ENV_AUTH_TOKEN = "GRIDWATCH_SANDBOX_AUTH_TOKEN"
 ENV_FAIL = "GRIDWATCH_SANDBOX_FAIL"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8088
+SMTP_PORT_OFFSET = 1  # the SMTP sink listens next to the HTTP port
 MAX_BODY_CHARS = 1600
 
 _ACCOUNT_SID_RE = re.compile(r"^AC[0-9a-fA-F]{32}$")
@@ -126,6 +153,13 @@ _SHORT_CODE_RE = re.compile(r"^\d{3,8}$")
 _ALPHA_SENDER_RE = re.compile(r"^(?=.*[A-Za-z])[A-Za-z0-9 ]{1,11}$")
 
 assert _ACCOUNT_SID_RE.match(SANDBOX_ACCOUNT_SID)
+
+
+def sandbox_smtp_address(sandbox_url: str) -> tuple[str, int]:
+    """Where the SMTP sink of the sandbox at ``sandbox_url`` listens: its host, its HTTP port + 1."""
+    parts = urlsplit(sandbox_url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return parts.hostname or DEFAULT_HOST, port + SMTP_PORT_OFFSET
 
 
 def sandbox_credentials() -> tuple[str, str]:
@@ -250,6 +284,32 @@ def parse_fail(spec: Mapping[str, int | str] | Iterable[str] | str | None) -> di
     return rules
 
 
+def parse_rules(spec: Mapping[str, int | str] | Iterable[str] | str | None, *,
+                lowercase: bool = False) -> dict[str, FailRule]:
+    """Fail rules of the webhook receiver and the SMTP sink: ``"NAME=STATUS[xN]"`` or ``"STATUS[xN]"``
+    (name ``*``: every name), from a mapping, a list or a comma-separated string. ``STATUS`` is an HTTP
+    status or an SMTP reply code (400-599) and is used as it is (``rule.status``)."""
+    if not spec:
+        return {}
+    if isinstance(spec, Mapping):
+        items = [(str(k), str(v)) for k, v in spec.items()]
+    else:
+        entries = spec.split(",") if isinstance(spec, str) else [e for s in spec for e in str(s).split(",")]
+        items = []
+        for entry in (e.strip() for e in entries):
+            if entry:
+                name, sep, value = entry.rpartition("=")
+                items.append((name.strip() if sep else "*", value.strip()))
+    rules = {}
+    for name, value in items:
+        head = value.lower().partition("x")[0]
+        if not head.isdigit() or not 400 <= int(head) <= 599:
+            raise ValueError(f"fail status must be 400-599 (optionally xN): {value!r}")
+        name = name or "*"
+        rules[name.lower() if lowercase else name] = FailRule.parse(value)
+    return rules
+
+
 # ----------------------------------------------------------------------------------------------------
 # State
 # ----------------------------------------------------------------------------------------------------
@@ -267,6 +327,16 @@ class SandboxState:
     inbound: list[dict] = field(default_factory=list)  # replies sent through /sandbox/reply, oldest first
     records: list[dict] = field(default_factory=list)   # resource + "sandbox" extras, oldest first
     rejected: list[dict] = field(default_factory=list)
+    # the webhook receiver and the SMTP sink (other channels than SMS)
+    webhook_secret: str | None = None  # None: GRIDWATCH_WEBHOOK_SECRET, else the development secret
+    webhooks: list[dict] = field(default_factory=list)  # accepted deliveries, oldest first
+    webhook_keys: dict[str, dict] = field(default_factory=dict)  # "name\nIdempotency-Key" -> its record
+    webhook_rejected: list[dict] = field(default_factory=list)
+    webhook_fail: dict[str, FailRule] = field(default_factory=dict)  # name (or "*") -> HTTP status
+    emails: list[dict] = field(default_factory=list)  # accepted emails, oldest first
+    email_rejected: list[dict] = field(default_factory=list)
+    email_fail: dict[str, FailRule] = field(default_factory=dict)  # address (or "*") -> SMTP reply code
+    smtp_port: int | None = None  # where the SMTP sink listens once started (None: not running)
 
     def add(self, record: dict) -> None:
         self.records.append(record)
@@ -510,6 +580,162 @@ async def clear_messages(request: web.Request) -> web.Response:
     return web.json_response({"cleared": n})
 
 
+# ----------------------------------------------------------------------------------------------------
+# Other channels: a webhook receiver and an SMTP sink
+# ----------------------------------------------------------------------------------------------------
+
+def _json(payload: dict, status: int = 200, headers: dict | None = None) -> web.Response:
+    return web.json_response(payload, status=status, headers=headers,
+                             dumps=lambda o: json.dumps(o, ensure_ascii=False))
+
+
+async def receive_webhook(request: web.Request) -> web.Response:
+    """A customer's webhook: signature checked, deduped on Idempotency-Key, the JSON payload recorded."""
+    from notifiers.webhook import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
+
+    state = request.app[STATE]
+    name = request.match_info["name"]
+    raw = await request.read()
+    key = request.headers.get(IDEMPOTENCY_HEADER) or None
+
+    def refuse(status: int, why: str) -> web.Response:
+        state.webhook_rejected.append({"time": _now().isoformat(), "name": name, "idempotency_key": key,
+                                       "status": status, "why": why})
+        log.info("sandbox webhook %s refused (key %s): HTTP %s %s", name, key, status, why)
+        return _json({"error": why}, status, {"Retry-After": "1"} if status in (429, 503) else None)
+
+    if not verify_signature(state.webhook_secret or "", raw, request.headers.get(SIGNATURE_HEADER)):
+        return refuse(401, f"missing or wrong {SIGNATURE_HEADER}")
+    rule = state.webhook_fail.get(name) or state.webhook_fail.get("*")
+    if rule is not None and rule.should_fail():
+        return refuse(rule.status, f"simulated HTTP {rule.status} (attempt {rule.attempts})")
+    seen = state.webhook_keys.get(f"{name}\n{key}") if key else None
+    if seen is not None:
+        seen["duplicates"] += 1
+        log.info("sandbox webhook %s: key %s already received, not recorded again", name, key)
+        return _json({"id": seen["id"], "duplicate": True})
+    try:
+        payload = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return refuse(400, "body must be UTF-8 JSON")
+    record = {"id": "WH" + uuid.uuid4().hex, "name": name, "idempotency_key": key,
+              "timestamp": request.headers.get(TIMESTAMP_HEADER), "payload": payload,
+              "received_at": _now().isoformat(), "duplicates": 0}
+    state.webhooks.append(record)
+    if key:
+        state.webhook_keys[f"{name}\n{key}"] = record
+    log.info("sandbox webhook %s received %s (key %s, %d bytes)", name, record["id"], key, len(raw))
+    return _json({"id": record["id"]})
+
+
+async def list_webhooks(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    name = request.query.get("name")
+    return _json({"webhooks": [r for r in state.webhooks if not name or r["name"] == name],
+                  "rejected": list(state.webhook_rejected)})
+
+
+async def clear_webhooks(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    n = len(state.webhooks)
+    state.webhooks.clear()
+    state.webhook_keys.clear()
+    state.webhook_rejected.clear()
+    for rule in state.webhook_fail.values():
+        rule.attempts = 0
+    return _json({"cleared": n})
+
+
+async def list_emails(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    to = (request.query.get("to") or "").lower()
+    return _json({"emails": [r for r in state.emails if not to or to in (a.lower() for a in r["to"])],
+                  "rejected": list(state.email_rejected), "smtp_port": state.smtp_port})
+
+
+async def clear_emails(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    n = len(state.emails)
+    state.emails.clear()
+    state.email_rejected.clear()
+    for rule in state.email_fail.values():
+        rule.attempts = 0
+    return _json({"cleared": n})
+
+
+# reply texts of the SMTP codes a fail rule may ask for (RFC 5321 / RFC 3463 wording)
+_SMTP_TEXT = {
+    421: "4.3.2 Service not available",
+    450: "4.2.1 Mailbox temporarily unavailable",
+    451: "4.3.0 Local error in processing, try again later",
+    452: "4.3.1 Insufficient system storage",
+    550: "5.1.1 Mailbox unavailable",
+    551: "5.1.6 User not local",
+    552: "5.2.2 Mailbox full",
+    553: "5.1.3 Mailbox name not allowed",
+    554: "5.7.1 Transaction failed",
+}
+
+
+class MailSink:
+    """aiosmtpd handler recording every email it accepts into a :class:`SandboxState` (decoded), and
+    refusing ``RCPT TO`` for the addresses of ``state.email_fail``."""
+
+    def __init__(self, state: SandboxState) -> None:
+        self.state = state
+
+    async def handle_RCPT(self, server, session, envelope, address: str, rcpt_options: list) -> str:
+        rule = self.state.email_fail.get(address.lower()) or self.state.email_fail.get("*")
+        if rule is not None and rule.should_fail():
+            self.state.email_rejected.append({"time": _now().isoformat(), "to": mask_email(address),
+                                              "code": rule.status})
+            log.info("sandbox SMTP fail-list: %s -> %s (attempt %d)", mask_email(address), rule.status,
+                     rule.attempts)
+            return f"{rule.status} {_SMTP_TEXT.get(rule.status, 'Sandbox: simulated failure')}"
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(self, server, session, envelope) -> str:
+        raw = envelope.original_content or b""
+        msg = BytesParser(policy=email_policy.default).parsebytes(raw)
+        part = msg.get_body(preferencelist=("plain", "html"))
+        try:
+            body = part.get_content() if part is not None else ""
+        except (LookupError, ValueError):  # unknown charset, broken encoding
+            body = part.get_payload(decode=True).decode("utf-8", "replace") if part is not None else ""
+        body = body.replace("\r\n", "\n")
+        body = body[:-1] if body.endswith("\n") else body  # the line end the composer always adds
+        record = {"id": "EM" + uuid.uuid4().hex, "message_id": msg.get("Message-ID"),
+                  "from": envelope.mail_from, "to": list(envelope.rcpt_tos), "subject": str(msg.get("Subject", "")),
+                  "body": body, "content_type": msg.get_content_type(),
+                  "received_at": _now().isoformat(), "size": len(raw)}
+        self.state.emails.append(record)
+        log.info("sandbox SMTP accepted %s to %s (%d bytes)", record["id"],
+                 ", ".join(mask_email(a) for a in record["to"]), len(raw))
+        return f"250 2.0.0 OK queued as {record['id']}"
+
+
+async def start_smtp_sink(state: SandboxState, host: str = DEFAULT_HOST, port: int = 0,
+                          handler: object | None = None) -> asyncio.AbstractServer:
+    """An aiosmtpd SMTP server on ``host:port`` (0: any free port) in the running event loop, recording
+    into ``state`` (``handler``: another aiosmtpd handler instead of :class:`MailSink`). Sets
+    ``state.smtp_port``; stop it with ``server.close()``."""
+    from aiosmtpd.smtp import SMTP
+
+    # aiosmtpd logs every command, recipients in full, at INFO: keep it quieter unless configured otherwise
+    smtpd_log = logging.getLogger("mail.log")
+    if smtpd_log.level == logging.NOTSET:
+        smtpd_log.setLevel(logging.WARNING)
+    loop = asyncio.get_running_loop()
+    sink = handler if handler is not None else MailSink(state)
+    server = await loop.create_server(
+        lambda: SMTP(sink, hostname="gridwatch-sandbox", ident="gridwatch sandbox SMTP sink",
+                     enable_SMTPUTF8=True, loop=loop),
+        host=host, port=port)
+    state.smtp_port = server.sockets[0].getsockname()[1]
+    return server
+
+
 def _inbound_url(state: SandboxState, original: dict | None) -> str | None:
     """The inbound webhook: the configured one, else the replied-to message's status callback's sibling."""
     from streams.webhooks import INBOUND_PATH, STATUS_PATH
@@ -636,6 +862,7 @@ th,td{{text-align:left;vertical-align:top;padding:.4rem .6rem;border-bottom:1px 
 th{{background:#f0f0f0;font-weight:600}} td.body{{white-space:pre-wrap;max-width:48rem}}
 td.n,td.t{{white-space:nowrap;font-variant-numeric:tabular-nums}} .empty{{color:#888;padding:1rem}}
 .rej{{margin-top:1.5rem}} .rej td{{color:#a33}} .in{{margin-top:1.5rem}}
+h2{{font-size:1rem;margin:1.5rem 0 .5rem}} td.json{{font-family:ui-monospace,monospace;font-size:12px}}
 </style></head><body>
 <h1>gridwatch SMS sandbox</h1>
 <p class="sub">{count} message(s) received, newest first &middot; account {account}
@@ -645,6 +872,8 @@ td.n,td.t{{white-space:nowrap;font-variant-numeric:tabular-nums}} .empty{{color:
 <tbody>{rows}</tbody></table>
 {inbound}
 {rejected}
+{emails}
+{webhooks}
 </body></html>
 """
 
@@ -682,8 +911,47 @@ async def index(request: web.Request) -> web.Response:
                         f"<td>{esc(str(x['status']))}</td></tr>" for x in reversed(state.rejected[-50:]))
                     + "</tbody></table>")
     page = _PAGE.format(count=len(state.records), account=esc(state.account_sid), rows=rows,
-                        inbound=inbound, rejected=rejected)
+                        inbound=inbound, rejected=rejected, emails=_emails_html(state),
+                        webhooks=_webhooks_html(state))
     return web.Response(text=page, content_type="text/html", charset="utf-8")
+
+
+def _emails_html(state: SandboxState) -> str:
+    """The email section of the page: newest first, addresses masked (only when the sink runs or has mail)."""
+    esc = html.escape
+    if state.smtp_port is None and not state.emails:
+        return ""
+    rows = "".join(
+        f"<tr><td class=t>{esc(r['received_at'][:19].replace('T', ' '))}</td>"
+        f"<td class=n>{esc(', '.join(mask_email(a) for a in r['to']))}</td><td>{esc(r['subject'])}</td>"
+        f"<td class=body>{esc(r['body'])}</td></tr>" for r in reversed(state.emails[-50:])
+    ) or "<tr><td colspan=4 class=empty>No email yet.</td></tr>"
+    rows += "".join(
+        f"<tr class=rej><td class=t>{esc(x['time'][:19].replace('T', ' '))}</td><td class=n>{esc(x['to'])}</td>"
+        f"<td colspan=2>refused: SMTP {esc(str(x['code']))}</td></tr>" for x in reversed(state.email_rejected[-20:]))
+    port = f" on SMTP port {state.smtp_port}" if state.smtp_port else ""
+    return (f"<h2>Email{esc(port)} &middot; {len(state.emails)} received</h2><table><thead><tr>"
+            "<th>Time (UTC)</th><th>To</th><th>Subject</th><th>Body</th></tr></thead>"
+            f"<tbody>{rows}</tbody></table>")
+
+
+def _webhooks_html(state: SandboxState) -> str:
+    """The webhook section of the page: deliveries newest first, with their payload."""
+    esc = html.escape
+    if not state.webhooks and not state.webhook_rejected:
+        return ""
+    rows = "".join(
+        f"<tr><td class=t>{esc(r['received_at'][:19].replace('T', ' '))}</td><td class=n>{esc(r['name'])}</td>"
+        f"<td class=n>{esc(str(r['idempotency_key'] or ''))}"
+        f"{' (+' + str(r['duplicates']) + ' repeats)' if r['duplicates'] else ''}</td>"
+        f"<td class='body json'>{esc(json.dumps(r['payload'], ensure_ascii=False, indent=1)[:2000])}</td></tr>"
+        for r in reversed(state.webhooks[-50:]))
+    rows += "".join(
+        f"<tr class=rej><td class=t>{esc(x['time'][:19].replace('T', ' '))}</td><td class=n>{esc(x['name'])}</td>"
+        f"<td class=n>{esc(str(x['idempotency_key'] or ''))}</td><td>refused: HTTP {esc(str(x['status']))} "
+        f"{esc(x['why'])}</td></tr>" for x in reversed(state.webhook_rejected[-20:]))
+    return (f"<h2>Webhooks &middot; {len(state.webhooks)} received</h2><table><thead><tr><th>Time (UTC)</th>"
+            f"<th>Receiver</th><th>Idempotency-Key</th><th>Payload</th></tr></thead><tbody>{rows}</tbody></table>")
 
 
 async def not_found(request: web.Request) -> web.Response:
@@ -691,7 +959,9 @@ async def not_found(request: web.Request) -> web.Response:
 
 
 def make_app(account_sid: str, auth_token: str, fail=None, store: str | os.PathLike | None = None,
-             delay_s: float = 0.0, inbound_url: str | None = None) -> web.Application:
+             delay_s: float = 0.0, inbound_url: str | None = None, *, webhook_secret: str | None = None,
+             fail_webhook=None, fail_email=None, smtp_port: int | None = None,
+             smtp_host: str = DEFAULT_HOST, smtp_required: bool = True) -> web.Application:
     """The sandbox as an aiohttp application.
 
     ``fail``: see :func:`parse_fail` (mapping number → code/status, or ``"NUMBER=CODE[xN]"`` strings).
@@ -699,6 +969,12 @@ def make_app(account_sid: str, auth_token: str, fail=None, store: str | os.PathL
     ``delay_s``: keep an accepted send waiting this long for its answer (the message is already stored),
     to reproduce a worker dying between the provider taking a message and the worker recording it.
     ``inbound_url``: where ``/sandbox/reply`` posts replies (else derived from a message's status callback).
+    ``webhook_secret``: what the webhook receiver checks signatures with (default
+    ``GRIDWATCH_WEBHOOK_SECRET``, else the development secret). ``fail_webhook`` / ``fail_email``: see
+    :func:`parse_rules`. ``smtp_port``: run the SMTP sink on ``smtp_host:smtp_port`` (``0``: any free port,
+    ``None``: no sink) while the app runs; the bound port is ``app[STATE].smtp_port``. A port already in use
+    fails the start, unless ``smtp_required`` is False (then the sandbox runs without the sink, with a
+    warning).
     """
     if not _ACCOUNT_SID_RE.match(account_sid or ""):
         raise ValueError("sandbox account SID must be 'AC' followed by 32 hex characters")
@@ -707,6 +983,11 @@ def make_app(account_sid: str, auth_token: str, fail=None, store: str | os.PathL
     app = web.Application()
     app[STATE] = SandboxState(account_sid=account_sid, auth_token=auth_token, fail=parse_fail(fail),
                               store=Path(store) if store else None, delay_s=delay_s, inbound_url=inbound_url)
+    from notifiers.webhook import webhook_secret as _webhook_secret
+
+    app[STATE].webhook_secret = _webhook_secret(webhook_secret or os.environ.get("GRIDWATCH_WEBHOOK_SECRET"))
+    app[STATE].webhook_fail = parse_rules(fail_webhook)
+    app[STATE].email_fail = parse_rules(fail_email, lowercase=True)
     prefix = f"/{API_VERSION}/Accounts/{{AccountSid}}"
     app.router.add_post(f"{prefix}/Messages.json", create_message)
     app.router.add_get(f"{prefix}/Messages.json", list_messages)
@@ -715,6 +996,11 @@ def make_app(account_sid: str, auth_token: str, fail=None, store: str | os.PathL
     app.router.add_delete("/sandbox/messages", clear_messages)
     app.router.add_post("/sandbox/reply", send_reply)
     app.router.add_get("/sandbox/reply", reply_page)
+    app.router.add_post("/sandbox/webhook/{name}", receive_webhook)
+    app.router.add_get("/sandbox/webhooks", list_webhooks)
+    app.router.add_delete("/sandbox/webhooks", clear_webhooks)
+    app.router.add_get("/sandbox/emails", list_emails)
+    app.router.add_delete("/sandbox/emails", clear_emails)
     app.router.add_get("/", index)
     app.router.add_route("*", "/{tail:.*}", not_found)
 
@@ -723,6 +1009,27 @@ def make_app(account_sid: str, auth_token: str, fail=None, store: str | os.PathL
             task.cancel()
 
     app.on_shutdown.append(finish_callbacks)
+
+    if smtp_port is not None:
+        async def smtp_sink(app: web.Application):
+            try:
+                server = await start_smtp_sink(app[STATE], smtp_host, smtp_port)
+            except OSError as exc:
+                if smtp_required:
+                    raise
+                log.warning("no SMTP sink: cannot listen on %s:%s (%s); start the sandbox with --smtp-port",
+                            smtp_host, smtp_port, exc.strerror or exc)
+                yield
+                return
+            yield
+            server.close()
+            try:
+                await asyncio.wait_for(server.wait_closed(), 2.0)
+            except asyncio.TimeoutError:  # a client still connected: it is dropped with the loop
+                pass
+            app[STATE].smtp_port = None
+
+        app.cleanup_ctx.append(smtp_sink)
     return app
 
 
@@ -732,10 +1039,21 @@ def make_app(account_sid: str, auth_token: str, fail=None, store: str | os.PathL
 
 async def serve(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *, fail=None,
                 store: str | os.PathLike | None = None, stop: asyncio.Event | None = None,
-                delay_s: float = 0.0, inbound_url: str | None = None) -> None:
-    """Run the sandbox until ``stop`` is set (or SIGINT/SIGTERM when ``stop`` is not given)."""
+                delay_s: float = 0.0, inbound_url: str | None = None, smtp_port: int | None = None,
+                fail_webhook=None, fail_email=None) -> None:
+    """Run the sandbox until ``stop`` is set (or SIGINT/SIGTERM when ``stop`` is not given).
+
+    ``smtp_port``: the SMTP sink's port; ``None`` (default) is ``port`` + 1 (any free port when ``port`` is
+    0; when that port is taken the sandbox runs without the sink, with a warning), ``0`` runs no SMTP sink."""
     account_sid, auth_token = sandbox_credentials()
-    app = make_app(account_sid, auth_token, fail=fail, store=store, delay_s=delay_s, inbound_url=inbound_url)
+    required = bool(smtp_port)  # the default port may be taken: then run without the sink, with a warning
+    if smtp_port is None:
+        smtp_port = port + SMTP_PORT_OFFSET if port else 0
+    elif smtp_port == 0:
+        smtp_port = None
+    app = make_app(account_sid, auth_token, fail=fail, store=store, delay_s=delay_s, inbound_url=inbound_url,
+                   fail_webhook=fail_webhook, fail_email=fail_email, smtp_port=smtp_port, smtp_host=host,
+                   smtp_required=required)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
@@ -744,6 +1062,9 @@ async def serve(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *, fail=None
     url = f"http://{host}:{bound[1]}"
     print(f"Twilio sandbox listening on {url}/ (Messages API at {url}/{API_VERSION}/Accounts/"
           f"{account_sid}/Messages.json)", flush=True)
+    if app[STATE].smtp_port:
+        print(f"SMTP sink on {host}:{app[STATE].smtp_port} (emails at {url}/sandbox/emails); webhook receiver "
+              f"at {url}/sandbox/webhook/NAME", flush=True)
     print(f"Point gridwatch at it with GRIDWATCH_SANDBOX_URL={url}; Ctrl-C to stop.", flush=True)
     if stop is None:
         stop = asyncio.Event()
@@ -766,8 +1087,13 @@ def _run(args: argparse.Namespace) -> int:
         fail.insert(0, os.environ[ENV_FAIL])
     try:
         parse_fail(fail)
+        parse_rules(args.fail_webhook)
+        parse_rules(args.fail_email)
     except ValueError as exc:
         print(f"gridwatch sandbox: {exc}")
+        return 2
+    if args.smtp_port is not None and not 0 <= args.smtp_port <= 65535:
+        print("gridwatch sandbox: --smtp-port must be 0-65535")
         return 2
     inbound_url = args.inbound_url
     if not inbound_url and os.environ.get("GRIDWATCH_WEBHOOK_URL"):
@@ -775,7 +1101,8 @@ def _run(args: argparse.Namespace) -> int:
 
         inbound_url = os.environ["GRIDWATCH_WEBHOOK_URL"].rstrip("/") + INBOUND_PATH
     asyncio.run(serve(args.host, args.port, fail=fail, store=args.store, delay_s=args.delay,
-                      inbound_url=inbound_url))
+                      inbound_url=inbound_url, smtp_port=args.smtp_port, fail_webhook=args.fail_webhook,
+                      fail_email=args.fail_email))
     return 0
 
 
@@ -804,4 +1131,15 @@ def register(subparsers) -> None:
                    help="where replies typed on the page (or POSTed to /sandbox/reply) are delivered, signed like "
                         "Twilio's incoming-message webhook (default: $GRIDWATCH_WEBHOOK_URL/twilio/inbound, else "
                         "next to the replied-to message's status callback)")
+    p.add_argument("--smtp-port", type=int, default=None, metavar="PORT",
+                   help="port of the SMTP sink that records the email channel's messages (default: --port + 1; "
+                        "0 = no SMTP sink)")
+    p.add_argument("--fail-webhook", metavar="[NAME=]STATUS[xN]", action="append",
+                   help="answer webhook deliveries to /sandbox/webhook/NAME (all names without NAME=) with that "
+                        "HTTP status instead (503, 429 retryable; 400, 410 permanent); xN = only the first N "
+                        "attempts. Repeatable")
+    p.add_argument("--fail-email", metavar="ADDRESS=CODE[xN]", action="append",
+                   help="answer RCPT TO:<ADDRESS> (* = every address) with that SMTP reply code instead (550 "
+                        "mailbox unavailable, 451 try again later, ...); xN = only the first N attempts. "
+                        "Repeatable")
     p.set_defaults(func=_run)

@@ -63,6 +63,7 @@ class TwilioSms(Notifier):
     """
 
     channel = "sms"
+    idempotent = False  # messages.create has no idempotency key: a retry may send the SMS twice
 
     def __init__(self, account_sid: str, auth_token: str, *, from_number: str | None = None,
                  messaging_service_sid: str | None = None, base_url: str | None = None,
@@ -122,7 +123,10 @@ class TwilioSms(Notifier):
             self._client = client
         return self._client
 
-    async def send(self, to: str, body: str) -> Delivery:
+    async def send(self, to: str, body: str, *, subject: str | None = None, data: dict | None = None,
+                   key: str | None = None) -> Delivery:
+        """Send one SMS. ``subject``, ``data`` and ``key`` (see :class:`~notifiers.base.Notifier`) do not
+        apply to SMS and are ignored."""
         client = self._ensure_client()
         params: dict[str, Any] = {"to": to, "body": body}
         if self.messaging_service_sid:
