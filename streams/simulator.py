@@ -14,8 +14,10 @@ Topology
     (every feeder of >= 6 meters has a commercial customer, of >= 12 an industrial one). Languages: CN
     customers ~80 % zh-CN / 20 % en (every CN transformer of >= 2 meters has both), elsewhere ~90 % en /
     10 % zh-CN. Opt-out: every transformer of >= 5 meters has max(1, round(10 %)) opted-out customers,
-    smaller ones 10 % at random. Phone numbers are in ranges reserved for fiction where the country has
-    one (UK 07700 900xxx, FR 06 39 98 xx xx, US 555-01xx); CN numbers are +86 138 + the customer number.
+    smaller ones 10 % at random. Residential customers whose number is 2 mod 5 have a time-of-use tariff
+    (peak 17:00-22:00 at 1.5x, off-peak 23:00-07:00 at 0.5x the flat price). Phone numbers are in ranges
+    reserved for fiction where the country has one (UK 07700 900xxx, FR 06 39 98 xx xx, US 555-01xx); CN
+    numbers are +86 138 + the customer number.
 
 Readings (``ts`` is the END of the interval; kwh per interval, 3 decimals; volts 1 decimal)
     load: per-segment daily shapes in the feeder's local time (residential morning + evening peaks and a
@@ -128,6 +130,13 @@ REGIONS: dict[str, Region] = {
     "US": Region("US", 120, "America/New_York", "USD", (0.17, 0.13, 0.085), 1.00, 205, (0.30, 0.15, 0.05), "en", 0.9),
 }
 _EU_CYCLE = ("GB", "FR")
+#: time-of-use periods of the residential customers whose number is 2 mod 5: (name, from, to, x base price)
+_TOU = (("peak", "17:00", "22:00", 1.5), ("off-peak", "23:00", "07:00", 0.5))
+
+
+def _time_of_use(price: float) -> list[dict]:
+    """A customer's ``tariff.time_of_use`` around their flat ``price`` (see :data:`_TOU`)."""
+    return [{"name": n, "from": a, "to": b, "price_per_kwh": round(price * k, 4)} for n, a, b, k in _TOU]
 
 
 def _resolve_regions(spec: Iterable[str], n_feeders: int) -> list[str]:
@@ -545,7 +554,9 @@ class Simulator:
                 "feeder_id": m["feeder_id"], "segment": seg, "phone": region.phone(n), "language": lang,
                 "timezone": region.timezone, "nominal_voltage": region.nominal,
                 "bill_cycle_day": m["_cycle"],
-                "tariff": {"currency": region.currency, "price_per_kwh": region.prices[si]},
+                "tariff": {"currency": region.currency, "price_per_kwh": region.prices[si],
+                           **({"time_of_use": _time_of_use(region.prices[si])} if seg == "residential"
+                              and n % 5 == 2 else {})},
                 "opted_out": m["_opted"],
                 "preferences": {"quiet_hours": list(quiet_choices[m["_quiet"]]),
                                 "bill_alert_pct": (30, 20, 50)[m["_pct"]]},
