@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "streams.webhooks",    # webhooks
     "streams.demo",        # demo
     "detectors.cli",       # detectors list, backtest
+    "streams.operator",    # silence add|list|expire, alert ack|resolve|list
 )
 
 
