@@ -36,11 +36,18 @@ PHONE_DIRECTORY = "gridwatch.phone-directory"
 INBOUND = "gridwatch.inbound"
 # internal: inbound SMS of known senders re-keyed by customer_id (co-partitioned with notify-requests)
 CUSTOMER_REPLIES = "gridwatch.customer-replies"
+# internal: operator silences (compacted), keyed by silence_id; every worker reads the whole topic
+SILENCES = "gridwatch.silences"
+# internal: operator actions on alerts (acknowledge / resolve / reopen), keyed by alert_id (co-partitioned
+# with alerts and findings)
+ALERT_ACTIONS = "gridwatch.alert-actions"
+# internal: what the detectors say about an alert before the operator's lifecycle is applied, keyed by alert_id
+FINDINGS = "gridwatch.findings"
 
 CONTRACT_TOPICS = (READINGS, EVENTS, CUSTOMERS, ALERTS, NOTIFICATIONS, FEEDBACK, DLQ)
 INTERNAL_TOPICS = (METER_DIRECTORY, METER_STATUS, NOTIFY_REQUESTS, PROVIDER_EVENTS, SENT, DAILY_USAGE, REPORTS,
-                   PHONE_DIRECTORY, INBOUND, CUSTOMER_REPLIES)
-COMPACTED_TOPICS = (CUSTOMERS, METER_DIRECTORY, PHONE_DIRECTORY)
+                   PHONE_DIRECTORY, INBOUND, CUSTOMER_REPLIES, SILENCES, ALERT_ACTIONS, FINDINGS)
+COMPACTED_TOPICS = (CUSTOMERS, METER_DIRECTORY, PHONE_DIRECTORY, SILENCES)
 
 
 def _project_dir() -> Path:
@@ -66,6 +73,18 @@ class Settings:
     twilio_messaging_service_sid: str | None = field(
         default_factory=lambda: os.environ.get("TWILIO_MESSAGING_SERVICE_SID"))
 
+    #: The email channel's SMTP server, ``smtp://user:pass@host:587?starttls=1`` (``smtps://`` for TLS from
+    #: the first byte). Unset: the local sandbox's SMTP sink (the sandbox's host, its port + 1).
+    smtp_url: str | None = field(default_factory=lambda: os.environ.get("GRIDWATCH_SMTP_URL") or None,
+                                 repr=False)  # may carry a password
+    #: The From address of every email.
+    email_from: str = field(
+        default_factory=lambda: os.environ.get("GRIDWATCH_EMAIL_FROM") or "alerts@gridwatch.invalid")
+    #: Shared secret the webhook channel signs its payloads with (``X-Gridwatch-Signature``). Unset: a fixed
+    #: development secret, which is logged as a warning when a customer's webhook is not on this machine.
+    webhook_secret: str | None = field(
+        default_factory=lambda: os.environ.get("GRIDWATCH_WEBHOOK_SECRET") or None, repr=False)
+
     #: Prepended to every topic name and the consumer group, to run several isolated pipelines on one
     #: cluster (tests use a fresh prefix per run). Empty by default: the contract's topic names as they are.
     topic_prefix: str = field(default_factory=lambda: os.environ.get("GRIDWATCH_TOPIC_PREFIX", ""))
@@ -77,6 +96,15 @@ class Settings:
     sms_validity_s: int = field(default_factory=lambda: int(os.environ.get("GRIDWATCH_SMS_VALIDITY_S", "3600")))
     #: The sender's rate: SMS per second the notify stage sends at most (a long code takes about 1).
     sms_per_second: float = field(default_factory=lambda: float(os.environ.get("GRIDWATCH_SMS_PER_SECOND", "10")))
+    #: SMS body budget in segments (GSM-7 160/153, UCS-2 70/67 characters): optional parts are dropped to fit.
+    sms_max_segments: int = field(default_factory=lambda: int(os.environ.get("GRIDWATCH_SMS_MAX_SEGMENTS", "2")))
+    #: Fatigue budget: messages per customer per window across every kind (safety messages are exempt).
+    budget_messages: int = field(default_factory=lambda: int(os.environ.get("GRIDWATCH_BUDGET_MESSAGES", "3")))
+    budget_window_s: int = field(default_factory=lambda: int(os.environ.get("GRIDWATCH_BUDGET_WINDOW_S", "86400")))
+    #: The same kind for the same scope sent again to a customer within this is a duplicate (a flapping fault).
+    dedup_window_s: int = field(default_factory=lambda: int(os.environ.get("GRIDWATCH_DEDUP_WINDOW_S", "43200")))
+    #: Retries of one send (429, 5xx, refused connections) stop when the next would start after this.
+    send_deadline_s: float = field(default_factory=lambda: float(os.environ.get("GRIDWATCH_SEND_DEADLINE_S", "30")))
     #: Processes for model fits (Prophet), so a fit never blocks the event loop.
     fit_processes: int = field(default_factory=lambda: int(os.environ.get("GRIDWATCH_FIT_PROCESSES", "1")))
 

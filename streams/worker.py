@@ -39,6 +39,7 @@ from datetime import datetime, timezone
 from gridwatch import config as topics
 from gridwatch.config import Settings
 from gridwatch.contract import ContractError, MeterEvent, decode_customer, decode_event, decode_readings
+from notifiers.path import RESTORATION_KINDS, NotificationPath, Policy
 from notifiers.privacy import mask_phone
 from streams.watermarks import PartitionClock
 
@@ -57,14 +58,6 @@ WATERMARK_EVERY_S = 1.0
 #: Readings of a meter not yet in the directory are held back, up to this many per meter (a week of
 #: 15-minute readings); a message beyond that goes to the dead-letter topic.
 PARKED_MAX = 672
-#: Alert kinds whose resolution is worth a message of its own ("power is back"): an outage gives each
-#: customer exactly two SMS, the notice and the restoration.
-RESTORATION_KINDS = ("outage",)
-#: Inhibit: alert kinds held while the customer is in an outage (released when it ends, or after MAX_HOLD_S).
-HELD_DURING_OUTAGE = ("bill_spike",)
-MAX_HOLD_S = 86400
-#: Delivery attempts for a retryable provider error, with exponential back-off from 1 s.
-SEND_ATTEMPTS = 3
 
 
 def partition_for(key: str, partitions: int) -> int:
@@ -107,6 +100,8 @@ def feedback_record(customer_id: str | None, inbound: dict, reply, *, from_maske
 
 #: Inbound message SIDs remembered per customer, so a webhook the provider retried counts once.
 SEEN_REPLIES = 20
+#: replies that get an answer: HELP (who we are, how to stop), "still out" (logged, crews told), a rating
+ANSWERED_INTENTS = ("help", "still_out", "rating")
 
 
 def transformer_watermark(parts: set[int], view: dict[str, int]) -> int | None:
@@ -166,6 +161,11 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
     sent_t, daily_t, reports_t = topic(topics.SENT), topic(topics.DAILY_USAGE), topic(topics.REPORTS)
     phone_dir_t, inbound_t = topic(topics.PHONE_DIRECTORY), topic(topics.INBOUND)
     replies_t, feedback_t = topic(topics.CUSTOMER_REPLIES), topic(topics.FEEDBACK)
+    findings_t, actions_t = topic(topics.FINDINGS), topic(topics.ALERT_ACTIONS)
+    # what detectors find and what operators do, both keyed by alert_id: one agent merges them
+    lifecycle_src = app.topic(s.topic(topics.FINDINGS), s.topic(topics.ALERT_ACTIONS), key_type=bytes,
+                              value_type=bytes, key_serializer="raw", value_serializer="raw", partitions=n,
+                              allow_empty=True)
     # what we sent and what the provider reports, both keyed by message SID: one agent joins them
     deliveries_src = app.topic(s.topic(topics.SENT), s.topic(topics.PROVIDER_EVENTS), key_type=bytes,
                                value_type=bytes, key_serializer="raw", value_serializer="raw", partitions=n,
@@ -187,6 +187,7 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
     deliveries_tb = table("deliveries", "message SID -> what was sent, its provider status, early callbacks")
     phones_tb = table("phones", "phone number -> {customer_id}: who an inbound SMS is from")
     deferred_tb = table("deferred", "customer_id -> {outbox key: notify request held for quiet hours, due}")
+    lifecycle_tb = table("lifecycle", "alert_id -> the alert as last published, with the operator's actions")
     contacts_tb = table("contacts", "customer_id -> opt-out by SMS reply, alert of the last SMS, recent replies")
 
     meter_stage, feeder_stage = MeterStage(detectors), FeederStage(detectors)
@@ -204,7 +205,6 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
         return clocks[p]
 
     by_partition: dict[int, set[str]] = {}  # meter-status partition -> feeder ids, built lazily
-    notifier_box: list = []
     pool_box: list = []
     from notifiers.pacing import Pacer
 
@@ -439,7 +439,7 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
             stats[f"alerts_{rec['status']}"] += 1
             log.info("alert %s %s %s scope=%s:%s meters=%d", rec["status"], rec["kind"], rec["alert_id"],
                      rec["scope"]["level"], rec["scope"]["id"], len(rec["meter_ids"]))
-            await alerts_t.send(key=rec["alert_id"].encode(), value=_dumps(rec))
+            await findings_t.send(key=rec["alert_id"].encode(), value=_dumps(rec))
 
     def transformers_of(feeder: dict) -> dict[str, dict]:
         tids = sorted({m["transformer_id"] for m in feeder["members"].values()})
@@ -536,6 +536,35 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
                 bills_tb[cid] = states
                 await publish_alerts(records)
 
+    # -- findings + operator actions -> the alert lifecycle -> alerts ----------------------------------
+    @app.agent(lifecycle_src, name="lifecycle")
+    async def on_lifecycle(stream):
+        """What the detectors find and what operators (and customers' "still out") do to an alert, merged on
+        the alert's partition: open -> acknowledged -> resolved, as records on ``alerts``."""
+        from streams.lifecycle import apply_action, apply_finding
+
+        async for event in stream.events():
+            msg = event.message
+            async with guard(msg, "lifecycle"):
+                aid = msg.key.decode("utf-8")
+                body = json.loads(msg.value)
+                current = lifecycle_tb.get(aid)
+                if msg.topic == findings_t.get_topic_name():
+                    rec = apply_finding(current, body)
+                else:
+                    rec, error = apply_action(current, body)
+                    if error:
+                        await dead_letter(msg, f"alert action refused: {error}")
+                        continue
+                    stats[f"actions_{body.get('action')}"] += 1
+                    if rec is not None and rec["alert_id"] != aid:  # a new alert (a reopened outage)
+                        await findings_t.send(key=rec["alert_id"].encode(), value=_dumps(rec))
+                        continue
+                if rec is None:
+                    continue
+                lifecycle_tb[aid] = rec
+                await alerts_t.send(key=aid.encode(), value=_dumps(rec))
+
     # -- alerts -> one request per customer -> SMS -> notifications ----------------------------------
     @app.agent(alerts_t, name="alert-fanout")
     async def on_alerts(stream):
@@ -543,10 +572,11 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
             msg = event.message
             async with guard(msg, "alert-fanout"):
                 alert = json.loads(msg.value)
-                if alert["status"] == "open":
+                if alert["status"] in ("open", "acknowledged"):  # (customers already told: dropped in group)
                     for cid in alert["customer_ids"]:
                         await requests_t.send(key=cid.encode(), value=_dumps({"alert": alert, "customer_id": cid}))
-                elif alert["status"] == "resolved" and alert["kind"] in RESTORATION_KINDS:
+                elif (alert["status"] == "resolved" and alert["kind"] in RESTORATION_KINDS
+                      and not alert.get("no_fault")):  # an operator's "no fault": nothing came back
                     # "power is back" for those told of the outage and no longer dark (see on_requests); an
                     # alert merged into a larger one only closes (no message: the larger one's end will say it)
                     merged = bool(alert["evidence"].get("merged_into"))
@@ -557,176 +587,109 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
                                 {"alert": alert, "customer_id": cid,
                                  "phase": "closed" if merged else "resolved"}))
 
-    def notifier():
-        if not notifier_box:
-            from notifiers.sms import TwilioSms
+    class TableEnv:
+        """The notification path's state (notifiers/path.py ``Env``) in this worker's tables."""
 
-            from streams.webhooks import STATUS_PATH
+        policy = Policy.from_settings(s)
 
-            callback = s.webhook_url.rstrip("/") + STATUS_PATH if s.webhook_url else None
-            notifier_box.append(TwilioSms.from_settings(s, status_callback=callback,
-                                                        validity_period_s=s.sms_validity_s))
-        return notifier_box[0]
+        def customer(self, cid):
+            return customers_tb.get(cid)
 
-    async def deliver(to: str, body: str):
-        """(Delivery, None) or (None, reason). Retries only what certainly did not reach the provider."""
-        from notifiers.base import NotifierError
+        def contact(self, cid):
+            return contacts_tb.get(cid) or {}
 
-        delay = 1.0
-        for attempt in range(1, SEND_ATTEMPTS + 1):
-            await pacer.wait()
-            try:
-                return await notifier().send(to, body), None
-            except NotifierError as exc:
-                if exc.maybe_sent:
-                    # e.g. a timeout: Twilio may have taken it; a retry could message the customer twice
-                    return None, f"outcome unknown, not retried: {exc}"
-                if not exc.retryable or attempt == SEND_ATTEMPTS:
-                    return None, f"provider error {exc.code or exc.status or ''}: {exc}".replace(" :", ":")
-                await asyncio.sleep(delay)
-                delay *= 2
-        return None, "unreachable"
+        def set_contact(self, cid, value):
+            contacts_tb[cid] = value
 
-    async def deliver_into(rec: dict, to: str) -> None:
-        """Send ``rec["body"]`` and record the outcome in ``rec``: sent with the provider's id, or failed."""
-        delivery, error = await deliver(to, rec["body"])
-        if delivery is not None:
-            rec.update(status="sent", provider_message_id=delivery.provider_message_id)
-        else:
-            rec.update(status="failed", reason=error)
+        def outbox(self, key):
+            return outbox_tb.get(key)
 
-    async def reconcile(to: str, body: str, claimed_at: float):
-        """(Delivery, None) if the provider has the message, (None, None) if it certainly has not,
-        (None, reason) when that cannot be known — then nothing is sent."""
-        from notifiers.base import NotifierError
+        def set_outbox(self, key, value):
+            outbox_tb[key] = value
 
-        try:
-            return await notifier().find_sent(to, body, claimed_at), None
-        except NotifierError as exc:
-            return None, f"outcome unknown after a restart, not resent: {exc}"
+        def usage(self, cid):
+            from notifiers.tips import usage_summary
+
+            return usage_summary(bills_tb.get(cid))
+
+        def silences(self):
+            return silences_view.values()
+
+        def notifier(self, channel):
+            if channel not in notifiers:
+                from notifiers.channels import build_notifier
+
+                from streams.webhooks import STATUS_PATH
+
+                callback = s.webhook_url.rstrip("/") + STATUS_PATH if s.webhook_url else None
+                notifiers[channel] = build_notifier(s, channel, status_callback=callback,
+                                                    validity_period_s=s.sms_validity_s)
+            return notifiers[channel]
+
+        def now(self):
+            return time.time()
+
+        async def flush(self):
+            await app.producer.flush()
+
+        async def hold(self, cid, key, entry):
+            deferred_tb[cid] = {**(deferred_tb.get(cid) or {}), key: entry}
+            stats["notifications_deferred"] += 1
+
+        def pop_held(self, cid, key):
+            held = dict(deferred_tb.get(cid) or {})
+            entry = held.pop(key, None)
+            released.discard(key)
+            if entry is not None:
+                deferred_tb[cid] = held
+            return entry
+
+        async def release_held(self, cid, why):
+            for key, entry in (deferred_tb.get(cid) or {}).items():
+                if entry.get("why") == why:
+                    await requests_t.send(key=cid.encode(), value=_dumps({"customer_id": cid, "release": key}))
+
+        async def emit(self, rec):
+            if rec["status"] != "deferred":
+                stats[f"notifications_{rec['status']}"] += 1
+            await notifications_t.send(key=rec["customer_id"].encode(), value=_dumps(rec))
+            if rec["provider_message_id"] and rec["channel"] == "sms":  # status callbacks join on it
+                await sent_t.send(key=rec["provider_message_id"].encode(), value=_dumps(rec))
+
+        async def pace(self, channel):
+            if channel == "sms":
+                await pacer.wait()
+
+    notifiers: dict = {}
+    path = NotificationPath(TableEnv())
+    # operator silences: the whole topic on every worker (any customer may fall under any silence)
+    from streams.topicview import TopicView
+
+    silences_view = TopicView(s, topics.SILENCES, client_id=f"{s.app_id}-silences")
 
     def opted_out(cid: str, cust: dict | None) -> bool:
         """Opted out in the customer record, or by texting STOP (and not START since)."""
         return bool((cust or {}).get("opted_out") or (contacts_tb.get(cid) or {}).get("opted_out"))
 
-    async def hold(rec: dict, req: dict, okey: str, cid: str, why: str, due: float, reason: str) -> None:
-        """Record a message as deferred and keep its request until ``due`` (or an earlier release)."""
-        deferred_tb[cid] = {**(deferred_tb.get(cid) or {}), okey: {"request": req, "due": due, "why": why}}
-        rec.update(status="deferred", reason=reason, created_at=_utc_now())
-        stats["notifications_deferred"] += 1
-        await notifications_t.send(key=cid.encode(), value=_dumps(rec))
-
-    async def track_outage(cid: str, alert: dict, phase: str | None) -> bool:
-        """Keep the customer's open outages (for the inhibit stage); when the last one ends, release what
-        was held for it. True when the request only closed an outage and needs no message."""
-        c = dict(contacts_tb.get(cid) or {})
-        before = set(c.get("outages") or ())
-        outs = set(before)
-        if phase in ("resolved", "closed"):
-            outs -= {alert["alert_id"], (alert.get("evidence") or {}).get("parent_alert_id")}
-        elif alert["status"] == "open":
-            outs.add(alert["alert_id"])
-        if outs != before:
-            contacts_tb[cid] = {**c, "outages": sorted(outs)}
-            if not outs:
-                for okey, entry in (deferred_tb.get(cid) or {}).items():
-                    if entry.get("why") == "outage":
-                        await requests_t.send(key=cid.encode(), value=_dumps({"customer_id": cid, "release": okey}))
-        return phase == "closed"
-
-    def notice_sent(cid: str, alert: dict) -> str | None:
-        """The alert (this one or the outage it is a child of) whose notice this customer was sent."""
-        for aid in (alert["alert_id"], (alert.get("evidence") or {}).get("parent_alert_id")):
-            if aid and (outbox_tb.get(f"{aid}|{cid}|sms") or {}).get("status") == "sent":
-                return aid
-        return None
-
     @app.agent(requests_t, name="notify")
     async def on_requests(stream):
-        from notifiers.quiet import DEFERRABLE_KINDS, quiet_until
-        from notifiers.templates import render
-
+        """One request per alert and customer, through the notification path (notifiers/path.py):
+        route -> group -> inhibit -> silence -> dedup -> budget -> render -> deliver -> record."""
+        try:
+            await silences_view.start()
+            await silences_view.wait_ready(60.0)  # every operator silence known before the first decision
+        except Exception as exc:  # noqa: BLE001
+            log.error("operator silences not read (%s): deciding without them until they are", exc)
         async for event in stream.events():
             msg = event.message
             async with guard(msg, "notify"):
-                req = json.loads(msg.value)
-                if "release" in req:  # the quiet hours of a deferred message are over (see release_deferred)
-                    held = dict(deferred_tb.get(req["customer_id"]) or {})
-                    entry = held.pop(req["release"], None)
-                    released.discard(req["release"])
-                    if entry is None:
-                        continue  # already released
-                    deferred_tb[req["customer_id"]] = held
-                    why = entry.get("why", "quiet")
-                    req = {**entry["request"], f"released_{why}": True}
-                alert, cid = req["alert"], req["customer_id"]
-                resolved = req.get("phase") == "resolved"
-                if alert["kind"] in RESTORATION_KINDS and await track_outage(cid, alert, req.get("phase")):
-                    continue  # an outage that only closed (merged into a larger one): nothing to tell
-                okey = f"{alert['alert_id']}|{cid}|sms" + ("|resolved" if resolved else "")
-                claim = outbox_tb.get(okey)
-                if claim is not None and claim.get("state") == "done":
-                    continue  # one SMS per customer per alert, whatever re-delivers the request
-                cust = customers_tb.get(cid)
-                rec = {"notification_id": str(uuid.uuid5(uuid.NAMESPACE_URL, okey)), "alert_id": alert["alert_id"],
-                       "customer_id": cid, "channel": "sms",
-                       "language": (cust or {}).get("language", "en"), "body": None, "status": "suppressed",
-                       "reason": None, "provider_message_id": None}
-                told = notice_sent(cid, alert)
-                if cust is None:
-                    rec.update(status="failed", reason="unknown_customer")
-                elif resolved and not told:
-                    rec["reason"] = "no_notice_to_resolve"  # never told of it: no "power is back" either
-                elif not resolved and told and told != alert["alert_id"]:
-                    rec["reason"] = f"notified_for {told}"  # a child outage of one the customer was told of
-                elif claim is not None:
-                    # Claimed but never finished: an earlier attempt died between sending and recording.
-                    # Ask the provider rather than send again, so the customer gets it once.
-                    rec["body"] = render(alert, cust)
-                    delivery, error = await reconcile(cust["phone"], rec["body"], claim["at"])
-                    if delivery is not None:
-                        rec.update(status="sent", provider_message_id=delivery.provider_message_id,
-                                   reason="reconciled: sent before a restart")
-                    elif error is not None:
-                        rec.update(status="failed", reason=error)
-                    elif opted_out(cid, cust):
-                        rec.update(body=None, reason="opted_out")
-                    else:
-                        await deliver_into(rec, cust["phone"])
-                elif opted_out(cid, cust):
-                    rec["reason"] = "opted_out"
-                elif (alert["kind"] in HELD_DURING_OUTAGE and not req.get("released_outage")
-                      and (outs := (contacts_tb.get(cid) or {}).get("outages"))):
-                    # inhibit: a bill alert waits while the customer has no power (and for the bill the
-                    # catch-up reads will settle); released when the outage ends, at the latest in a day
-                    await hold(rec, req, okey, cid, "outage", time.time() + MAX_HOLD_S,
-                               f"held: in outage {outs[0]}")
-                    continue
-                elif (alert["kind"] in DEFERRABLE_KINDS and not req.get("released_quiet")
-                      and (due := quiet_until(cust, time.time())) is not None):
-                    # not urgent, and the customer's night: held, not dropped, until their quiet hours end
-                    await hold(rec, req, okey, cid, "quiet", due, f"quiet_hours until {_rfc3339(due)}")
-                    continue
-                else:
-                    rec["body"] = render(alert, cust)
-                    outbox_tb[okey] = {"state": "claimed", "at": time.time()}
-                    # the claim must be on the broker before the SMS leaves, or a crash could resend it
-                    await app.producer.flush()
-                    await deliver_into(rec, cust["phone"])
-                rec["created_at"] = _utc_now()
-                outbox_tb[okey] = {"state": "done", "status": rec["status"]}
-                if rec["status"] == "sent":  # what a reply ("still out", a rating) will refer to
-                    contacts_tb[cid] = {**(contacts_tb.get(cid) or {}), "last_alert_id": alert["alert_id"]}
-                stats[f"notifications_{rec['status']}"] += 1
-                await notifications_t.send(key=cid.encode(), value=_dumps(rec))
-                if rec["provider_message_id"]:
-                    await sent_t.send(key=rec["provider_message_id"].encode(), value=_dumps(rec))
+                await path.handle(json.loads(msg.value))
 
     released: set[str] = set()  # outbox keys whose release was asked for (in memory; a repeat is harmless)
 
     @app.timer(interval=5.0)
     async def release_deferred():
-        """Deferred messages whose quiet hours are over go back through the notify stage. Tables change only
+        """Deferred messages whose time has come go back through the notify stage. Tables change only
         inside their stream, so this only asks: a release request on the customer's partition."""
         now = time.time()
         for cid, held in list(deferred_tb.items()):
@@ -786,6 +749,17 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
                 stats[f"feedback_{rec['intent']}"] += 1
                 log.info("reply %s from customer %s: %s", body["sid"], cid, rec["intent"])
                 await feedback_t.send(key=cid.encode(), value=_dumps(rec))
+                if reply.intent in ANSWERED_INTENTS:  # an answer, through the notification path
+                    await requests_t.send(key=cid.encode(), value=_dumps({"customer_id": cid, "alert": {
+                        "alert_id": f"reply:{body['sid']}", "kind": f"reply_{reply.intent}",
+                        "severity": "info", "status": "open", "scope": {"level": "customer", "id": cid},
+                        "customer_ids": [cid]}}))
+                last, cust = contact.get("last_alert_id"), customers_tb.get(cid)
+                if reply.intent == "still_out" and last and cust:
+                    # "still out" after "power is back": the outage is reopened for this customer's meter
+                    await actions_t.send(key=last.encode(), value=_dumps({
+                        "action": "reopen", "alert_id": last, "customer_id": cid, "meter_id": cust["meter_id"],
+                        "at": rec["received_at"], "author": "customer", "reason": "customer reports power still off"}))
 
     @app.agent(deliveries_src, name="deliveries")
     async def on_deliveries(stream):
@@ -837,8 +811,9 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
 
     @app.on_before_shutdown.connect
     async def close_notifier(app, **kwargs):
-        if notifier_box:
-            await notifier_box[0].close()
+        for n in notifiers.values():
+            await n.close()
+        await silences_view.stop()
         if pool_box:
             pool_box[0].shutdown(wait=False, cancel_futures=True)
 

@@ -1,0 +1,455 @@
+"""The notification path: from one notify request to recorded decisions, as an ordered list of stages.
+
+    route -> group -> inhibit -> silence -> dedup -> budget -> render -> deliver (retry) -> record
+
+:data:`STAGES` is that list, and :meth:`NotificationPath.handle` runs it; nothing else decides whether a
+customer is messaged. The worker (``streams/worker.py``) only feeds it requests (one per alert and customer,
+on the customer's partition) and gives it its state through :class:`Env` — Faust tables there, plain dicts
+in the unit tests — so the same code runs in both.
+
+Each stage looks at one :class:`Decision` (one customer, one channel) and returns one of
+
+* ``GO``     — on to the next stage;
+* ``RECORD`` — stop here and record the decision as it stands (``suppressed`` or ``failed`` with a reason);
+* ``HOLD``   — not now: record ``deferred`` and keep the request until ``decision.due`` (or an earlier
+  release), when it comes back through the whole path;
+* ``DROP``   — nothing to record: this decision was taken before (a re-delivered request) or the request
+  only closed an outage.
+
+Never twice: the outbox entry of a decision is keyed by (alert, customer, channel, template) — template is
+the notice or the restoration (``|resolved``) — and written *claimed* to the table's changelog on the
+broker before the message leaves (``deliver``), then *done* (``record``). A request that finds its key done
+is dropped; one that finds it claimed (a worker died between sending and recording) is reconciled with the
+provider instead of being sent again (``dedup``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Awaitable, Callable, Protocol
+
+from notifiers.base import NotifierError
+from notifiers.quiet import DEFERRABLE_KINDS, quiet_until
+from notifiers.silences import SAFETY_KINDS, is_safety
+
+__all__ = ["Decision", "Env", "NotificationPath", "Policy", "STAGES", "GO", "RECORD", "HOLD", "DROP",
+           "RESTORATION_KINDS", "HELD_DURING_OUTAGE", "SAFETY_KINDS", "VOLTAGE_KINDS", "is_safety"]
+
+GO, RECORD, HOLD, DROP = "go", "record", "hold", "drop"
+
+#: Alert kinds whose end is worth a message of its own ("power is back"): an outage gives each customer
+#: exactly two messages per channel, the notice and the restoration.
+RESTORATION_KINDS = ("outage",)
+#: inhibit: kinds held while the customer is in an outage (released when it ends, or after max_hold_s)
+HELD_DURING_OUTAGE = ("bill_spike",)
+#: inhibit: kinds never sent to a customer who is in an outage (the outage explains them)
+VOLTAGE_KINDS = ("undervoltage", "overvoltage", "sag", "swell", "loose_neutral")
+#: answers to a customer's own SMS (HELP, "still out", a rating): sent whatever the budget or quiet hours
+REPLY_PREFIX = "reply_"
+
+
+@dataclass
+class Policy:
+    """The path's settings (``Settings`` fields of the same meaning; see README "Configuration")."""
+
+    budget_messages: int = 3          # per customer per budget window, across every kind (safety exempt)
+    budget_window_s: int = 86400
+    dedup_window_s: int = 43200       # the same kind for the same scope again within this: not re-sent
+    max_hold_s: int = 86400           # a message held for an outage goes out after this at the latest
+    send_deadline_s: float = 30.0     # retries of one send stop when the next would start after this
+    max_segments: int = 2             # SMS body budget, in segments
+    brand: str = "GridWatch"
+
+    @classmethod
+    def from_settings(cls, s: Any) -> "Policy":
+        return cls(budget_messages=s.budget_messages, budget_window_s=s.budget_window_s,
+                   dedup_window_s=s.dedup_window_s, send_deadline_s=s.send_deadline_s,
+                   max_segments=s.sms_max_segments)
+
+
+class Env(Protocol):
+    """What the path reads and writes. Tables are per customer (the request's partition) except the outbox
+    (per key) and silences (everyone's, the same on every worker)."""
+
+    def customer(self, cid: str) -> dict | None: ...
+    def contact(self, cid: str) -> dict: ...                  # opt-out by reply, outages, recent sends
+    def set_contact(self, cid: str, value: dict) -> None: ...
+    def outbox(self, key: str) -> dict | None: ...
+    def set_outbox(self, key: str, value: dict) -> None: ...
+    def usage(self, cid: str) -> dict | None: ...             # the bills table's state of the customer
+    def silences(self) -> list[dict]: ...
+    def notifier(self, channel: str) -> Any: ...              # a notifiers.base.Notifier
+    def now(self) -> float: ...                               # wall clock: quiet hours, budgets, deadlines
+    async def flush(self) -> None: ...                        # the outbox claim reaches the broker
+    async def hold(self, cid: str, key: str, entry: dict) -> None: ...   # keep a request (deferred table)
+    def pop_held(self, cid: str, key: str) -> dict | None: ...           # take it back (None: released)
+    async def release_held(self, cid: str, why: str) -> None: ...        # release what ``why`` held
+    async def emit(self, record: dict) -> None: ...           # a notifications record (and what was sent)
+    async def pace(self, channel: str) -> None: ...           # wait for the sender's rate
+
+
+@dataclass
+class Decision:
+    """One customer, one channel: what the stages found out so far, and the record it becomes."""
+
+    request: dict
+    alert: dict
+    customer_id: str
+    customer: dict | None
+    channel: str
+    phase: str = "notice"              # notice | resolved | closed | reply
+    key: str = ""                      # outbox key
+    claim: dict | None = None          # an unfinished claim found in the outbox (a send was interrupted)
+    due: float | None = None           # HOLD: when to try again
+    hold_why: str | None = None        # HOLD: "quiet" | "outage" | "budget"
+    body: str | None = None
+    subject: str | None = None
+    data: dict | None = None
+    record: dict = field(default_factory=dict)
+
+    def stop(self, outcome: str, status: str, reason: str | None) -> str:
+        self.record.update(status=status, reason=reason)
+        return outcome
+
+
+def _rfc3339(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+# -- the stages --------------------------------------------------------------------------------------
+async def route(d: Decision, env: Env) -> str:
+    """Who and how: the customer must be known; the channel was chosen from their preferences
+    (:func:`NotificationPath.decisions`)."""
+    if d.customer is None:
+        return d.stop(RECORD, "failed", "unknown_customer")
+    return GO
+
+
+async def group(d: Decision, env: Env) -> str:
+    """One message per customer per incident: the key of this decision; an outage's end only for those
+    told of it; a child outage (meters still dark after their feeder came back) not told again; an alert
+    merged into a larger one only closes. Also keeps the customer's open outages for ``inhibit``."""
+    alert, cid = d.alert, d.customer_id
+    if alert.get("kind") in RESTORATION_KINDS:
+        await _track_outage(d, env)
+        if d.phase == "closed":
+            return DROP
+    d.key = f"{alert['alert_id']}|{cid}|{d.channel}" + ("|resolved" if d.phase == "resolved" else "")
+    d.record["notification_id"] = str(uuid.uuid5(uuid.NAMESPACE_URL, d.key))
+    found = env.outbox(d.key)
+    if found is not None and found.get("state") == "done":
+        return DROP  # decided before: whatever re-delivered the request, the customer hears it once
+    d.claim = found
+    if d.claim is not None:
+        return GO  # in flight when a worker died: reconciled in dedup, never decided anew
+    told = _notice_sent(d, env)
+    if d.phase == "resolved" and not told:
+        return d.stop(RECORD, "suppressed", "no_notice_to_resolve")
+    if d.phase == "notice" and told and told != alert["alert_id"]:
+        return d.stop(RECORD, "suppressed", f"notified_for {told}")
+    return GO
+
+
+async def inhibit(d: Decision, env: Env) -> str:
+    """An outage explains everything else: voltage messages are not sent to a customer who has no power,
+    and bill alerts wait until the power is back (the catch-up reads settle too)."""
+    if d.claim is not None or d.phase != "notice":
+        return GO
+    outs = env.contact(d.customer_id).get("outages") or []
+    outs = [a for a in outs if a != d.alert["alert_id"]]
+    if not outs:
+        return GO
+    kind = d.alert.get("kind")
+    if kind in VOLTAGE_KINDS:
+        return d.stop(RECORD, "suppressed", f"inhibited: in outage {outs[0]}")
+    if kind in HELD_DURING_OUTAGE and not d.request.get("released_outage"):
+        d.due, d.hold_why = env.now() + _policy(env).max_hold_s, "outage"
+        return d.stop(HOLD, "deferred", f"held: in outage {outs[0]}")
+    return GO
+
+
+async def silence(d: Decision, env: Env) -> str:
+    """Opt-outs (always), operator silences (by scope, kinds and time window; safety only when the silence
+    says so), quiet hours in the customer's timezone for what is not urgent (deferred, not dropped)."""
+    if d.claim is not None:
+        return GO
+    if _opted_out(d, env):
+        return d.stop(RECORD, "suppressed", "opted_out")
+    if _is_reply(d):
+        return GO
+    from notifiers.silences import matching
+
+    hit = matching(env.silences(), d.alert, d.customer, env.now())
+    if hit is not None:
+        return d.stop(RECORD, "suppressed",
+                      f"silenced {hit['silence_id']} by {hit['author']}: {hit['reason']}")
+    if d.alert.get("kind") in DEFERRABLE_KINDS and not d.request.get("released_quiet"):
+        due = quiet_until(d.customer, env.now())
+        if due is not None:
+            d.due, d.hold_why = due, "quiet"
+            return d.stop(HOLD, "deferred", f"quiet_hours until {_rfc3339(due)}")
+    return GO
+
+
+async def dedup(d: Decision, env: Env) -> str:
+    """Never twice. An interrupted send (claimed, no outcome) is looked up at the provider: found ->
+    recorded as sent, certainly absent -> sent now (unless opted out meanwhile), unknown -> failed and not
+    sent. And the same kind for the same scope sent to this customer within the dedup window (a fault
+    that flaps opens new alerts) is not sent again."""
+    if d.claim is not None:
+        return await _reconcile(d, env)
+    if d.phase != "notice" or _is_reply(d) or d.alert.get("kind") in RESTORATION_KINDS:
+        return GO
+    scope = d.alert.get("scope") or {}
+    now = env.now()
+    for s in env.contact(d.customer_id).get("recent") or []:
+        if (s.get("kind") == d.alert.get("kind") and s.get("scope") == [scope.get("level"), scope.get("id")]
+                and s.get("channel") == d.channel and now - s.get("at", 0) < _policy(env).dedup_window_s):
+            return d.stop(RECORD, "suppressed", f"duplicate_of {s['alert_id']}")
+    return GO
+
+
+async def budget(d: Decision, env: Env) -> str:
+    """At most ``budget_messages`` messages per customer per window, across all kinds; safety messages, the
+    restoration of an outage and answers to the customer's own SMS are exempt (they count, though). A
+    deferrable message over budget waits for room, anything else is suppressed."""
+    if d.claim is not None or d.phase != "notice" or _is_reply(d) or is_safety(d.alert):
+        return GO
+    p, now = _policy(env), env.now()
+    sent = sorted(t for t in env.contact(d.customer_id).get("sent_at") or [] if now - t < p.budget_window_s)
+    if len(sent) < p.budget_messages:
+        return GO
+    reason = f"budget: {len(sent)} messages in {p.budget_window_s // 3600} h"
+    if d.alert.get("kind") in DEFERRABLE_KINDS:
+        d.due, d.hold_why = sent[len(sent) - p.budget_messages] + p.budget_window_s, "budget"
+        return d.stop(HOLD, "deferred", f"{reason}, until {_rfc3339(d.due)}")
+    return d.stop(RECORD, "suppressed", reason)
+
+
+async def render(d: Decision, env: Env) -> str:
+    """The text, in the customer's language and for their segment, with a tip from their own usage."""
+    if d.body is not None:
+        return GO  # reconciled: the body was rendered when it was claimed
+    _render_into(d, env)
+    return GO
+
+
+async def deliver(d: Decision, env: Env) -> str:
+    """Claim in the outbox (on the broker before anything leaves), then send, retrying what certainly did
+    not reach the provider (429, 5xx, refused connections) with back-off under a deadline; permanent errors
+    (21211, 21610, 21612, 21614, 21635, other 4xx) and maybe-sent ones (a timeout) are not retried unless
+    the channel is idempotent (a webhook with an Idempotency-Key)."""
+    if d.record.get("status") == "sent":
+        return GO  # reconciled: the provider had it
+    env.set_outbox(d.key, {"state": "claimed", "at": env.now(), "body": d.body})
+    await env.flush()
+    notifier = env.notifier(d.channel)
+    deadline = time.monotonic() + _policy(env).send_deadline_s
+    delay, attempt = 1.0, 0
+    while True:
+        attempt += 1
+        await env.pace(d.channel)
+        try:
+            delivery = await notifier.send(_address(d), d.body, subject=d.subject, data=d.data,
+                                           key=d.record["notification_id"])
+        except NotifierError as exc:
+            again = exc.retryable and (not exc.maybe_sent or getattr(notifier, "idempotent", False))
+            wait = delay * (0.5 + random.random())  # jitter: many workers backing off do not move in step
+            if not again or time.monotonic() + wait >= deadline:
+                why = "outcome unknown, not retried" if exc.maybe_sent and not again else "provider error"
+                code = exc.code or exc.status
+                tail = f" after {attempt} attempts" if attempt > 1 else ""
+                return d.stop(GO, "failed", f"{why}{' ' + str(code) if code else ''}{tail}: {exc}")
+            await asyncio.sleep(wait)
+            delay *= 2
+        else:
+            d.record.update(status="sent", provider_message_id=delivery.provider_message_id,
+                            reason=f"sent after {attempt} attempts" if attempt > 1 else None)
+            return GO
+
+
+async def record(d: Decision, env: Env) -> str:
+    """Every decision becomes a ``notifications`` record; the outbox key is done; a sent message counts
+    toward the budget and the dedup window and is what a reply ("still out", a rating) refers to."""
+    now = env.now()
+    d.record["body"] = d.body
+    env.set_outbox(d.key, {"state": "done", "status": d.record["status"]})
+    if d.record["status"] == "sent":
+        c = dict(env.contact(d.customer_id))
+        p = _policy(env)
+        c["sent_at"] = [t for t in c.get("sent_at") or [] if now - t < p.budget_window_s] + [now]
+        if not _is_reply(d):
+            scope = d.alert.get("scope") or {}
+            c["recent"] = [s for s in c.get("recent") or [] if now - s.get("at", 0) < p.dedup_window_s] + [
+                {"alert_id": d.alert["alert_id"], "kind": d.alert.get("kind"), "channel": d.channel,
+                 "scope": [scope.get("level"), scope.get("id")], "at": now}]
+            if d.channel == "sms":
+                c["last_alert_id"] = d.alert["alert_id"]
+        env.set_contact(d.customer_id, c)
+    d.record["created_at"] = _rfc3339(now)
+    await env.emit(d.record)
+    return GO
+
+
+#: the path, in order; README "The notification path" shows the same list
+STAGES: tuple[Callable[[Decision, Env], Awaitable[str]], ...] = (
+    route, group, inhibit, silence, dedup, budget, render, deliver, record)
+
+
+class NotificationPath:
+    """Runs :data:`STAGES` for every channel of a request. ``env`` must also carry ``policy`` (a
+    :class:`Policy`)."""
+
+    def __init__(self, env: Env, policy: Policy | None = None) -> None:
+        self.env = env
+        env.policy = policy or getattr(env, "policy", None) or Policy()  # type: ignore[attr-defined]
+
+    def decisions(self, req: dict) -> list[Decision]:
+        """route, the part that fans out: one decision per channel the customer chose (SMS by default)."""
+        from notifiers.channels import channels_for
+
+        cid = req["customer_id"]
+        cust = self.env.customer(cid)
+        alert = req["alert"]
+        phase = req.get("phase") or ("reply" if str(alert.get("kind", "")).startswith(REPLY_PREFIX)
+                                     else "notice")
+        if req.get("channel"):  # a held request comes back for the channel it was held on
+            channels = [req["channel"]]
+        else:
+            channels = ["sms"] if cust is None or phase == "reply" else channels_for(cust)
+        out = []
+        for channel in channels:
+            rec = {"notification_id": None, "alert_id": alert["alert_id"], "customer_id": cid,
+                   "channel": channel, "language": (cust or {}).get("language", "en"), "body": None,
+                   "status": None, "reason": None, "provider_message_id": None}
+            out.append(Decision(request=req, alert=alert, customer_id=cid, customer=cust, channel=channel,
+                                phase=phase, record=rec))
+        return out
+
+    async def handle(self, req: dict) -> list[Decision]:
+        """Run the path for one request; returns the decisions with their outcome (for logs and tests).
+
+        ``{"customer_id", "release": key}`` brings back a held request (its quiet hours are over, the outage
+        that held it ended, the budget has room): it runs the whole path again, marked as released."""
+        if "release" in req:
+            entry = self.env.pop_held(req["customer_id"], req["release"])
+            if entry is None:
+                return []  # released before
+            req = {**entry["request"], f"released_{entry.get('why', 'quiet')}": True}
+        done = []
+        for d in self.decisions(req):
+            for stage in STAGES:
+                outcome = await stage(d, self.env)
+                if outcome == GO:
+                    continue
+                if outcome == RECORD:
+                    await record(d, self.env)
+                elif outcome == HOLD:
+                    await self.env.hold(d.customer_id, d.key, {"request": {**req, "channel": d.channel},
+                                                               "due": d.due, "why": d.hold_why})
+                    d.record["created_at"] = _rfc3339(self.env.now())
+                    await self.env.emit(d.record)
+                break
+            done.append(d)
+        return done
+
+
+# -- helpers -----------------------------------------------------------------------------------------
+def _policy(env: Env) -> Policy:
+    return env.policy  # type: ignore[attr-defined]
+
+
+def _is_reply(d: Decision) -> bool:
+    return d.phase == "reply"
+
+
+def _opted_out(d: Decision, env: Env) -> bool:
+    """Opted out in the customer record, or by texting STOP (and not START since)."""
+    return bool((d.customer or {}).get("opted_out") or env.contact(d.customer_id).get("opted_out"))
+
+
+def _address(d: Decision) -> str:
+    from notifiers.channels import address
+
+    return address(d.customer, d.channel)
+
+
+def _notice_sent(d: Decision, env: Env) -> str | None:
+    """The alert (this one or the outage it is a child of) whose notice this customer was sent."""
+    for aid in (d.alert["alert_id"], (d.alert.get("evidence") or {}).get("parent_alert_id")):
+        if aid and (env.outbox(f"{aid}|{d.customer_id}|{d.channel}") or {}).get("status") == "sent":
+            return aid
+    return None
+
+
+async def _track_outage(d: Decision, env: Env) -> None:
+    """Keep the customer's open outages (for inhibit); when the last one ends, release what it held."""
+    c = env.contact(d.customer_id)
+    before = set(c.get("outages") or ())
+    outs = set(before)
+    if d.phase in ("resolved", "closed"):
+        outs -= {d.alert["alert_id"], (d.alert.get("evidence") or {}).get("parent_alert_id")}
+    elif d.alert.get("status") in ("open", "acknowledged"):
+        outs.add(d.alert["alert_id"])
+    if outs != before:
+        env.set_contact(d.customer_id, {**c, "outages": sorted(outs)})
+        if not outs:
+            await env.release_held(d.customer_id, "outage")
+
+
+def _render_into(d: Decision, env: Env) -> None:
+    from notifiers import templates
+
+    p, cust, alert = _policy(env), d.customer, d.alert
+    d.record["template"] = f"{alert.get('kind')}/{d.phase}@{templates.TEMPLATE_VERSION}"
+    if d.phase == "reply":
+        what = alert["kind"][len(REPLY_PREFIX):]
+        text = {"help": templates.help_text, "still_out": templates.still_out_text,
+                "rating": templates.rating_thanks_text}[what]
+        d.body = text(cust, brand=p.brand)
+        return
+    shown = dict(alert)
+    if d.phase == "resolved":
+        shown["status"] = "resolved"
+    usage = env.usage(d.customer_id)
+    if d.channel == "email":
+        d.subject, d.body = templates.render_email(shown, cust, usage=usage, brand=p.brand)
+        return
+    d.body = templates.render(shown, cust, brand=p.brand, usage=usage, max_segments=p.max_segments)
+    if d.channel == "webhook":
+        d.data = {"notification_id": d.record["notification_id"], "customer_id": d.customer_id,
+                  "phase": d.phase, "text": d.body, "alert": _for_one_customer(alert)}
+
+
+def _for_one_customer(alert: dict) -> dict:
+    """The alert as one customer may see it: no other customers' ids."""
+    keep = ("alert_id", "kind", "severity", "status", "scope", "started_at", "detected_at", "resolved_at")
+    out = {k: alert.get(k) for k in keep}
+    out["evidence"] = {k: v for k, v in (alert.get("evidence") or {}).items() if "customer" not in k}
+    return out
+
+
+async def _reconcile(d: Decision, env: Env) -> str:
+    notifier = env.notifier(d.channel)
+    if getattr(notifier, "idempotent", False):
+        return GO  # re-sending with the same key cannot reach the customer twice
+    d.body = d.claim.get("body")
+    if d.body is None:
+        _render_into(d, env)
+    try:
+        found = await notifier.find_sent(_address(d), d.body, d.claim.get("at", 0))
+    except NotifierError as exc:
+        return d.stop(RECORD, "failed", f"outcome unknown after a restart, not resent: {exc}")
+    if found is not None:
+        d.record.update(status="sent", provider_message_id=found.provider_message_id,
+                        reason="reconciled: sent before a restart")
+        return GO
+    if _opted_out(d, env):
+        d.body = None
+        return d.stop(RECORD, "suppressed", "opted_out")
+    return GO

@@ -1,0 +1,296 @@
+"""The notification path's stages, in order, over plain dicts (the worker runs the same path over tables)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timezone
+
+import pytest
+
+from notifiers import path as P
+from notifiers.base import Delivery, NotifierError
+
+NOW = datetime(2026, 9, 3, 6, 0, tzinfo=timezone.utc).timestamp()  # 14:00 in Shanghai, 07:00 in London
+
+
+class Provider:
+    """A provider that answers each send from a script: a Delivery, or a NotifierError to raise."""
+
+    def __init__(self, script=(), idempotent=False, sent=None):
+        self.script = list(script)
+        self.sends: list[tuple[str, str, str | None]] = []
+        self.idempotent = idempotent
+        self.sent = sent  # what find_sent answers: a Delivery, None, or an exception
+
+    async def send(self, to, body, *, subject=None, data=None, key=None):
+        self.sends.append((to, body, key))
+        step = self.script.pop(0) if self.script else None
+        if isinstance(step, Exception):
+            raise step
+        return Delivery(f"SM{len(self.sends):032d}", "queued")
+
+    async def find_sent(self, to, body, since):
+        if isinstance(self.sent, Exception):
+            raise self.sent
+        return self.sent
+
+    async def close(self):
+        pass
+
+
+class Env:
+    def __init__(self, customers, provider=None, silences=(), now=NOW, policy=None):
+        self.customers = {c["customer_id"]: c for c in customers}
+        self.contacts, self.outboxes, self.held, self.records, self.flushed = {}, {}, {}, [], 0
+        self.provider = provider or Provider()
+        self._silences = list(silences)
+        self.t = now
+        self.released: list[tuple[str, str]] = []
+        self.policy = policy or P.Policy(send_deadline_s=5.0)
+
+    def customer(self, cid): return self.customers.get(cid)
+    def contact(self, cid): return self.contacts.get(cid) or {}
+    def set_contact(self, cid, value): self.contacts[cid] = value
+    def outbox(self, key): return self.outboxes.get(key)
+    def set_outbox(self, key, value): self.outboxes[key] = value
+    def usage(self, cid): return None
+    def silences(self): return self._silences
+    def notifier(self, channel): return self.provider
+    def now(self): return self.t
+    async def flush(self): self.flushed += 1
+    async def hold(self, cid, key, entry): self.held.setdefault(cid, {})[key] = entry
+
+    def pop_held(self, cid, key):
+        return (self.held.get(cid) or {}).pop(key, None)
+
+    async def release_held(self, cid, why):
+        self.released += [(cid, k) for k, e in (self.held.get(cid) or {}).items() if e["why"] == why]
+
+    async def emit(self, record): self.records.append(dict(record))
+    async def pace(self, channel): pass
+
+
+def customer(cid="C1", **over):
+    c = {"customer_id": cid, "meter_id": "M1", "transformer_id": "T1", "feeder_id": "F1",
+         "segment": "residential", "phone": "+8613800000001", "language": "en", "timezone": "Asia/Shanghai",
+         "tariff": {"currency": "CNY", "price_per_kwh": 0.6}, "opted_out": False,
+         "preferences": {"quiet_hours": ["22:00", "08:00"]}}
+    c.update(over)
+    return c
+
+
+def alert(kind="undervoltage", status="open", aid=None, level="transformer", scope="T1", severity="warning",
+          **evidence):
+    aid = aid or f"{kind}:{level}:{scope}:2026-09-03T05:00:00Z"
+    return {"alert_id": aid, "kind": kind, "severity": severity, "status": status,
+            "scope": {"level": level, "id": scope}, "meter_ids": ["M1"], "customer_ids": ["C1"],
+            "started_at": "2026-09-03T05:00:00Z", "detected_at": "2026-09-03T05:30:00Z",
+            "resolved_at": "2026-09-03T06:00:00Z" if status == "resolved" else None,
+            "evidence": {"standard": "GB/T 12325", "extreme_v": 186.9, **evidence}}
+
+
+def run(env, req):
+    return asyncio.run(P.NotificationPath(env).handle(req))
+
+
+def statuses(env):
+    return [(r["status"], r["reason"]) for r in env.records]
+
+
+def test_the_stages_are_one_ordered_list():
+    assert [s.__name__ for s in P.STAGES] == ["route", "group", "inhibit", "silence", "dedup", "budget",
+                                              "render", "deliver", "record"]
+
+
+def test_a_message_is_claimed_on_the_broker_before_it_is_sent_and_recorded_once():
+    env = Env([customer()])
+    a = alert()
+    run(env, {"alert": a, "customer_id": "C1"})
+    run(env, {"alert": a, "customer_id": "C1"})  # re-delivered: dropped, nothing recorded
+    assert statuses(env) == [("sent", None)] and len(env.provider.sends) == 1 and env.flushed == 1
+    assert env.outboxes[f"{a['alert_id']}|C1|sms"] == {"state": "done", "status": "sent"}
+    assert env.records[0]["template"].startswith("undervoltage/notice@")
+
+
+def test_unknown_customer_and_opted_out_are_recorded_not_sent():
+    env = Env([customer(opted_out=True)])
+    run(env, {"alert": alert(), "customer_id": "C1"})
+    run(env, {"alert": alert(), "customer_id": "C9"})
+    assert statuses(env) == [("suppressed", "opted_out"), ("failed", "unknown_customer")]
+    assert env.provider.sends == []
+
+
+def test_a_retryable_error_is_retried_with_back_off_and_a_permanent_one_is_not(monkeypatch):
+    slept = []
+
+    async def fake_sleep(s):
+        slept.append(s)
+
+    monkeypatch.setattr(P.asyncio, "sleep", fake_sleep)
+    busy = NotifierError("HTTP 429", status=429, code=20429, retryable=True)
+    env = Env([customer()], Provider([busy, busy]))
+    run(env, {"alert": alert(), "customer_id": "C1"})
+    assert statuses(env) == [("sent", "sent after 3 attempts")] and len(slept) == 2
+    assert 0.5 <= slept[0] <= 1.5 and 1.0 <= slept[1] <= 3.0  # doubling, with jitter
+
+    gone = NotifierError("HTTP 400 error 21610", status=400, code=21610, retryable=False)
+    env = Env([customer()], Provider([gone]))
+    run(env, {"alert": alert(), "customer_id": "C1"})
+    assert len(env.provider.sends) == 1 and env.records[0]["status"] == "failed"
+    assert "21610" in env.records[0]["reason"]
+
+
+def test_retries_stop_at_the_deadline(monkeypatch):
+    clock = [0.0]
+
+    async def fake_sleep(s):
+        clock[0] += s
+
+    monkeypatch.setattr(P.asyncio, "sleep", fake_sleep)
+    monkeypatch.setattr(P.time, "monotonic", lambda: clock[0])
+    down = NotifierError("HTTP 503", status=503, retryable=True)
+    env = Env([customer()], Provider([down] * 50), policy=P.Policy(send_deadline_s=20.0))
+    run(env, {"alert": alert(), "customer_id": "C1"})
+    assert env.records[0]["status"] == "failed" and "503" in env.records[0]["reason"]
+    assert 3 <= len(env.provider.sends) <= 6 and clock[0] < 20.0
+
+
+def test_a_timeout_may_have_sent_so_it_is_not_retried_except_on_an_idempotent_channel(monkeypatch):
+    async def fake_sleep(s):
+        pass
+
+    monkeypatch.setattr(P.asyncio, "sleep", fake_sleep)
+    timeout = NotifierError("no response", retryable=True, maybe_sent=True)
+    env = Env([customer()], Provider([timeout]))
+    run(env, {"alert": alert(), "customer_id": "C1"})
+    assert len(env.provider.sends) == 1 and env.records[0]["reason"].startswith("outcome unknown")
+    env = Env([customer()], Provider([timeout], idempotent=True))
+    run(env, {"alert": alert(), "customer_id": "C1"})
+    assert len(env.provider.sends) == 2 and env.records[0]["status"] == "sent"
+    assert env.provider.sends[0][2] == env.provider.sends[1][2]  # the same idempotency key
+
+
+@pytest.mark.parametrize("found, sends, status", [
+    (Delivery("SMabc", "delivered"), 0, "sent"),        # the provider has it: recorded, not resent
+    (None, 1, "sent"),                                  # certainly absent: sent now
+    (NotifierError("list down", retryable=True), 0, "failed"),  # cannot know: not resent
+])
+def test_an_interrupted_send_is_reconciled_with_the_provider(found, sends, status):
+    a = alert()
+    env = Env([customer()], Provider(sent=found))
+    env.outboxes[f"{a['alert_id']}|C1|sms"] = {"state": "claimed", "at": NOW - 5, "body": "the text"}
+    run(env, {"alert": a, "customer_id": "C1"})
+    assert len(env.provider.sends) == sends and env.records[0]["status"] == status
+    if sends:
+        assert env.provider.sends[0][1] == "the text"  # the claimed body, not a re-render
+
+
+def test_an_outage_gives_a_notice_and_a_restoration_and_a_child_outage_is_not_told_again():
+    env = Env([customer()])
+    out = alert("outage", aid="outage:feeder:F1:t", level="feeder", scope="F1", severity="critical")
+    child = alert("outage", aid="outage:meter:M1:t", level="meter", scope="M1", parent_alert_id=out["alert_id"])
+    run(env, {"alert": out, "customer_id": "C1"})
+    run(env, {"alert": child, "customer_id": "C1"})
+    assert env.contacts["C1"]["outages"] == sorted([out["alert_id"], child["alert_id"]])
+    run(env, {"alert": {**child, "status": "resolved"}, "customer_id": "C1", "phase": "resolved"})
+    assert statuses(env) == [("sent", None), ("suppressed", f"notified_for {out['alert_id']}"), ("sent", None)]
+    # a child exists only once its parent is over: its end leaves the customer with no open outage
+    assert "back" in env.records[2]["body"] and env.contacts["C1"]["outages"] == []
+    run(env, {"alert": {**out, "status": "resolved"}, "customer_id": "C2", "phase": "resolved"})
+    assert env.records[-1]["reason"] == "unknown_customer"
+
+
+def test_inhibit_mutes_voltage_and_holds_a_bill_during_an_outage_then_releases_it():
+    env = Env([customer(preferences={"quiet_hours": ["00:00", "00:00"]})])
+    out = alert("outage", aid="outage:transformer:T1:t", severity="critical")
+    run(env, {"alert": out, "customer_id": "C1"})
+    run(env, {"alert": alert("overvoltage"), "customer_id": "C1"})
+    bill = alert("bill_spike", level="customer", scope="C1", projected_amount=412.0, usual_amount=298.0,
+                 currency="CNY", pct_above=38.0)
+    run(env, {"alert": bill, "customer_id": "C1"})
+    assert statuses(env)[1:] == [("suppressed", f"inhibited: in outage {out['alert_id']}"),
+                                 ("deferred", f"held: in outage {out['alert_id']}")]
+    run(env, {"alert": {**out, "status": "resolved"}, "customer_id": "C1", "phase": "resolved"})
+    (release,) = env.released
+    run(env, {"customer_id": "C1", "release": release[1]})
+    assert statuses(env)[-1] == ("sent", None) and env.records[-1]["alert_id"] == bill["alert_id"]
+    assert env.records[-1]["notification_id"] == env.records[2]["notification_id"]
+    run(env, {"customer_id": "C1", "release": release[1]})  # a second release finds nothing
+    assert len(env.provider.sends) == 3
+
+
+def test_quiet_hours_defer_a_bill_at_23_local_but_not_a_voltage_alert():
+    late = datetime(2026, 9, 3, 15, 0, tzinfo=timezone.utc).timestamp()  # 23:00 in Shanghai
+    env = Env([customer()], now=late)
+    bill = alert("bill_spike", level="customer", scope="C1", projected_amount=412.0, usual_amount=298.0,
+                 currency="CNY", pct_above=38.0)
+    run(env, {"alert": bill, "customer_id": "C1"})
+    run(env, {"alert": alert("overvoltage", severity="critical"), "customer_id": "C1"})
+    assert statuses(env) == [("deferred", "quiet_hours until 2026-09-04T00:00:00Z"), ("sent", None)]
+    ((key, entry),) = env.held["C1"].items()
+    assert entry["due"] == datetime(2026, 9, 4, 0, 0, tzinfo=timezone.utc).timestamp()
+    env.t = entry["due"]
+    run(env, {"customer_id": "C1", "release": key})
+    assert statuses(env)[-1] == ("sent", None)
+
+
+def test_an_operator_silence_mutes_its_scope_but_not_safety_messages():
+    sil = {"silence_id": "S1", "scope": {"level": "feeder", "id": "F1"}, "kinds": None,
+           "starts_at": "2026-09-03T00:00:00Z", "ends_at": "2026-09-03T12:00:00Z", "author": "lin",
+           "reason": "planned work", "created_at": "2026-09-03T00:00:00Z", "expired_at": None}
+    env = Env([customer()], silences=[sil])
+    run(env, {"alert": alert("undervoltage"), "customer_id": "C1"})
+    run(env, {"alert": alert("loose_neutral", severity="critical"), "customer_id": "C1"})
+    assert statuses(env) == [("suppressed", "silenced S1 by lin: planned work"), ("sent", None)]
+    env.t = datetime(2026, 9, 3, 13, 0, tzinfo=timezone.utc).timestamp()  # after its window
+    run(env, {"alert": alert("overvoltage"), "customer_id": "C1"})
+    assert statuses(env)[-1] == ("sent", None)
+
+
+def test_a_flapping_fault_is_not_sent_twice_within_the_dedup_window():
+    env = Env([customer()])
+    first, again = alert(aid="undervoltage:transformer:T1:a"), alert(aid="undervoltage:transformer:T1:b")
+    run(env, {"alert": first, "customer_id": "C1"})
+    run(env, {"alert": again, "customer_id": "C1"})
+    assert statuses(env) == [("sent", None), ("suppressed", f"duplicate_of {first['alert_id']}")]
+    env.t += env.policy.dedup_window_s
+    run(env, {"alert": alert(aid="undervoltage:transformer:T1:c"), "customer_id": "C1"})
+    assert statuses(env)[-1] == ("sent", None)
+
+
+def test_the_fatigue_budget_suppresses_routine_messages_but_never_safety_and_defers_bills():
+    env = Env([customer(preferences={"quiet_hours": ["00:00", "00:00"]})], policy=P.Policy(budget_messages=2))
+    run(env, {"alert": alert("undervoltage", aid="u1", scope="T1"), "customer_id": "C1"})
+    env.t += 60
+    run(env, {"alert": alert("overvoltage", aid="o1", scope="M1", level="meter"), "customer_id": "C1"})
+    run(env, {"alert": alert("sag", aid="s1", scope="M1", level="meter"), "customer_id": "C1"})
+    run(env, {"alert": alert("loose_neutral", aid="n1", scope="M1", level="meter", severity="critical"),
+              "customer_id": "C1"})
+    bill = alert("bill_spike", aid="b1", level="customer", scope="C1", projected_amount=412.0,
+                 usual_amount=298.0, currency="CNY", pct_above=38.0)
+    run(env, {"alert": bill, "customer_id": "C1"})
+    assert [s for s, _ in statuses(env)] == ["sent", "sent", "suppressed", "sent", "deferred"]
+    assert statuses(env)[2][1] == "budget: 2 messages in 24 h"
+    (entry,) = env.held["C1"].values()
+    assert entry["due"] == NOW + 60 + 86400  # when the second of the three sends leaves the window
+
+
+def test_replies_are_answered_even_over_budget_but_not_after_stop():
+    env = Env([customer()], policy=P.Policy(budget_messages=0))
+    help_req = {"customer_id": "C1", "alert": {"alert_id": "reply:SM1", "kind": "reply_help", "severity": "info",
+                                                "status": "open", "scope": {"level": "customer", "id": "C1"}}}
+    run(env, help_req)
+    assert statuses(env) == [("sent", None)] and "STOP" in env.records[0]["body"]
+    assert "last_alert_id" not in env.contacts["C1"]  # a reply refers to the alert, not to our answer
+    env.contacts["C1"]["opted_out"] = True
+    run(env, {**help_req, "alert": {**help_req["alert"], "alert_id": "reply:SM2"}})
+    assert statuses(env)[-1] == ("suppressed", "opted_out")
+
+
+def test_channels_follow_the_customers_preference():
+    env = Env([customer(email="li@example.com", preferences={"channels": ["sms", "email"],
+                                                            "quiet_hours": ["22:00", "08:00"]})])
+    run(env, {"alert": alert(), "customer_id": "C1"})
+    assert sorted(r["channel"] for r in env.records) == ["email", "sms"]
+    assert {to for to, _, _ in env.provider.sends} == {"+8613800000001", "li@example.com"}
+    assert len({r["notification_id"] for r in env.records}) == 2
