@@ -20,9 +20,9 @@ CUSTOMER = {"customer_id": "C900001", "meter_id": "M900001", "transformer_id": "
             "nominal_voltage": 220, "opted_out": False}
 
 
-def alert(alert_id: str) -> dict:
+def alert(alert_id: str, kind: str = "undervoltage") -> dict:
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    return {"alert_id": alert_id, "kind": "undervoltage", "severity": "warning", "status": "open",
+    return {"alert_id": alert_id, "kind": kind, "severity": "warning", "status": "open",
             "scope": {"level": "transformer", "id": CUSTOMER["transformer_id"]},
             "meter_ids": [CUSTOMER["meter_id"]], "customer_ids": [CUSTOMER["customer_id"]],
             "started_at": now, "detected_at": now, "resolved_at": None,
@@ -94,7 +94,8 @@ def test_a_customer_who_replies_stop_gets_no_more_sms_until_start(pipeline):
     assert stranger["intent"] == "other" and stranger["from_masked"] == "+86139****0000"
     assert "+8613900000000" not in json.dumps(fb)
 
-    pipeline.send("alerts", "A-3", alert("A-3"))
+    # (another kind: the same one again for the same transformer within 12 h would be a duplicate of A-1)
+    pipeline.send("alerts", "A-3", alert("A-3", "overvoltage"))
     pipeline.flush()
     (third,) = [n for n in notes_of(pipeline, "A-3") if n["alert_id"] == "A-3"]
     assert third["status"] == "sent"
