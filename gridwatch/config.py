@@ -108,6 +108,20 @@ class Settings:
     #: Processes for model fits (Prophet), so a fit never blocks the event loop.
     fit_processes: int = field(default_factory=lambda: int(os.environ.get("GRIDWATCH_FIT_PROCESSES", "1")))
 
+    #: Users of the operations console (``gridwatch console``): comma-separated ``name:role:secret`` with role
+    #: ``viewer`` or ``operator`` and the secret a token or password, or ``name:role:sha256:<hex>`` for a
+    #: hashed one. With neither this nor the users file the console refuses to start (except ``--demo-users``).
+    console_users: str | None = field(
+        default_factory=lambda: os.environ.get("GRIDWATCH_CONSOLE_USERS") or None, repr=False)  # secrets
+    #: A file of console users, one ``name:role:secret`` per line (blank lines and ``#`` comments ignored).
+    console_users_file: Path | None = field(
+        default_factory=lambda: Path(os.environ["GRIDWATCH_CONSOLE_USERS_FILE"])
+        if os.environ.get("GRIDWATCH_CONSOLE_USERS_FILE") else None)
+    #: The console's public URL as browsers reach it (e.g. behind a reverse proxy): state-changing requests
+    #: carrying an ``Origin`` must come from its origin, and an https URL makes the session cookie Secure.
+    #: Unset: the origin of the request itself (scheme and Host header).
+    console_url: str | None = field(default_factory=lambda: os.environ.get("GRIDWATCH_CONSOLE_URL") or None)
+
     def topic(self, name: str) -> str:
         """The deployed name of a contract or internal topic."""
         return f"{self.topic_prefix}{name}"

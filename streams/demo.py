@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import os
 import shutil
 import signal
@@ -122,6 +123,9 @@ def run(args) -> int:
                 return 1
         procs.start("worker", gridwatch_argv("worker"), env, settings.run_dir / "worker.log")
         print(f"worker started (log: {settings.run_dir / 'worker.log'})")
+        console_url = start_console(procs, args.console_port, env, settings.run_dir)
+        if console_url is None:
+            return 1
 
         sim = gridwatch_argv("simulate", "--scenario", args.scenario, "--seed", str(args.seed),
                              "--truth", str(settings.run_dir / "truth.jsonl"))
@@ -134,9 +138,11 @@ def run(args) -> int:
 
         consumer = KafkaConsumer(
             settings.topic(names.ALERTS), settings.topic(names.NOTIFICATIONS), settings.topic(names.DLQ),
+            settings.topic(names.FEEDBACK),
             bootstrap_servers=settings.bootstrap_list, auto_offset_reset="earliest",
             enable_auto_commit=False, group_id=None, consumer_timeout_ms=500)
         first_sms = None
+        replies = ["5", "OUT"]
         seen: Counter = Counter()
         deadline = t_begin + args.duration if args.duration else None
         while deadline is None or time.monotonic() < deadline:
@@ -149,6 +155,11 @@ def run(args) -> int:
                 if msg.topic.endswith(names.NOTIFICATIONS) and value["status"] == "sent" and first_sms is None:
                     first_sms = time.monotonic() - t_begin
                     print(f"   (first SMS {first_sms:.1f} s after `gridwatch demo` started)")
+                if (msg.topic.endswith(names.NOTIFICATIONS) and value["status"] == "sent"
+                        and str(value.get("template", "")).startswith("outage/resolved") and replies
+                        and not settings.uses_real_twilio):
+                    # customers answer "power is back" from their phones: a rating, then "still out"
+                    customer_replies(sandbox_url, value["provider_message_id"], replies.pop(0))
                 if deadline is not None and time.monotonic() >= deadline:
                     break
             for name, proc in procs.children:
@@ -157,9 +168,9 @@ def run(args) -> int:
                     return 1
         consumer.close()
         order = ["alerts open", "alerts acknowledged", "alerts resolved", "SMS sent", "SMS delivered",
-                 "SMS undelivered", "SMS deferred", "SMS suppressed", "SMS failed", "dead letters"]
+                 "SMS undelivered", "SMS deferred", "SMS suppressed", "SMS failed", "replies", "dead letters"]
         print("\nsummary: " + (", ".join(f"{k} {seen[k]}" for k in order if seen[k]) or "nothing yet")
-              + f"; sandbox page {sandbox_url}/")
+              + f"; sandbox page {sandbox_url}/; console {console_url}")
         return 0
     except KeyboardInterrupt:
         return 0
@@ -173,17 +184,51 @@ def run(args) -> int:
             broker.stop(settings)
 
 
+def start_console(procs: Processes, port: int, env: dict, run_dir: Path) -> str | None:
+    """The operations console with two demo users (random tokens, printed here for the person at the demo)."""
+    url = f"http://127.0.0.1:{port}/"
+    log = run_dir / "console.log"
+    procs.start("console", gridwatch_argv("console", "--demo-users", "--port", str(port)), env, log)
+    deadline = time.monotonic() + 60
+    tokens: dict[str, str] = {}
+    while time.monotonic() < deadline and len(tokens) < 2:
+        time.sleep(0.3)
+        text = log.read_text(errors="replace") if log.exists() else ""
+        for m in re.finditer(r"demo user (\w+) \((\w+)\) token (\S+)", text):
+            tokens[m.group(1)] = m.group(3)
+    if len(tokens) < 2 or not wait_http(url + "static/console.css", 30):
+        print(f"console did not come up; see {log}")
+        return None
+    print(f"console: {url}  (sign in: operator / {tokens.get('operator')}, viewer / {tokens.get('viewer')})")
+    return url
+
+
+def customer_replies(sandbox_url: str, sid: str, body: str) -> None:
+    """A customer answering an SMS from their phone: the sandbox delivers it, signed, to the inbound webhook."""
+    req = urllib.request.Request(sandbox_url + "/sandbox/reply", data=json.dumps({"to_sid": sid, "body": body}).encode(),
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=10):
+            pass
+    except OSError as exc:
+        print(f"   (reply {body!r} not delivered: {exc})")
+
+
 def tally(topic: str, v: dict) -> str:
     if topic.endswith(names.ALERTS):
         return f"alerts {v['status']}"
     if topic.endswith(names.NOTIFICATIONS):
         return f"SMS {v['status']}"
+    if topic.endswith(names.FEEDBACK):
+        return "replies"
     return "dead letters"
 
 
 def _evidence(alert: dict) -> str:
     """The few words of evidence an operator wants on the line, by kind."""
     ev = alert["evidence"]
+    if ev.get("reported_by_customer"):
+        return f"reported by the customer after the restoration, child of {ev.get('parent_alert_id')}"
     if alert["kind"] in ("outage", "momentary_interruption"):
         return (f"{ev.get('meters_out')} of {ev.get('meters_total')} meters out, {ev.get('last_gasps')} last gasps"
                 + (f", child of {ev['parent_alert_id']}" if ev.get("parent_alert_id") else ""))
@@ -208,6 +253,9 @@ def describe(topic: str, v: dict) -> str:
         if v["status"] == "delivered":
             return line + f" — the provider confirmed delivery of {v['provider_message_id']}"
         return line + f" — {v['reason']}"
+    if topic.endswith(names.FEEDBACK):
+        what = f"rating {v['rating']}" if v.get("rating") else v["intent"]
+        return f"REPLY {v['customer_id']}: {what} ({v['body']!r}, about {v['alert_id']})"
     return f"DLQ   {v['topic']}[{v['partition']}]@{v['offset']}: {v['error']}"
 
 
@@ -222,6 +270,7 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=7, help="simulator seed (default 7)")
     p.add_argument("--speedup", type=float, default=None,
                    help="simulated seconds per wall second (default: as fast as possible)")
+    p.add_argument("--console-port", type=int, default=8095, help="port of the operations console (default 8095)")
     p.add_argument("--run-dir", default=str(Settings().run_dir / "demo"),
                    help="where the demo keeps broker data, worker state and logs (default .run/demo)")
     p.set_defaults(func=run)

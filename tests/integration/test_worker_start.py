@@ -32,7 +32,7 @@ def test_demo_shows_an_alert_and_sms(kafka_broker, tmp_path):
     for var in ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN"):
         env.pop(var, None)
     proc = subprocess.run([sys.executable, "-m", "gridwatch.cli", "demo", "--duration", "75",
-                           "--run-dir", str(tmp_path / "demo")], env=env, capture_output=True, text=True,
+                           "--run-dir", str(tmp_path / "demo"), "--console-port", str(free_port())], env=env, capture_output=True, text=True,
                           timeout=300)
     out = proc.stdout
     assert proc.returncode == 0, out + proc.stderr
@@ -44,6 +44,9 @@ def test_demo_shows_an_alert_and_sms(kafka_broker, tmp_path):
     assert "first SMS" in out
     assert "ALERT open     outage at transformer" in out and "ALERT resolved outage at transformer" in out
     assert "Power cut" in out and "back on" in out  # the notice, then "power is back"
-    # open records: undervoltage, overvoltage, the outage and its growth as silent meters join it
-    assert "summary: alerts open 4, alerts resolved 3, SMS sent" in out
+    # open records: undervoltage, overvoltage, the outage and its growth as silent meters join it, and the
+    # outage a customer reopened by answering "OUT" to "power is back"
+    assert "summary: alerts open 5, alerts resolved 3, SMS sent" in out
+    assert "REPLY" in out and "rating 5" in out and "still_out" in out
+    assert "console: http://127.0.0.1:" in out and "sign in: operator / " in out
     assert "SMS   delivered" in out  # signed status callbacks came back through `gridwatch webhooks`

@@ -1,0 +1,827 @@
+"""``gridwatch console``: the operations console's web API, live events, metrics and pages (aiohttp).
+
+At start it reads the whole ``alerts``, ``notifications``, ``feedback``, ``gridwatch.silences`` and
+``customers`` topics over every partition (:class:`streams.topicview.TopicView`, so it shows everything
+whichever worker wrote it), waits until it has caught up, then serves and keeps following them; each
+record is applied to a :class:`console.model.ConsoleModel` and pushed to ``/api/events`` subscribers as
+it arrives. Operator actions are published on Kafka (``gridwatch.alert-actions``, ``gridwatch.silences``)
+with acks=all; nothing is changed locally except a silence the console itself just published.
+
+Security: every path except ``/login`` and ``/static/*`` needs credentials (:mod:`console.auth`); a
+state-changing request must come from the console's own origin when it carries ``Origin``, and with a
+session cookie it must echo the session's CSRF token in ``X-CSRF-Token``; viewers cannot act and see phone
+numbers masked. Every response carries a restrictive Content-Security-Policy. Phone numbers and secrets
+are never logged (there is no access log; actions are logged with the user's name only).
+
+The API is described in :mod:`console.openapi` (``GET /api/openapi.json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hmac
+import json
+import logging
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from html import escape
+from pathlib import Path
+from typing import Any, Callable, Iterable
+from urllib.parse import quote, urlsplit
+
+from aiohttp import web
+
+from console import auth as gwauth
+from console import evidence, openapi
+from console.metrics import KafkaOffsets, render as render_metrics
+from console.model import ConsoleModel
+from gridwatch import config as names
+from gridwatch.config import Settings
+
+__all__ = ["CONSOLE", "Console", "EventHub", "make_app", "serve", "run", "register", "SECURITY_HEADERS"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8095
+HEARTBEAT_S = 15.0
+READY_TIMEOUT_S = 120.0
+PUBLISH_TIMEOUT_S = 15.0
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+ALERT_LIMIT_DEFAULT, FEEDBACK_LIMIT_DEFAULT, LIMIT_MAX = 1000, 200, 10000
+#: events queued for one live subscriber before it is dropped (it reconnects and refetches)
+SUBSCRIBER_QUEUE = 2000
+
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "X-Frame-Options": "DENY",
+}
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+
+# what the console reads: short name -> contract topic
+FEEDS = {"alerts": names.ALERTS, "notifications": names.NOTIFICATIONS, "feedback": names.FEEDBACK,
+         "silences": names.SILENCES, "customers": names.CUSTOMERS}
+
+
+class ApiError(Exception):
+    """An error answered as JSON ``{"error": message}`` with ``status``."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+# ------------------------------------------------------------------------------------------ live events
+
+class EventHub:
+    """Fan-out of model changes to ``/api/events`` subscribers, one bounded queue each."""
+
+    def __init__(self, queue_size: int = SUBSCRIBER_QUEUE):
+        self._queues: set[asyncio.Queue] = set()
+        self._size = queue_size
+
+    def __len__(self) -> int:
+        return len(self._queues)
+
+    def subscribe(self) -> asyncio.Queue:
+        queue: asyncio.Queue = asyncio.Queue(self._size)
+        self._queues.add(queue)
+        return queue
+
+    def unsubscribe(self, queue: asyncio.Queue) -> None:
+        self._queues.discard(queue)
+
+    def publish(self, events: Iterable[tuple[str, dict]]) -> None:
+        for name, payload in events:
+            data = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+            frame = f"event: {name}\ndata: {data}\n\n".encode("utf-8")
+            for queue in list(self._queues):
+                try:
+                    queue.put_nowait(frame)
+                except asyncio.QueueFull:  # too slow: end its stream, it reconnects and refetches
+                    self._drop(queue)
+
+    def _drop(self, queue: asyncio.Queue) -> None:
+        self._queues.discard(queue)
+        while not queue.empty():
+            queue.get_nowait()
+        queue.put_nowait(None)
+
+    def close(self) -> None:
+        for queue in list(self._queues):
+            self._drop(queue)
+
+
+# ---------------------------------------------------------------------------------------------- state
+
+@dataclass
+class Console:
+    settings: Settings
+    model: ConsoleModel
+    auth: gwauth.Authenticator
+    publisher: Any  # has ``async send_and_wait(topic, value=bytes, key=bytes)`` (aiokafka's producer)
+    offsets: Any    # has ``async query() -> KafkaFigures | None``
+    hub: EventHub = field(default_factory=EventHub)
+    static_dir: Path = STATIC_DIR
+    heartbeat_s: float = HEARTBEAT_S
+    clock: Callable[[], float] = time.time
+
+    def feed(self, topic_kind: str) -> Callable[[str | None, Any, float | None], None]:
+        """``sink(key, value, kafka_ts)`` applying records of one topic and pushing the changes live."""
+        def sink(key, value, kafka_ts):
+            self.apply(topic_kind, key, value, kafka_ts)
+        return sink
+
+    def apply(self, topic_kind: str, key: str | None, value: Any, kafka_ts: float | None) -> None:
+        """Apply one record to the model and push what changed (silences with ``active`` and ``state``, as
+        ``GET /api/silences`` shows them)."""
+        events = self.model.apply(topic_kind, key, value, kafka_ts)
+        self.hub.publish([("silence", _silence_view(self, payload)) if name == "silence" and "deleted" not in payload
+                          else (name, payload) for name, payload in events])
+
+    async def publish(self, topic: str, key: str, value: dict) -> None:
+        """Publish one JSON record (acks=all) and wait for the broker; ApiError 503 when it does not take it."""
+        payload = json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        name = self.settings.topic(topic)
+        if self.publisher is None:
+            raise ApiError(503, "the console has no Kafka producer")
+        try:
+            await asyncio.wait_for(self.publisher.send_and_wait(name, value=payload, key=key.encode("utf-8")),
+                                   PUBLISH_TIMEOUT_S)
+        except Exception as exc:  # noqa: BLE001 - KafkaError, timeout: the action did not happen
+            log.warning("could not publish to %s: %s", name, type(exc).__name__)
+            raise ApiError(503, f"could not publish to {name} ({type(exc).__name__}); try again") from None
+
+
+CONSOLE = web.AppKey("gridwatch_console", Console)
+# per-request storage keys (typed keys where aiohttp has them, 3.13+)
+_RequestKey = getattr(web, "RequestKey", None)
+USER = _RequestKey("gridwatch_user", object) if _RequestKey else "gridwatch_user"
+SESSION = _RequestKey("gridwatch_session", object) if _RequestKey else "gridwatch_session"
+VIA = _RequestKey("gridwatch_auth_via", object) if _RequestKey else "gridwatch_auth_via"
+
+
+# ------------------------------------------------------------------------------------------- helpers
+
+def _error(status: int, message: str, headers: dict | None = None) -> web.Response:
+    return web.json_response({"error": message}, status=status, headers=headers)
+
+
+def _is_page(path: str) -> bool:
+    return path == "/" or path.startswith("/alerts/")
+
+
+def _is_public(path: str) -> bool:
+    return path == "/login" or path.startswith("/static/")
+
+
+def _safe_next(value: Any) -> str:
+    text = str(value or "/")
+    if not text.startswith("/") or text.startswith("//") or text.startswith("/\\") or any(c in text for c in "\r\n"):
+        return "/"
+    return text
+
+
+def signin_page(*, error: str | None = None, next_path: str = "/", user: str = "") -> str:
+    """The small sign-in form shown instead of a page to someone not signed in (no script, no inline style)."""
+    err = f'<p role="alert"><strong>{escape(error)}</strong></p>' if error else ""
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>gridwatch console: sign in</title><link rel="stylesheet" href="/static/console.css"></head>
+<body><main>
+<h1>gridwatch operations console</h1>
+<p>Sign in with your user name and token or password.</p>
+{err}<form method="post" action="/login">
+<input type="hidden" name="next" value="{escape(_safe_next(next_path))}">
+<p><label for="user">User</label><br><input id="user" name="user" autocomplete="username" required value="{escape(user)}"></p>
+<p><label for="secret">Token or password</label><br><input id="secret" name="secret" type="password" autocomplete="current-password" required></p>
+<p><button type="submit">Sign in</button></p>
+</form>
+</main></body></html>
+"""
+
+
+PLACEHOLDER_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>gridwatch console</title></head>
+<body><main><h1>gridwatch operations console</h1>
+<p>The console's page is not installed; the API is at <a href="/api/openapi.json">/api/openapi.json</a>.</p>
+</main></body></html>
+"""
+
+
+def _own_origin(request: web.Request, settings: Settings) -> str:
+    if settings.console_url:
+        parts = urlsplit(settings.console_url)
+        return f"{parts.scheme}://{parts.netloc}".lower()
+    return f"{request.scheme}://{request.host}".lower()
+
+
+def _identify(request: web.Request, console: Console) -> tuple[gwauth.User | None, gwauth.Session | None, str | None]:
+    """``(user, session, via)``; via is "bearer", "basic" or "cookie". A present but wrong Authorization
+    header yields no user (it does not fall back to the cookie)."""
+    header = request.headers.get("Authorization")
+    if header:
+        scheme, _, value = header.partition(" ")
+        scheme = scheme.lower()
+        if scheme == "bearer":
+            return console.auth.by_token(value.strip()), None, "bearer"
+        if scheme == "basic":
+            creds = gwauth.basic_credentials(header)
+            user = console.auth.by_password(*creds) if creds else None
+            return user, None, "basic"
+        return None, None, scheme
+    session = console.auth.session(request.cookies.get(gwauth.SESSION_COOKIE))
+    if session is not None:
+        return session.user, session, "cookie"
+    return None, None, None
+
+
+def _unauthorized(request: web.Request) -> web.Response:
+    headers = {"WWW-Authenticate": 'Bearer realm="gridwatch console"'}
+    if _is_page(request.path):
+        return web.Response(status=401, text=signin_page(next_path=request.path_qs), content_type="text/html",
+                            headers={**headers, "Cache-Control": "no-store"})
+    return _error(401, "authentication required: Authorization: Bearer TOKEN, Basic, or sign in at /login",
+                  headers)
+
+
+@web.middleware
+async def _guard(request: web.Request, handler):
+    console = request.app[CONSOLE]
+    path = request.path
+    user, session, via = _identify(request, console)
+    request[USER], request[SESSION], request[VIA] = user, session, via
+    try:
+        if request.method not in SAFE_METHODS:
+            origin = request.headers.get("Origin")
+            if origin is not None and origin.rstrip("/").lower() != _own_origin(request, console.settings):
+                raise ApiError(403, "cross-origin request refused: Origin is not this console")
+        if user is None and not _is_public(path):
+            return _unauthorized(request)
+        if request.method not in SAFE_METHODS and via == "cookie" and path != "/login":
+            token = request.headers.get(gwauth.CSRF_HEADER, "")
+            if not token or not hmac.compare_digest(token.encode(), session.csrf.encode()):
+                raise ApiError(403, f"missing or wrong {gwauth.CSRF_HEADER} (take it from GET /api/me)")
+        return await handler(request)
+    except ApiError as exc:
+        return _error(exc.status, exc.message)
+    except web.HTTPException as exc:
+        if exc.status >= 400 and not _is_page(path) and not path.startswith("/static/"):
+            return _error(exc.status, exc.reason or "error")
+        raise
+
+
+async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    if request.path.startswith("/api/") or request.path == "/metrics":
+        response.headers.setdefault("Cache-Control", "no-store")
+
+
+def _require_operator(request: web.Request) -> gwauth.User:
+    user = request[USER]
+    if not user.can_act:
+        raise ApiError(403, f"{user.name} is a viewer: only operators can do this")
+    return user
+
+
+async def _body(request: web.Request) -> dict:
+    if not request.body_exists:
+        return {}
+    if request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        return {k: v for k, v in (await request.post()).items() if isinstance(v, str)}
+    try:
+        data = json.loads(await request.text() or "{}")
+    except ValueError:
+        raise ApiError(400, "the body is not JSON") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "the body must be a JSON object")
+    return data
+
+
+def _values(request: web.Request, name: str) -> set[str] | None:
+    raw = request.query.getall(name, [])
+    values = {v.strip() for item in raw for v in item.split(",") if v.strip()}
+    return values or None
+
+
+def _limit(request: web.Request, default: int) -> int:
+    raw = request.query.get("limit")
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(400, f"limit must be a whole number, not {raw!r}") from None
+    if not 1 <= value <= LIMIT_MAX:
+        raise ApiError(400, f"limit must be between 1 and {LIMIT_MAX}")
+    return value
+
+
+def _text(body: dict, name: str) -> str | None:
+    value = body.get(name)
+    return value.strip() if isinstance(value, str) and value.strip() else None
+
+
+def _flag(body: dict, name: str) -> bool:
+    value = body.get(name, False)
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "1", "on", "yes", "false", "0", "off", "no", ""):
+        return value.lower() in ("true", "1", "on", "yes")
+    raise ApiError(400, f"{name} must be true or false")
+
+
+def evidence_url(alert_id: str) -> str:
+    return f"/api/alerts/{quote(alert_id, safe=':@')}/evidence.svg"
+
+
+# ------------------------------------------------------------------------------------------- handlers
+
+async def page(request: web.Request) -> web.StreamResponse:
+    index = request.app[CONSOLE].static_dir / "index.html"
+    headers = {"Cache-Control": "no-store"}
+    if index.is_file():
+        return web.FileResponse(index, headers=headers)
+    return web.Response(text=PLACEHOLDER_PAGE, content_type="text/html", headers=headers)
+
+
+async def login_page(request: web.Request) -> web.Response:
+    return web.Response(text=signin_page(next_path=request.query.get("next", "/"),
+                                         user=request.query.get("user", "")[:64]),
+                        content_type="text/html", headers={"Cache-Control": "no-store"})
+
+
+async def login(request: web.Request) -> web.Response:
+    console = request.app[CONSOLE]
+    as_json = request.content_type == "application/json"
+    body = await _body(request)
+    name, secret = str(body.get("user") or "").strip(), str(body.get("secret") or "")
+    user = console.auth.by_password(name, secret)
+    if user is None:
+        log.info("console: failed sign-in")
+        if as_json:
+            return _error(401, "wrong user or secret")
+        return web.Response(status=401, content_type="text/html",
+                            text=signin_page(error="Wrong user or secret.", next_path=str(body.get("next") or "/"),
+                                             user=name[:64]))
+    old = request[SESSION]
+    if old is not None:
+        console.auth.close_session(old.id)
+    session = console.auth.open_session(user)
+    log.info("console: %s signed in", user.name)
+    if as_json:
+        response: web.Response = web.json_response({"user": user.name, "role": user.role, "csrf": session.csrf})
+    else:
+        response = web.Response(status=303, headers={"Location": _safe_next(body.get("next"))})
+    secure = (console.settings.console_url or "").lower().startswith("https:") or request.secure
+    response.set_cookie(gwauth.SESSION_COOKIE, session.id, httponly=True, samesite="Strict", path="/",
+                        secure=secure or None)
+    return response
+
+
+async def logout(request: web.Request) -> web.Response:
+    console = request.app[CONSOLE]
+    session = request[SESSION]
+    if session is not None:
+        console.auth.close_session(session.id)
+    response = web.json_response({"signed_out": True})
+    response.del_cookie(gwauth.SESSION_COOKIE, path="/")
+    return response
+
+
+async def me(request: web.Request) -> web.Response:
+    user, session = request[USER], request[SESSION]
+    return web.json_response({"user": user.name, "role": user.role, "csrf": session.csrf if session else None})
+
+
+async def list_alerts(request: web.Request) -> web.Response:
+    model = request.app[CONSOLE].model
+    result = model.list_alerts(kind=_values(request, "kind"), severity=_values(request, "severity"),
+                               status=_values(request, "status"), feeder=_values(request, "feeder"),
+                               transformer=_values(request, "transformer"),
+                               limit=_limit(request, ALERT_LIMIT_DEFAULT))
+    return web.json_response(result)
+
+
+def _alert_or_404(request: web.Request) -> tuple[str, dict]:
+    aid = request.match_info["alert_id"]
+    alert = request.app[CONSOLE].model.alerts.get(aid)
+    if alert is None:
+        raise ApiError(404, f"no alert {aid!r}")
+    return aid, alert
+
+
+async def alert_detail(request: web.Request) -> web.Response:
+    aid, alert = _alert_or_404(request)
+    model = request.app[CONSOLE].model
+    url = evidence_url(aid) if evidence.chart_kind(alert) else None
+    return web.json_response(model.detail(aid, reveal_phones=request[USER].can_act, evidence_url=url))
+
+
+async def alert_evidence(request: web.Request) -> web.Response:
+    aid, alert = _alert_or_404(request)
+    if evidence.chart_kind(alert) is None:
+        raise ApiError(404, f"alert {aid!r} has no evidence series to draw")
+    return web.Response(text=evidence.render(alert), content_type="image/svg+xml", charset="utf-8")
+
+
+async def _act(request: web.Request, action: str) -> web.Response:
+    from streams.lifecycle import apply_action
+    from streams.operator import make_action
+
+    console = request.app[CONSOLE]
+    user = _require_operator(request)
+    body = await _body(request)
+    aid, alert = _alert_or_404(request)
+    reason = _text(body, "reason")
+    if reason is None:
+        raise ApiError(400, "reason is required (e.g. crew dispatched, work order WO-17)")
+    no_fault = _flag(body, "no_fault") if action == "resolve" else False
+    if action != "resolve" and "no_fault" in body and _flag(body, "no_fault"):
+        raise ApiError(400, "no_fault applies to resolve only")
+    record = make_action(action, aid, user.name, reason, no_fault=no_fault, now=console.clock())
+    _, problem = apply_action(alert, record)
+    if problem:
+        raise ApiError(409, problem)
+    await console.publish(names.ALERT_ACTIONS, aid, record)
+    log.info("console: %s sent %s of %s", user.name, action, aid)
+    return web.json_response({"accepted": True, "action": record}, status=202)
+
+
+async def acknowledge(request: web.Request) -> web.Response:
+    return await _act(request, "acknowledge")
+
+
+async def resolve(request: web.Request) -> web.Response:
+    return await _act(request, "resolve")
+
+
+async def list_silences(request: web.Request) -> web.Response:
+    console = request.app[CONSOLE]
+    return web.json_response({"silences": console.model.list_silences(console.clock())})
+
+
+def _silence_view(console: Console, record: dict) -> dict:
+    from notifiers.silences import active
+    from streams.operator import silence_state
+
+    now = console.clock()
+    return {**record, "active": active(record, now), "state": silence_state(record, now)}
+
+
+async def add_silence(request: web.Request) -> web.Response:
+    from notifiers.silences import new_silence
+    from streams.operator import parse_scope
+
+    console = request.app[CONSOLE]
+    user = _require_operator(request)
+    body = await _body(request)
+    scope = body.get("scope")
+    kinds = body.get("kinds")
+    try:
+        if isinstance(scope, dict):
+            level, sid = str(scope.get("level") or ""), scope.get("id")
+        else:
+            level, sid = parse_scope(str(scope or ""))
+        if isinstance(kinds, str):
+            kinds = [k for k in kinds.split(",")]
+        elif kinds is not None and not (isinstance(kinds, list) and all(isinstance(k, str) for k in kinds)):
+            raise ValueError("kinds must be a list of alert kinds, or null for every kind")
+        for name in ("duration", "ends_at", "starts_at"):
+            if body.get(name) in ("", None):
+                body[name] = None
+            elif not isinstance(body[name], (str, int, float)) or isinstance(body[name], bool):
+                raise ValueError(f"{name} must be a string")
+        record = new_silence(level, sid, kinds=kinds, starts_at=body["starts_at"], ends_at=body["ends_at"],
+                             duration=body["duration"], author=user.name, reason=str(body.get("reason") or ""),
+                             now=console.clock(), include_safety=_flag(body, "include_safety"),
+                             force=_flag(body, "force"))
+    except ValueError as exc:
+        raise ApiError(400, str(exc)) from None
+    await console.publish(names.SILENCES, record["silence_id"], record)
+    console.apply("silences", record["silence_id"], record, None)
+    log.info("console: %s added silence %s", user.name, record["silence_id"])
+    return web.json_response(_silence_view(console, record), status=201)
+
+
+async def expire_silence(request: web.Request) -> web.Response:
+    from notifiers.silences import expire
+
+    console = request.app[CONSOLE]
+    user = _require_operator(request)
+    sid = request.match_info["silence_id"]
+    current = console.model.silences.get(sid)
+    if current is None:
+        raise ApiError(404, f"no silence {sid!r}")
+    try:
+        ended = expire(current, user.name, console.clock())
+    except ValueError as exc:
+        raise ApiError(409, str(exc)) from None
+    await console.publish(names.SILENCES, sid, ended)
+    console.apply("silences", sid, ended, None)
+    log.info("console: %s expired silence %s", user.name, sid)
+    return web.json_response(_silence_view(console, ended))
+
+
+async def list_feedback(request: web.Request) -> web.Response:
+    model = request.app[CONSOLE].model
+    return web.json_response({"feedback": model.list_feedback(_limit(request, FEEDBACK_LIMIT_DEFAULT)),
+                              "satisfaction": model.satisfaction()})
+
+
+async def figures(request: web.Request) -> web.Response:
+    return web.json_response(request.app[CONSOLE].model.figures())
+
+
+async def events(request: web.Request) -> web.StreamResponse:
+    console = request.app[CONSOLE]
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream; charset=utf-8",
+                                           "Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+    queue = console.hub.subscribe()
+    try:
+        await response.prepare(request)
+        await response.write(b"retry: 3000\n: connected\n\n")
+        while True:
+            try:
+                frame = await asyncio.wait_for(queue.get(), console.heartbeat_s)
+            except asyncio.TimeoutError:
+                await response.write(b": heartbeat\n\n")
+                continue
+            if frame is None:  # shut down, or too far behind
+                break
+            await response.write(frame)
+    except (ConnectionResetError, ConnectionError):
+        pass
+    finally:
+        console.hub.unsubscribe(queue)
+    return response
+
+
+async def openapi_document(request: web.Request) -> web.Response:
+    return web.json_response(openapi.document())
+
+
+async def metrics(request: web.Request) -> web.Response:
+    console = request.app[CONSOLE]
+    kafka = await console.offsets.query() if console.offsets is not None else None
+    body, content_type = render_metrics(console.model, kafka, request.headers.get("Accept"))
+    return web.Response(body=body, headers={"Content-Type": content_type})
+
+
+# ---------------------------------------------------------------------------------------------- app
+
+def make_app(settings: Settings | None, users: Iterable[gwauth.User] | gwauth.Authenticator, *,
+             model: ConsoleModel | None = None, producer: Any = None, offsets: Any = None,
+             heartbeat_s: float = HEARTBEAT_S, static_dir: Path | None = None,
+             clock: Callable[[], float] = time.time) -> web.Application:
+    """The console as an aiohttp application.
+
+    ``model``: what it shows (default: an empty model; :func:`serve` feeds one from Kafka).
+    ``producer``: what actions and silences are published with, anything with aiokafka's
+    ``send_and_wait(topic, value=, key=)`` (default: an aiokafka producer, acks=all, started with the app).
+    ``offsets``: the Kafka offsets source of ``/metrics`` (default :class:`console.metrics.KafkaOffsets`).
+    """
+    settings = settings or Settings()
+    authenticator = users if isinstance(users, gwauth.Authenticator) else gwauth.Authenticator(users)
+    app = web.Application(middlewares=[_guard])
+    console = Console(settings=settings, model=model if model is not None else ConsoleModel(),
+                      auth=authenticator, publisher=producer,
+                      offsets=offsets if offsets is not None else KafkaOffsets(settings),
+                      heartbeat_s=heartbeat_s, static_dir=static_dir or STATIC_DIR, clock=clock)
+    app[CONSOLE] = console
+    app.on_response_prepare.append(_security_headers)
+
+    r = app.router
+    r.add_get("/", page)
+    r.add_get("/alerts/{alert_id}", page)
+    r.add_get("/login", login_page)
+    r.add_post("/login", login)
+    r.add_post("/logout", logout)
+    r.add_get("/api/me", me)
+    r.add_get("/api/alerts", list_alerts)
+    r.add_get("/api/alerts/{alert_id}", alert_detail)
+    r.add_get("/api/alerts/{alert_id}/evidence.svg", alert_evidence)
+    r.add_post("/api/alerts/{alert_id}/acknowledge", acknowledge)
+    r.add_post("/api/alerts/{alert_id}/resolve", resolve)
+    r.add_get("/api/silences", list_silences)
+    r.add_post("/api/silences", add_silence)
+    r.add_post("/api/silences/{silence_id}/expire", expire_silence)
+    r.add_get("/api/feedback", list_feedback)
+    r.add_get("/api/figures", figures)
+    r.add_get("/api/events", events)
+    r.add_get("/api/openapi.json", openapi_document)
+    r.add_get("/metrics", metrics)
+    if console.static_dir.is_dir():
+        r.add_static("/static", console.static_dir, follow_symlinks=False, show_index=False)
+
+    async def end_streams(app: web.Application) -> None:
+        app[CONSOLE].hub.close()
+
+    app.on_shutdown.append(end_streams)
+
+    if producer is None:
+        async def kafka_producer(app: web.Application):
+            from aiokafka import AIOKafkaProducer
+
+            made = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_list, acks="all", enable_idempotence=True,
+                                    client_id="gridwatch-console")
+            await made.start()
+            app[CONSOLE].publisher = made
+            yield
+            await made.stop()
+
+        app.cleanup_ctx.append(kafka_producer)
+
+    if offsets is None:
+        async def close_offsets(app: web.Application) -> None:
+            await app[CONSOLE].offsets.close()
+
+        app.on_cleanup.append(close_offsets)
+    return app
+
+
+# ------------------------------------------------------------------------------------- reading Kafka
+
+def _feed_view_class():
+    from streams.topicview import TopicView
+
+    class FeedView(TopicView):
+        """A TopicView that hands every record to ``sink(key, value, kafka_ts)`` with its Kafka timestamp
+        (epoch seconds), and, with ``keyless``, also the records without a key (feedback from an unknown
+        number), which a TopicView cannot keep per key."""
+
+        def __init__(self, settings: Settings, topic: str, sink, *, keyless: bool = False):
+            super().__init__(settings, topic, on_change=self._changed, client_id="gridwatch-console")
+            self._sink, self._keyless, self._ts = sink, keyless, None
+
+        def _changed(self, key, value):
+            self._sink(key, value, self._ts)
+
+        async def _run(self) -> None:
+            consumer = self._consumer
+            try:
+                while True:
+                    batches = await consumer.getmany(timeout_ms=self._poll_timeout_ms)
+                    for records in batches.values():
+                        for record in records:
+                            ts = record.timestamp
+                            self._ts = ts / 1000.0 if isinstance(ts, (int, float)) and ts >= 0 else None
+                            if record.key is None and self._keyless:
+                                self._apply_keyless(record.value)
+                            else:
+                                await self._apply(record.key, record.value)
+                    if not self._ready.is_set():
+                        await self._check_ready()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("reading '%s' stopped", self.topic)
+                raise
+
+        def _apply_keyless(self, value: bytes | None) -> None:
+            if value is None:
+                return
+            try:
+                decoded = json.loads(value)
+            except ValueError:
+                log.warning("%s: a record without a key that is not JSON is skipped", self.topic)
+                return
+            try:
+                self._sink(None, decoded, self._ts)
+            except Exception:
+                log.exception("%s: applying a record without a key failed", self.topic)
+
+    return FeedView
+
+
+async def start_feeds(settings: Settings, console: Console, timeout: float = READY_TIMEOUT_S) -> list:
+    """Start one view per topic the console reads, wait until each has caught up, return them."""
+    FeedView = _feed_view_class()
+    views = [FeedView(settings, topic, console.feed(kind), keyless=(kind == "feedback"))
+             for kind, topic in FEEDS.items()]
+    started = []
+    try:
+        for view in views:
+            await view.start()
+            started.append(view)
+        for view in views:
+            await view.wait_ready(timeout)
+    except BaseException:
+        for view in started:
+            await view.stop()
+        raise
+    return views
+
+
+async def serve(settings: Settings, users: list[gwauth.User], host: str, port: int, *,
+                demo_tokens: list[tuple[gwauth.User, str]] | None = None,
+                stop: asyncio.Event | None = None) -> int:
+    from aiokafka import AIOKafkaProducer
+    from aiokafka.errors import KafkaError
+
+    from streams.topicview import TopicViewError
+
+    model = ConsoleModel()
+    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_list, acks="all", enable_idempotence=True,
+                                client_id="gridwatch-console")
+    app = make_app(settings, users, model=model, producer=producer)
+    console = app[CONSOLE]
+    try:
+        views = await start_feeds(settings, console)
+    except (TopicViewError, TimeoutError) as exc:
+        print(f"gridwatch console: {exc}", file=sys.stderr, flush=True)
+        return 2
+    try:
+        try:
+            await producer.start()
+        except KafkaError as exc:
+            print(f"gridwatch console: cannot reach Kafka at {settings.bootstrap_servers} "
+                  f"({type(exc).__name__})", file=sys.stderr, flush=True)
+            return 2
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, host, port).start()
+        except OSError as exc:
+            await runner.cleanup()
+            await producer.stop()
+            print(f"gridwatch console: cannot listen on {host}:{port} ({exc.strerror or exc})",
+                  file=sys.stderr, flush=True)
+            return 2
+        bound = runner.addresses[0][1] if runner.addresses else port
+        url = f"http://{host}:{bound}/"
+        print(f"console: {url}", flush=True)
+        print(f"console: {len(model.alerts)} alerts, {len(model.customers)} customers, "
+              f"{len(model.silences)} silences read; {len(users)} users", flush=True)
+        for user, token in demo_tokens or []:
+            print(f"console: demo user {user.name} ({user.role}) token {token}", flush=True)
+        if demo_tokens:
+            print(f"console: sign in at {url}login?user=operator with the token, or send "
+                  "'Authorization: Bearer TOKEN'; the demo tokens end with this process", flush=True)
+        if stop is None:
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                try:
+                    loop.add_signal_handler(sig, stop.set)
+                except (NotImplementedError, RuntimeError):  # pragma: no cover - non-Unix
+                    pass
+        try:
+            await stop.wait()
+        finally:
+            await runner.cleanup()
+            await producer.stop()
+            print("console stopped.", flush=True)
+    finally:
+        for view in views:
+            await view.stop()
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------- CLI
+
+NO_USERS = ("no console users configured: set GRIDWATCH_CONSOLE_USERS=name:role:secret[,...] (role viewer or "
+            "operator; the secret a token or password, or sha256:<hex> of it) or GRIDWATCH_CONSOLE_USERS_FILE=PATH "
+            "(one per line), or start a demo with `gridwatch console --demo-users`")
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = Settings()
+    if not getattr(args, "verbose", False):
+        logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    try:
+        users = gwauth.load_users(settings)
+    except gwauth.UsersError as exc:
+        print(f"gridwatch console: {exc}", file=sys.stderr)
+        return 2
+    demo: list[tuple[gwauth.User, str]] = []
+    if args.demo_users:
+        taken = {u.name for u in users}
+        demo = [(u, t) for u, t in gwauth.demo_users() if u.name not in taken]
+        users += [u for u, _ in demo]
+    if not users:
+        print(f"gridwatch console: {NO_USERS}", file=sys.stderr)
+        return 2
+    return asyncio.run(serve(settings, users, args.host, args.port, demo_tokens=demo))
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "console", help="the operations console: live alerts, evidence, messages, feedback; acknowledge, "
+                        "resolve, silence",
+        description="Serve the operations console's pages and JSON API (GET /api/openapi.json describes it), "
+                    "live events (/api/events) and Prometheus metrics (/metrics). Reads the alerts, "
+                    "notifications, feedback, silences and customers topics in full before serving. Users: "
+                    "GRIDWATCH_CONSOLE_USERS=name:role:secret,... or GRIDWATCH_CONSOLE_USERS_FILE (role viewer "
+                    "or operator); GRIDWATCH_CONSOLE_URL when browsers reach it under another URL.")
+    p.add_argument("--host", default=DEFAULT_HOST, help="interface to listen on (default: %(default)s)")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT, help="TCP port (default: %(default)s; 0 = any)")
+    p.add_argument("--demo-users", action="store_true",
+                   help="add users 'operator' and 'viewer' with random tokens, printed at start (for demos)")
+    p.set_defaults(func=run)
