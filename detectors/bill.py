@@ -76,7 +76,11 @@ Prophet is not what limits a worker: its reading path costs ~10 ms per customer 
 
 State (JSON, ~10 KB with a full history): the last ``history_days`` (460) days in integer-Wh columns. That is
 a year, plus a cycle and eight weeks on either side of last year's period. It also holds the current
-cycle's flags and the stored forecast (see :class:`_History`).
+cycle's flags and the stored forecast (the cycle's daily yhat with each day's interval, and the intervals of
+the remaining totals; see :class:`_History`).
+
+An alert's evidence also holds ``series``: the cycle's days so far, the comparison period's days and the
+forecast of the rest of the cycle with its interval, one row per day, for a picture (see :func:`_series`).
 """
 
 from __future__ import annotations
@@ -251,6 +255,8 @@ class BillSpikeDetector(Detector):
             return st, []
         counts["fits" if reason == "cycle" else "refits"] += 1
         st["fc"] = {k: result[k] for k in ("cycle_start", "data_end", "reason", "yhat", "tail_lo", "tail_hi")}
+        if result.get("lo") is not None and result.get("hi") is not None:
+            st["fc"]["lo"], st["fc"]["hi"] = result["lo"], result["hi"]
         cust = _Customer.of(ctx, cfg)
         last = date.fromisoformat(st["last"])
         return st, self._decide(st, _History(st), cust, last, None, from_fit=True)
@@ -293,10 +299,10 @@ class BillSpikeDetector(Detector):
         cyc["alerted"] = True
         cyc["confirm_due"] = False
         st["counts"]["alerts"] += 1
-        return [self._finding(hist, cust, usual, proj, start, end, d, day_ts, pct, usual_kwh, required)]
+        return [self._finding(hist, cust, usual, proj, start, end, d, day_ts, pct, usual_kwh, required, fc)]
 
     def _finding(self, hist: "_History", cust: "_Customer", usual: dict, proj: dict, start: date, end: date,
-                 d: date, day_ts: int | None, pct: float, usual_kwh: float, required: float) -> dict:
+                 d: date, day_ts: int | None, pct: float, usual_kwh: float, required: float, fc: dict) -> dict:
         length = (end - start).days
         now_rows = [(date.fromordinal(o), hist.get(o)) for o in range(start.toordinal(), d.toordinal() + 1)]
         now_rows = [p for p in now_rows if p[1] is not None and _usable(p[1], self.config)][-DRIVER_DAYS:]
@@ -325,8 +331,45 @@ class BillSpikeDetector(Detector):
                 "measured_kwh": round(proj["measured_kwh"], 1), "level_ratio": round(proj["ratio"], 2),
                 "forecast": {"fitted_through": proj["fitted_through"], "kind": proj["fit_reason"]},
                 "alert_pct": cust.alert_pct, "required_pct": round(required, 1),
+                "series": _series(hist, cust, usual, fc, start, end, d),
             },
         }
+
+
+def _series(hist: "_History", cust: "_Customer", usual: dict, fc: dict, start: date, end: date, d: date) -> dict:
+    """``evidence["series"]`` of an alert on day ``d``: the data for a picture of the cycle's consumption
+    against the forecast, one row per day (dates are the customer's local dates, kWh as measured)::
+
+        {"unit": "kWh", "currency": ...,
+         "days": [[date, kwh], ...],                # the cycle so far, through d; days without a record left out
+         "previous": [[date, kwh], ...],            # the same period last year when that is the usual bill's
+                                                    # basis, else the cycle before this one (what history has)
+         "forecast": [[date, yhat, lower, upper], ...]}   # the rest of the cycle, d+1 .. the cycle's last day
+
+    ``forecast`` is Prophet's own forecast of each remaining day and its interval (the ``interval`` quantiles of
+    the predictive samples, lower <= yhat <= upper; null for a forecast stored before the interval was kept).
+    The projection scales it by the evidence's ``level_ratio``. The days sum to the evidence's ``measured_kwh``.
+    """
+    def rows(lo: date, hi: date) -> list[list]:
+        out = []
+        for o in range(lo.toordinal(), hi.toordinal()):
+            row = hist.get(o)
+            if row is not None:
+                out.append([date.fromordinal(o).isoformat(), round(row[KWH], 3)])
+        return out
+
+    if usual["basis"] == BASIS_LAST_YEAR:
+        prev = rows(date.fromisoformat(usual["start"]), date.fromisoformat(usual["end"]))
+    else:
+        prev = rows(_previous_cycle_start(start, start.day), start)
+    yhat, lo, hi = fc["yhat"], fc.get("lo"), fc.get("hi")
+    forecast = []
+    for i in range((d - start).days + 1, (end - start).days):
+        y = yhat[i]
+        low, up = (None, None) if lo is None or hi is None else (round(min(lo[i], y), 3), round(max(hi[i], y), 3))
+        forecast.append([(start + timedelta(days=i)).isoformat(), round(y, 3), low, up])
+    return {"unit": "kWh", "currency": cust.currency, "days": rows(start, d + timedelta(days=1)),
+            "previous": prev, "forecast": forecast}
 
 
 # ------------------------------------------------------------------------------------------ the model fit
@@ -334,9 +377,9 @@ class BillSpikeDetector(Detector):
 def fit(payload: dict) -> dict:
     """Fit Prophet to a :meth:`BillSpikeDetector.fit_request` payload and forecast the whole cycle.
 
-    Returns ``{"v", "reason", "cycle_start", "data_end", "yhat": [kWh per cycle day], "tail_lo", "tail_hi":
-    [the interval of the kWh total from cycle day i to the end, for i = 0 .. cycle_days], "cpu_ms":
-    {"process", "children"}}``, or the same identifiers with ``"error"`` when the fit failed. Quiet (no
+    Returns ``{"v", "reason", "cycle_start", "data_end", "yhat": [kWh per cycle day], "lo", "hi": [the interval
+    of each cycle day's kWh, Prophet's yhat_lower / yhat_upper], "tail_lo", "tail_hi": [the interval of the kWh
+    total from cycle day i to the end, for i = 0 .. cycle_days], "cpu_ms": {"process", "children"}}``, or the same identifiers with ``"error"`` when the fit failed. Quiet (no
     logging, no warnings) and deterministic (the predictive samples are seeded from the payload).
     """
     cpu0, child0 = time.process_time(), _children_cpu()
@@ -377,7 +420,11 @@ def _prophet_forecast(payload: dict) -> dict:
     tails = samples[::-1].cumsum(axis=0)[::-1]                              # row i: total of days i..n-1
     q = (1.0 - payload["interval"]) / 2
     lo, hi = np.quantile(tails, q, axis=1), np.quantile(tails, 1 - q, axis=1)
+    # each day's interval, as Prophet's predict() makes yhat_lower / yhat_upper: quantiles of the same samples
+    day_lo, day_hi = np.quantile(samples, q, axis=1), np.quantile(samples, 1 - q, axis=1)
     return {"yhat": [round(float(v), 4) for v in point],
+            "lo": [round(float(min(a, y)), 3) for a, y in zip(day_lo, point)],
+            "hi": [round(float(max(b, y)), 3) for b, y in zip(day_hi, point)],
             "tail_lo": [round(float(v), 3) for v in lo] + [0.0],
             "tail_hi": [round(float(v), 3) for v in hi] + [0.0]}
 

@@ -11,11 +11,23 @@
 The worker keeps the states in Faust tables and moves messages between the stages over Kafka topics;
 :class:`Pipeline` keeps them in dicts and calls the stages in event-time order, for backtests and tests.
 Nothing here reads the wall clock or imports Faust.
+
+Voltage traces for the alerts' evidence: the meter stage keeps a ring of the meter's last
+:data:`~detectors.topology.TRACE_POINTS` 15-minute voltage points (``_trace`` in the meter's states; a mean
+of ``v_avg`` and the lowest ``v_min`` / highest ``v_max`` of each quarter hour). For a batch with a voltage
+finding, or with a ``v_avg`` out of the meter's band, it adds one more item to the batch's findings, a
+*trace* ``{"kind": "trace", "status": "trace", "meter_id", "at", "points": [[ts, v_avg, v_min, v_max], ...]}``
+(the whole ring, epoch seconds of each quarter hour's end, volts). It travels to the correlator with the
+batch's transitions, which keeps the newest one of each meter while an alert may need it and draws the
+evidence's ``trace`` from it (see :mod:`detectors.topology`). In-band batches without findings carry none,
+so a clean meter costs the ring's upkeep only.
 """
 
 from __future__ import annotations
 
 import copy
+import operator
+import struct
 from typing import Any, Callable, Iterable
 
 from gridwatch import config as topics
@@ -23,7 +35,7 @@ from gridwatch.contract import MeterEvent, Reading, format_ts, parse_ts
 
 from .api import Context, Detector
 from .standards import Profile, profile_for_customer
-from .topology import TransformerCorrelator, alert_id
+from .topology import TRACE_POINTS, TRACE_STEP_S, VOLTAGE_KINDS, TransformerCorrelator, alert_id
 
 __all__ = ["MeterStage", "FeederStage", "CustomerStage", "Pipeline", "directory_entry", "profile_dict",
            "batch_gaps"]
@@ -49,19 +61,123 @@ def profile_dict(p: Profile) -> dict:
     return {"name": p.name, "nominal": p.nominal, "low": p.low, "high": p.high}
 
 
+#: a quarter hour in the ring: four little-endian 32-bit floats as hex (32 characters): the mean ``v_avg``,
+#: how many ``v_avg`` it is the mean of, the lowest ``v_min`` and the highest ``v_max``; NaN where none
+_REC = 32
+_NAN = float("nan")
+_BY_TS = operator.attrgetter("ts")
+
+
+def _pack(nums: list[float]) -> str:
+    try:
+        return struct.pack(f"<{len(nums)}f", *nums).hex()
+    except OverflowError:                               # an absurd voltage (bad data) beyond a float32
+        return struct.pack(f"<{len(nums)}f", *(min(x, 1e38) for x in nums)).hex()
+
+
+def _unpack(q: str) -> list[float]:
+    return list(struct.unpack(f"<{len(q) // 8}f", bytes.fromhex(q)))
+
+
+def _v(x: float) -> float | None:
+    return None if x != x else round(x, 1)
+
+
+def trace_update(ring: dict | None, readings: list[Reading]) -> dict:
+    """The meter's voltage ring (state ``_trace``) with ``readings`` added; the input ring is not changed.
+
+    ``{"t0", "last", "q"}``: ``q`` holds one fixed-width record per quarter hour (see ``_REC``), the first
+    ending at ``t0`` (epoch s), at most :data:`TRACE_POINTS` of them; ``last`` is the newest reading's ts, and
+    readings at or before it (duplicates, late ones) are left out. A string rather than lists because the
+    worker writes the meter's state after every batch: as one string its JSON costs next to nothing, and a
+    batch of 15-minute readings is appended to it without reading it. Read it with :func:`trace_points`.
+    """
+    t0, last, q = (None, None, "") if ring is None else (ring["t0"], ring["last"], ring["q"])
+    step = TRACE_STEP_S
+    size = len(q) // _REC                              # records in q; the new ones go to ``nums``, four each
+    end = size                                          # records in all
+    nums: list[float] = []
+    for r in sorted(readings, key=_BY_TS):
+        ts = r.ts
+        if last is not None and ts <= last:
+            continue
+        last = ts
+        va, vn, vx = r.v_avg, r.v_min, r.v_max
+        k = -(-ts // step) * step                       # end of the quarter hour the reading ends in
+        if t0 is None:
+            if va is None and vn is None and vx is None:
+                continue
+            t0 = k
+        i = (k - t0) // step
+        if i == end and va is not None and vn is not None and vx is not None:   # the usual case
+            nums += (va, 1.0, vn, vx)
+            end += 1
+            continue
+        if va is None and vn is None and vx is None:
+            continue
+        if i >= end:
+            if i >= end + TRACE_POINTS:                 # silent for longer than the ring holds: start afresh
+                q, nums, t0, size, i, end = "", [], k, 0, 0, 0
+            if i > end:
+                nums += [_NAN, 0.0, _NAN, _NAN] * (i - end)   # quarter hours without a reading
+            nums += (_NAN if va is None else va, 0.0 if va is None else 1.0,
+                     _NAN if vn is None else vn, _NAN if vx is None else vx)
+            end = i + 1
+            continue
+        # readings shorter than a quarter hour: merge into the quarter hour's record (the newest one)
+        if i < size:
+            nums = _unpack(q[i * _REC:]) + nums
+            q, size = q[:i * _REC], i
+        j = 4 * (i - size)
+        mean, n, lo, hi = nums[j:j + 4]
+        if va is not None:
+            mean, n = (va, 1.0) if n == 0 else ((mean * n + va) / (n + 1), n + 1)
+        if vn is not None and not lo <= vn:            # (NaN: no v_min yet)
+            lo = vn
+        if vx is not None and not hi >= vx:
+            hi = vx
+        nums[j:j + 4] = [mean, n, lo, hi]
+    if nums:
+        q += _pack(nums)
+    cut = len(q) // _REC - TRACE_POINTS
+    if cut > 0:
+        q = q[cut * _REC:]
+        t0 += cut * step
+    return {"t0": t0, "last": last, "q": q}
+
+
+def trace_points(ring: dict | None) -> list[list]:
+    """The ring as ``[[quarter-hour end (epoch s), v_avg, v_min, v_max], ...]`` in volts, to 0.1 V (null:
+    none)."""
+    if not ring or not ring["q"]:
+        return []
+    t0, nums, out = ring["t0"], _unpack(ring["q"]), []
+    for i in range(len(nums) // 4):
+        mean, n, lo, hi = nums[4 * i:4 * i + 4]
+        if n == 0 and lo != lo and hi != hi:
+            continue
+        out.append([t0 + i * TRACE_STEP_S, _v(mean) if n else None, _v(lo), _v(hi)])
+    return out
+
+
 class MeterStage:
-    """Runs each enabled meter detector (input "readings") on one meter's batch; keeps daily usage."""
+    """Runs each enabled meter detector (input "readings") on one meter's batch; keeps daily usage and, when a
+    voltage detector runs, the meter's voltage ring (see the module docstring)."""
 
     def __init__(self, detectors: list[Detector]):
         self.detectors = [d for d in detectors if d.key == "meter" and d.input == "readings"]
         self.usage = any(d.input == "daily" for d in detectors)
+        self.trace = any(k in VOLTAGE_KINDS for d in self.detectors for k in d.kinds)
 
     def context(self, entry: dict) -> Context:
         return Context(meter_id=entry["meter_id"], customer=entry, profile=profile_for_customer(entry))
 
     def process(self, states: dict | None, readings: list[Reading], entry: dict
                 ) -> tuple[dict, list[dict], list[dict]]:
-        """(new states, findings, closed days of usage); ``states`` maps detector name -> its state."""
+        """(new states, findings, closed days of usage); ``states`` maps detector name -> its state.
+
+        The findings end with the batch's voltage trace when it has one (status "trace", see the module
+        docstring): not a detector's finding, it is for the correlator alone."""
         ctx = self.context(entry)
         new = dict(states or {})
         findings: list[dict] = []
@@ -72,12 +188,29 @@ class MeterStage:
                 f.setdefault("meter_id", entry["meter_id"])
                 f.setdefault("detector", det.name)
             findings.extend(found)
+        if self.trace:
+            new["_trace"] = ring = trace_update(new.get("_trace"), readings)
+            if _hot(readings, findings, ctx.profile):
+                findings.append({"kind": "trace", "status": "trace", "meter_id": entry["meter_id"],
+                                 "at": ring["last"], "points": trace_points(ring)})
         days: list[dict] = []
         if self.usage:
             from .usage import accumulate
 
             new["_usage"], days = accumulate(new.get("_usage"), readings, entry.get("timezone") or "UTC")
         return new, findings, days
+
+
+def _hot(readings: list[Reading], findings: list[dict], profile: Profile) -> bool:
+    """Does the correlator need this batch's trace: a voltage finding, or a mean voltage out of band."""
+    for f in findings:
+        if f["kind"] in VOLTAGE_KINDS and f["status"] != "report":
+            return True
+    low, high = profile.low, profile.high
+    for r in readings:
+        if r.v_avg is not None and not low <= r.v_avg <= high:
+            return True
+    return False
 
 
 class FeederStage:
@@ -229,10 +362,16 @@ class CustomerStage:
 
 
 def _merge(fid: str, feeder_id: str, kids: list[dict], resolved: bool) -> dict:
-    """One feeder-scope record from the latest records of its transformer alerts."""
+    """One feeder-scope record from the latest records of its transformer alerts. Its ``v_extreme`` and
+    ``trace`` are those of the worst transformer alert (the lowest undervoltage, the highest overvoltage, the
+    deepest event), so the trace shows the worst meter of the feeder."""
     first = kids[0]
     order = {"info": 0, "warning": 1, "critical": 2}
     ev = dict(first["evidence"])
+    worst = _worst(first["kind"], kids)
+    ev["v_extreme"] = worst["evidence"].get("v_extreme")
+    if "trace" in worst["evidence"]:
+        ev["trace"] = worst["evidence"]["trace"]
     ev.update(meters_abnormal=sum(len(k["meter_ids"]) for k in kids),
               meters_reporting=sum(k["evidence"].get("meters_reporting") or 0 for k in kids),
               transformer_ids=sorted(k["scope"]["id"] for k in kids), transformer_alert_ids=sorted(
@@ -247,6 +386,18 @@ def _merge(fid: str, feeder_id: str, kids: list[dict], resolved: bool) -> dict:
         "started_at": min(k["started_at"] for k in kids), "detected_at": max(k["detected_at"] for k in kids),
         "resolved_at": max(k["resolved_at"] for k in kids) if resolved else None, "evidence": ev,
     }
+
+
+def _worst(kind: str, kids: list[dict]) -> dict:
+    def badness(k: dict) -> float:
+        ev = k["evidence"]
+        v = ev.get("v_extreme")
+        if kind in ("undervoltage", "overvoltage") and v is not None:
+            return -v if kind == "undervoltage" else v
+        pu = ev.get("pu")
+        return abs(1 - pu) if pu is not None else float("-inf")
+
+    return max(kids, key=badness)
 
 
 def customer_alert(f: dict, customer: dict) -> dict:
@@ -307,8 +458,9 @@ class Pipeline:
         before = self.meter_states.get(meter)
         states, findings, days = self.meter_stage.process(before, readings, entry)
         self.meter_states[meter] = states
-        self.findings.extend(findings)
-        self.reports.extend(f for f in findings if f["status"] == "report")
+        if findings:
+            self.findings.extend(f for f in findings if f["status"] != "trace")
+            self.reports.extend(f for f in findings if f["status"] == "report")
         profile = self.meter_stage.context(entry).profile
         tid = entry["transformer_id"]
         self.transformers[tid] = self.feeder_stage.status(self.transformers[tid], {

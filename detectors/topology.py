@@ -15,6 +15,22 @@ partition that carries one of the transformer's meters has been processed. Meter
 many partitions in no fixed order; waiting for the watermark is what makes a replay at any speed give the
 same alerts. The caller (the worker) computes the watermark; this module never reads a clock.
 
+Every record of a voltage alert (undervoltage, overvoltage, sag, swell, loose_neutral) carries
+``evidence["trace"]``, the data for a picture of the voltage against the standard's band::
+
+    {"unit": "V", "standard": <profile name>, "nominal": <V>, "band": [low, high], "meter_id": <meter shown>,
+     "points": [[ts (RFC 3339), v_avg, v_min, v_max], ...]}
+
+one point per quarter hour (``ts`` its end; ``v_avg`` the mean, ``v_min`` / ``v_max`` the extremes, each
+possibly null), at most :data:`TRACE_POINTS`, from up to :data:`TRACE_LEAD_S` before ``started_at`` (as far
+as the meter's ring reaches) through the record's own event time: an open record shows the readings up
+to the moment it was decided, a resolved one the return into the band. The meter shown is the alert's
+meter; for a transformer (or feeder) alert it is the *worst* meter, the one whose value is the evidence's
+``v_extreme`` (for a transformer-wide sag or swell, the deepest one). The points come from the traces the
+meter stage sends with a meter's batches while it is out of band or has a voltage finding
+(:mod:`detectors.pipeline`); the state keeps a meter's newest trace only while an alert or a pending
+decision may still need it.
+
 State is one JSON-serialisable dict per transformer; functions return a new state and never mutate input.
 """
 
@@ -25,7 +41,8 @@ from dataclasses import dataclass
 
 from gridwatch.contract import format_ts
 
-__all__ = ["CorrelatorConfig", "TransformerCorrelator", "alert_id", "CORRELATED_KINDS"]
+__all__ = ["CorrelatorConfig", "TransformerCorrelator", "alert_id", "CORRELATED_KINDS", "VOLTAGE_KINDS",
+           "TRACE_POINTS", "TRACE_STEP_S", "TRACE_LEAD_S"]
 
 #: kinds decided over the whole transformer; every other finding kind is about its own meter
 CORRELATED_KINDS = ("undervoltage", "overvoltage")
@@ -33,6 +50,12 @@ CORRELATED_KINDS = ("undervoltage", "overvoltage")
 GAP_MEMORY_S = 86400
 #: meter findings that need the neighbours in band to stand
 NEEDS_CALM_NEIGHBOURS = ("loose_neutral",)
+#: alert kinds whose evidence carries a voltage trace
+VOLTAGE_KINDS = ("undervoltage", "overvoltage", "sag", "swell", "loose_neutral")
+#: a voltage trace: at most this many points, one per this many seconds, from this long before started_at
+TRACE_POINTS = 96
+TRACE_STEP_S = 900
+TRACE_LEAD_S = 2 * 3600
 
 
 @dataclass(frozen=True)
@@ -83,6 +106,8 @@ class TransformerCorrelator:
         if msg.get("removed"):
             st["members"].pop(m, None)
             st["pending"].pop(m, None)
+            if m in st.get("traces", {}):
+                del st["traces"][m]
             return st
         st["feeder_id"] = msg.get("feeder_id") or st["feeder_id"]
         rec = st["members"].setdefault(m, {"first_seen": None, "last_seen": None, "tl": [], "profile": None})
@@ -115,6 +140,10 @@ class TransformerCorrelator:
         rec["last_seen"] = msg["ts"]
         rec["profile"] = msg.get("profile") or rec["profile"]
         for t in msg.get("transitions", ()):
+            if t["status"] == "trace":
+                # the meter's newest trace; traces are replaced, never changed in place, so copies share them
+                st["traces"] = {**st.get("traces", {}), m: list(t.get("points") or ())}
+                continue
             if t["kind"] in CORRELATED_KINDS:
                 kind = t["kind"] if t["status"] == "abnormal" else "normal"
                 rec["tl"].append([t["at"], kind, t["started_at"], t.get("v_extreme")])
@@ -132,7 +161,7 @@ class TransformerCorrelator:
 
         ``muted(t)`` -> set of meters under an outage at event time t (their findings raise no alert).
         """
-        st = copy.deepcopy(state)
+        st = _copy_state(state)
         st.setdefault("findings", [])
         muted = muted or (lambda t: set())
         decided = st["decided"]
@@ -182,10 +211,10 @@ class TransformerCorrelator:
                     for m in joined:
                         st["pending"].pop(m, None)
                     self._note_extreme(a, now)
-                    out.append(self._record(st, a, "open"))
+                    out.append(self._record(st, a, "open", t))
             if all(now.get(m, ("normal",))[0] != a["kind"] for m in a["meter_ids"]):
                 a["resolved_at"] = t
-                out.append(self._record(st, a, "resolved"))
+                out.append(self._record(st, a, "resolved", t))
                 del st["open"][aid]
 
         # 2. a transformer-scope alert when most reporting meters deviate the same way together
@@ -209,9 +238,9 @@ class TransformerCorrelator:
                     o = st["open"].pop(aid)
                     o["resolved_at"] = t
                     o["merged_into"] = a["alert_id"]
-                    out.append(self._record(st, o, "resolved"))
+                    out.append(self._record(st, o, "resolved", t))
                 st["open"][a["alert_id"]] = a
-                out.append(self._record(st, a, "open"))
+                out.append(self._record(st, a, "open", t))
 
         covered = {m for a in st["open"].values() if not a.get("key") for m in a["meter_ids"]}
         # 3. new abnormal meters not covered by an open alert wait for their neighbours
@@ -231,7 +260,7 @@ class TransformerCorrelator:
                  "scope": {"level": "meter", "id": m}, "meter_ids": [m], "started_at": started,
                  "detected_at": t, "resolved_at": None, "reporting": len(reporting), "v_extreme": v}
             st["open"][a["alert_id"]] = a
-            out.append(self._record(st, a, "open"))
+            out.append(self._record(st, a, "open", t))
         # 5. findings about one meter; the same momentary event on most meters at once is the transformer's
         due = [(m, f) for at, m, f in st["findings"] if at == t and m not in muted]
         for kind in sorted({f["kind"] for m, f in due if f["status"] == "event"}):
@@ -245,14 +274,14 @@ class TransformerCorrelator:
 
     def _transformer_event(self, st: dict, kind: str, same: list, t: int, reporting: list) -> dict:
         meters = sorted(m for m, _ in same)
-        worst = max((f for _, f in same), key=lambda f: abs(1 - (f.get("evidence") or {}).get("pu", 1)))
+        worst_m, worst = max(same, key=lambda mf: abs(1 - (mf[1].get("evidence") or {}).get("pu", 1)))
         started = min(f["started_at"] for _, f in same)
         a = {"alert_id": alert_id(kind, "transformer", st["transformer_id"], started), "kind": kind,
              "scope": {"level": "transformer", "id": st["transformer_id"]}, "meter_ids": meters,
              "started_at": started, "detected_at": t, "resolved_at": max(f["at"] for _, f in same),
              "v_extreme": None, "reporting": len(reporting), "severity": worst.get("severity"),
-             "finding": worst.get("evidence") or {}}
-        return self._record(st, a, "resolved")
+             "finding": worst.get("evidence") or {}, "worst": worst_m}
+        return self._record(st, a, "resolved", t)
 
     def _meter_finding(self, st: dict, m: str, f: dict, t: int, now: dict, reporting: list) -> list[dict]:
         key = f"{f['kind']}|{m}"
@@ -262,7 +291,7 @@ class TransformerCorrelator:
                 return []
             del st["open"][opened["alert_id"]]
             opened["resolved_at"] = t
-            return [self._record(st, opened, "resolved")]
+            return [self._record(st, opened, "resolved", t)]
         if opened is not None:
             return []
         if f["kind"] in NEEDS_CALM_NEIGHBOURS:
@@ -276,19 +305,33 @@ class TransformerCorrelator:
              "reporting": len(reporting), "severity": f.get("severity"), "finding": f.get("evidence") or {}}
         if f["status"] == "event":
             a["resolved_at"] = f["at"]
-            return [self._record(st, a, "resolved")]
+            return [self._record(st, a, "resolved", t)]
         st["open"][a["alert_id"]] = a
-        return [self._record(st, a, "open")]
+        return [self._record(st, a, "open", t)]
 
     @staticmethod
     def _note_extreme(a: dict, now: dict) -> None:
-        vs = [now[m][2] for m in a["meter_ids"] if m in now and now[m][2] is not None]
-        if a["v_extreme"] is not None:
-            vs.append(a["v_extreme"])
+        """The alert's ``v_extreme`` and ``worst``, the meter it belongs to (the one the trace shows)."""
+        vs = [(a["v_extreme"], a.get("worst"))] if a["v_extreme"] is not None else []
+        vs += [(now[m][2], m) for m in a["meter_ids"] if m in now and now[m][2] is not None]
         if vs:
-            a["v_extreme"] = min(vs) if a["kind"] == "undervoltage" else max(vs)
+            pick = min if a["kind"] == "undervoltage" else max
+            a["v_extreme"], a["worst"] = pick(vs, key=lambda p: p[0])
 
-    def _record(self, st: dict, a: dict, status: str) -> dict:
+    def _trace(self, st: dict, a: dict, t: int) -> dict:
+        """``evidence["trace"]`` of a record decided at event time ``t`` (see the module docstring)."""
+        traces = st.get("traces") or {}
+        m = a.get("worst")
+        if m not in traces:
+            m = next((x for x in a["meter_ids"] if x in traces), m or a["meter_ids"][0])
+        prof = (st["members"].get(m) or {}).get("profile") or {}
+        since = a["started_at"] - TRACE_LEAD_S
+        pts = [[format_ts(p[0]), p[1], p[2], p[3]] for p in traces.get(m) or ()
+               if since <= p[0] and p[0] - TRACE_STEP_S < t]
+        return {"unit": "V", "standard": prof.get("name"), "nominal": prof.get("nominal"),
+                "band": [prof.get("low"), prof.get("high")], "meter_id": m, "points": pts[-TRACE_POINTS:]}
+
+    def _record(self, st: dict, a: dict, status: str, t: int) -> dict:
         members = st["members"]
         profile = next((members[m]["profile"] for m in a["meter_ids"]
                         if m in members and members[m].get("profile")), None) or {}
@@ -301,6 +344,8 @@ class TransformerCorrelator:
         if a.get("merged_into"):
             evidence["merged_into"] = a["merged_into"]
         evidence.update(a.get("finding") or {})
+        if a["kind"] in VOLTAGE_KINDS:
+            evidence["trace"] = self._trace(st, a, t)
         return {
             "alert_id": a["alert_id"], "kind": a["kind"],
             "severity": a.get("severity") or _severity(a["kind"], a["v_extreme"], profile.get("nominal")),
@@ -324,3 +369,24 @@ class TransformerCorrelator:
             if rec.get("gaps"):
                 rec["gaps"] = [g for g in rec["gaps"] if g[1] > watermark - GAP_MEMORY_S]
         st["findings"] = [f for f in st.get("findings", []) if f[0] > watermark]
+        if st.get("traces"):
+            # a meter's trace is kept while a record may still be made from it: an open alert or a pending
+            # decision on the meter, a finding not yet decided, or a transition not back to normal
+            needed = set(st["pending"]) | {f[1] for f in st["findings"]}
+            for a in st["open"].values():
+                needed.update(a["meter_ids"])
+            members = st["members"]
+            st["traces"] = {m: pts for m, pts in st["traces"].items() if m in needed or (
+                m in members and any(e[1] != "normal" for e in members[m]["tl"]))}
+        if "traces" in st and not st["traces"]:
+            del st["traces"]
+
+
+def _copy_state(state: dict) -> dict:
+    """A deep copy of a transformer's state whose ``traces`` (meter -> points; replaced, never changed in
+    place) are shared rather than copied."""
+    if "traces" not in state:
+        return copy.deepcopy(state)
+    st = copy.deepcopy({k: v for k, v in state.items() if k != "traces"})
+    st["traces"] = dict(state["traces"])
+    return st
