@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 PRISM_VERSION := 5.16.0
 PRISM := .run/node/node_modules/.bin/prism
 
-.PHONY: install demo test unit integration contract contract-deps kafka-start kafka-stop compose-check clean
+.PHONY: install demo test unit integration e2e contract contract-deps kafka-start kafka-stop compose-check clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,7 +21,8 @@ install: $(STAMP)
 demo: install
 	$(BIN)/gridwatch demo $(ARGS)
 
-## Unit tests, then integration tests on a real broker (started by the tests when none answers).
+## Unit tests, then integration tests on a real broker (started by the tests when none answers), then the
+## console's browser tests (tests/e2e, run last by their conftest; they need Debian's /usr/bin/chromium).
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
@@ -30,6 +31,10 @@ unit: install
 
 integration: install
 	$(BIN)/python -m pytest -m integration $(PYTEST_ARGS)
+
+## The operations console's page in a real headless Chromium (apt-get install chromium), on a real broker.
+e2e: install
+	$(BIN)/python -m pytest tests/e2e $(PYTEST_ARGS)
 
 ## Stoplight Prism, to check our Twilio requests against Twilio's own OpenAPI spec (needs Node.js + npm).
 contract-deps: $(PRISM)

@@ -192,7 +192,7 @@ def signin_page(*, error: str | None = None, next_path: str = "/", user: str = "
     err = f'<p role="alert"><strong>{escape(error)}</strong></p>' if error else ""
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>gridwatch console: sign in</title><link rel="stylesheet" href="/static/console.css"></head>
+<title>gridwatch console: sign in</title><link rel="icon" href="data:,"><link rel="stylesheet" href="/static/console.css"></head>
 <body><main>
 <h1>gridwatch operations console</h1>
 <p>Sign in with your user name and token or password.</p>
