@@ -288,7 +288,8 @@ def _render_trace(alert: dict, trace: dict) -> str:
     if started is not None and t0 <= started <= t1:
         x = sx(started)
         c.add(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{c.y0}" y2="{c.y1}" stroke="#b22222" stroke-dasharray="3 3"/>'
-              f'<text x="{x + 3:.1f}" y="{c.y1 + 10}" fill="#b22222">started</text>')
+              # at the foot of its line, left of it: the band's limit labels sit at the top right
+              f'<text x="{x - 3:.1f}" y="{c.y0 - 4}" fill="#b22222" text-anchor="end">started</text>')
     # time axis, UTC
     with_date = datetime.fromtimestamp(t0, timezone.utc).date() != datetime.fromtimestamp(t1, timezone.utc).date()
     for t in _time_ticks(t0, t1):
