@@ -749,7 +749,9 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
                 stats[f"feedback_{rec['intent']}"] += 1
                 log.info("reply %s from customer %s: %s", body["sid"], cid, rec["intent"])
                 await feedback_t.send(key=cid.encode(), value=_dumps(rec))
-                if reply.intent in ANSWERED_INTENTS:  # an answer, through the notification path
+                # an answer, through the notification path — decided now: a START right behind an opted-out
+                # customer's rating must not turn that rating's answer back on
+                if reply.intent in ANSWERED_INTENTS and not rec["opted_out"]:
                     await requests_t.send(key=cid.encode(), value=_dumps({"customer_id": cid, "alert": {
                         "alert_id": f"reply:{body['sid']}", "kind": f"reply_{reply.intent}",
                         "severity": "info", "status": "open", "scope": {"level": "customer", "id": cid},
