@@ -663,26 +663,13 @@ def _feed_view_class():
         def _changed(self, key, value):
             self._sink(key, value, self._ts)
 
-        async def _run(self) -> None:
-            consumer = self._consumer
-            try:
-                while True:
-                    batches = await consumer.getmany(timeout_ms=self._poll_timeout_ms)
-                    for records in batches.values():
-                        for record in records:
-                            ts = record.timestamp
-                            self._ts = ts / 1000.0 if isinstance(ts, (int, float)) and ts >= 0 else None
-                            if record.key is None and self._keyless:
-                                self._apply_keyless(record.value)
-                            else:
-                                await self._apply(record.key, record.value)
-                    if not self._ready.is_set():
-                        await self._check_ready()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("reading '%s' stopped", self.topic)
-                raise
+        async def _record(self, record) -> None:
+            ts = record.timestamp
+            self._ts = ts / 1000.0 if isinstance(ts, (int, float)) and ts >= 0 else None
+            if record.key is None and self._keyless:
+                self._apply_keyless(record.value)
+            else:
+                await self._apply(record.key, record.value)
 
         def _apply_keyless(self, value: bytes | None) -> None:
             if value is None:

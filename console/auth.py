@@ -17,8 +17,6 @@ cookie-authenticated state-changing request must echo in ``X-CSRF-Token``.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import hmac
 import re
@@ -29,6 +27,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from gridwatch.config import Settings
+from gridwatch.httpauth import basic_credentials
 
 __all__ = ["ROLES", "SESSION_COOKIE", "CSRF_HEADER", "User", "Session", "UsersError", "Authenticator",
            "basic_credentials", "hash_secret", "parse_users", "load_users", "demo_users"]
@@ -56,19 +55,6 @@ def _digest(secret: str) -> bytes:
 def hash_secret(secret: str) -> str:
     """The ``sha256:<hex>`` form of a secret, to store in the users list instead of the secret itself."""
     return "sha256:" + hashlib.sha256(secret.encode("utf-8")).hexdigest()
-
-
-def basic_credentials(header: str | None) -> tuple[str, str] | None:
-    """``(name, secret)`` of an ``Authorization: Basic`` header, or None when it is not one."""
-    scheme, _, encoded = (header or "").partition(" ")
-    if scheme.lower() != "basic":
-        return None
-    try:
-        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
-        return None
-    name, sep, secret = decoded.partition(":")
-    return (name, secret) if sep else None
 
 
 @dataclass(frozen=True)

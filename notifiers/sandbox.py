@@ -90,8 +90,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
-import binascii
 import hmac
 import html
 import json
@@ -111,6 +109,7 @@ from urllib.parse import urlencode, urlsplit
 
 from aiohttp import web
 
+from gridwatch.httpauth import basic_credentials
 from notifiers.privacy import mask_email, mask_phone
 from notifiers.templates import sms_segments
 
@@ -373,22 +372,8 @@ def _resource(record: dict) -> dict:
 # Handlers
 # ----------------------------------------------------------------------------------------------------
 
-def _basic_credentials(header: str | None) -> tuple[str, str] | None:
-    """``(user, password)`` from an ``Authorization: Basic ...`` header (parsed by hand: aiohttp 3.14
-    deprecates ``BasicAuth``)."""
-    scheme, _, encoded = (header or "").partition(" ")
-    if scheme.lower() != "basic":
-        return None
-    try:
-        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
-        return None
-    user, sep, password = decoded.partition(":")
-    return (user, password) if sep else None
-
-
 def _authorized(request: web.Request, state: SandboxState) -> bool:
-    creds = _basic_credentials(request.headers.get("Authorization"))
+    creds = basic_credentials(request.headers.get("Authorization"))
     if creds is None:
         return False
     user_ok = hmac.compare_digest(creds[0].encode(), state.account_sid.encode())

@@ -225,7 +225,7 @@ class TopicView:
                 batches = await consumer.getmany(timeout_ms=self._poll_timeout_ms)
                 for records in batches.values():
                     for record in records:
-                        await self._apply(record.key, record.value)
+                        await self._record(record)
                 if not self._ready.is_set():
                     await self._check_ready()
         except asyncio.CancelledError:
@@ -233,6 +233,11 @@ class TopicView:
         except Exception:
             log.exception("reading '%s' stopped", self.topic)
             raise
+
+    async def _record(self, record) -> None:
+        """One consumer record (key, value, timestamp…); a subclass that needs more than key and value
+        overrides this."""
+        await self._apply(record.key, record.value)
 
     async def _check_ready(self) -> None:
         """Ready when each partition's position (the next offset to read) reached its end offset at start.
