@@ -23,7 +23,6 @@ import asyncio
 import hmac
 import json
 import logging
-import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -40,6 +39,7 @@ from console.metrics import KafkaOffsets, render as render_metrics
 from console.model import ConsoleModel
 from gridwatch import config as names
 from gridwatch.config import Settings
+from gridwatch.signals import stop_event
 
 __all__ = ["CONSOLE", "Console", "EventHub", "make_app", "serve", "run", "register", "SECURITY_HEADERS"]
 
@@ -752,13 +752,7 @@ async def serve(settings: Settings, users: list[gwauth.User], host: str, port: i
             print(f"console: sign in at {url}login?user=operator with the token, or send "
                   "'Authorization: Bearer TOKEN'; the demo tokens end with this process", flush=True)
         if stop is None:
-            stop = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                try:
-                    loop.add_signal_handler(sig, stop.set)
-                except (NotImplementedError, RuntimeError):  # pragma: no cover - non-Unix
-                    pass
+            stop = stop_event()
         try:
             await stop.wait()
         finally:

@@ -96,7 +96,6 @@ import json
 import logging
 import os
 import re
-import signal
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -110,6 +109,7 @@ from urllib.parse import urlencode, urlsplit
 from aiohttp import web
 
 from gridwatch.httpauth import basic_credentials
+from gridwatch.signals import stop_event
 from notifiers.privacy import mask_email, mask_phone
 from notifiers.templates import sms_segments
 
@@ -1052,13 +1052,7 @@ async def serve(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *, fail=None
               f"at {url}/sandbox/webhook/NAME", flush=True)
     print(f"Point gridwatch at it with GRIDWATCH_SANDBOX_URL={url}; Ctrl-C to stop.", flush=True)
     if stop is None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
-                loop.add_signal_handler(sig, stop.set)
-            except (NotImplementedError, RuntimeError):  # pragma: no cover - non-Unix
-                pass
+        stop = stop_event()
     try:
         await stop.wait()
     finally:

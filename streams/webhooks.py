@@ -21,13 +21,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import signal
 import time
 
 from aiohttp import web
 
 from gridwatch import config as names
 from gridwatch.config import Settings
+from gridwatch.signals import stop_event
 
 log = logging.getLogger("gridwatch.webhooks")
 
@@ -113,10 +113,7 @@ async def serve(settings: Settings, host: str, port: int) -> None:
     await web.TCPSite(runner, host, port).start()
     print(f"webhooks listening on http://{host}:{port}{STATUS_PATH} and {INBOUND_PATH} "
           f"(public URL {settings.webhook_url or 'not set: the request URL is used'})", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_event()
     try:
         await stop.wait()
     finally:

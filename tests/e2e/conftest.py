@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import socket
 import sys
 import time
 import urllib.error
@@ -26,6 +25,7 @@ from pathlib import Path
 import pytest
 
 from gridwatch.config import Settings
+from tests.integration.conftest import ServiceLogs, free_port
 
 CHROMIUM = Path(os.environ.get("GRIDWATCH_CHROMIUM", "/usr/bin/chromium"))
 # What makes Debian's Chromium start cleanly on a machine without outside network: no background
@@ -70,10 +70,6 @@ def now_iso(offset_s: float = 0.0) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + offset_s))
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def http_status(url: str, headers: dict | None = None, timeout: float = 2.0) -> int:
@@ -107,7 +103,7 @@ def alert_record(alert_id: str, kind: str = "outage", severity: str = "critical"
             "evidence": evidence or {"text": "end-to-end test alert"}}
 
 
-class Stack:
+class Stack(ServiceLogs):
     """The running services of one test module and the Kafka side of the tests."""
 
     def __init__(self, settings: Settings, env: dict, procs, url: str):
@@ -149,16 +145,6 @@ class Stack:
         raise AssertionError(f"{topic}: condition not met within {timeout:.0f}s; last records:\n"
                              + "\n".join(json.dumps(v)[:300] for _, v in pairs[-10:]))
 
-    def assert_alive(self) -> None:
-        for name, proc in self.procs.children:
-            if proc.poll() is not None:
-                raise AssertionError(f"{name} exited with {proc.returncode}:\n{self.log_tail(name)}")
-
-    def log_tail(self, name: str, lines: int = 60) -> str:
-        path = self.settings.run_dir / f"{name}.log"
-        if not path.exists():
-            return ""
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
 
 @pytest.fixture(scope="session")

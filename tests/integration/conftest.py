@@ -26,7 +26,22 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-class Pipeline:
+class ServiceLogs:
+    """For fixtures holding ``procs`` (streams.demo.Processes) whose logs are ``settings.run_dir/<name>.log``."""
+
+    def assert_alive(self) -> None:
+        for name, proc in self.procs.children:
+            if proc.poll() is not None:
+                raise AssertionError(f"{name} exited with {proc.returncode}:\n{self.log_tail(name)}")
+
+    def log_tail(self, name: str, lines: int = 60) -> str:
+        path = self.settings.run_dir / f"{name}.log"
+        if not path.exists():
+            return ""
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+class Pipeline(ServiceLogs):
     def __init__(self, settings: Settings, env: dict, procs):
         self.settings, self.env, self.procs = settings, env, procs
         from kafka import KafkaProducer
@@ -60,7 +75,7 @@ class Pipeline:
                     records.extend(json.loads(m.value) for m in batch)
                 if until(records):
                     return records
-                self.assert_worker_alive()
+                self.assert_alive()
         finally:
             consumer.close()
         raise AssertionError(f"{topic}: condition not met within {timeout:.0f}s; got {len(records)} records:\n"
@@ -102,16 +117,6 @@ class Pipeline:
         self.procs.children.remove((name, proc))
         self.procs.start("worker", gridwatch_argv("worker"), self.env, self.settings.run_dir / "worker.log")
 
-    def assert_worker_alive(self) -> None:
-        for name, proc in self.procs.children:
-            if proc.poll() is not None:
-                raise AssertionError(f"{name} exited with {proc.returncode}:\n{self.log_tail(name)}")
-
-    def log_tail(self, name: str, lines: int = 60) -> str:
-        path = self.settings.run_dir / f"{name}.log"
-        if not path.exists():
-            return ""
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
 
 @pytest.fixture

@@ -176,7 +176,7 @@ def test_a_worker_killed_between_send_and_record_does_not_send_twice(pipeline):
     deadline = time.monotonic() + 180
     while not pipeline.sandbox_messages():  # the first SMS is with the provider, its answer 4 s away
         assert time.monotonic() < deadline, "no SMS reached the sandbox"
-        pipeline.assert_worker_alive()
+        pipeline.assert_alive()
         time.sleep(0.1)
     (in_flight,) = pipeline.sandbox_messages()
     pipeline.restart_worker(signal.SIGKILL)
