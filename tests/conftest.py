@@ -40,3 +40,12 @@ def kafka_broker() -> Iterator[str]:
     finally:
         if outcome == "started":
             broker.stop(settings)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _drop_topics_of_the_module():
+    """Delete the topics of every prefix this module's tests made (see tests/prefixes.py)."""
+    yield
+    from tests.prefixes import drop_made
+
+    drop_made()

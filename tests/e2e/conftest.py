@@ -24,6 +24,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.prefixes import fresh_prefix
+
 from gridwatch.config import Settings
 from tests.integration.conftest import ServiceLogs, free_port
 
@@ -167,7 +169,7 @@ def stack(chromium, kafka_broker, tmp_path_factory, request):
     run_dir = tmp_path_factory.mktemp("e2e") / "run"
     sandbox_port, hook_port, console_port = free_port(), free_port(), free_port()
     settings = dataclasses.replace(
-        Settings(), bootstrap_servers=kafka_broker, topic_prefix=f"e2e{uuid.uuid4().hex[:8]}.", run_dir=run_dir,
+        Settings(), bootstrap_servers=kafka_broker, topic_prefix=fresh_prefix("e2e", kafka_broker), run_dir=run_dir,
         sandbox_url=f"http://127.0.0.1:{sandbox_port}", webhook_url=f"http://127.0.0.1:{hook_port}",
         twilio_account_sid=None, twilio_auth_token=None)
     create_topics(settings)

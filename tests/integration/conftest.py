@@ -12,9 +12,10 @@ import os
 import socket
 import sys
 import time
-import uuid
 
 import pytest
+
+from tests.prefixes import fresh_prefix
 
 from gridwatch.config import Settings
 
@@ -127,7 +128,7 @@ def pipeline(kafka_broker, tmp_path, request):
 
     port, hook_port = free_port(), free_port()
     settings = dataclasses.replace(
-        Settings(), bootstrap_servers=kafka_broker, topic_prefix=f"it{uuid.uuid4().hex[:8]}.",
+        Settings(), bootstrap_servers=kafka_broker, topic_prefix=fresh_prefix("it", kafka_broker),
         run_dir=tmp_path / "run", sandbox_url=f"http://127.0.0.1:{port}",
         webhook_url=f"http://127.0.0.1:{hook_port}", twilio_account_sid=None, twilio_auth_token=None)
     create_topics(settings)

@@ -16,6 +16,8 @@ import uuid
 import aiohttp
 import pytest
 
+from tests.prefixes import fresh_prefix
+
 from gridwatch.config import ALERT_ACTIONS, ALERTS, CUSTOMERS, NOTIFICATIONS, READINGS, Settings
 from streams.demo import Processes, gridwatch_argv
 from streams.topics import create_topics
@@ -70,7 +72,7 @@ class JsonProducer:
 @pytest.fixture
 def console(kafka_broker, tmp_path):
     settings = dataclasses.replace(Settings(), bootstrap_servers=kafka_broker,
-                                   topic_prefix=f"con{uuid.uuid4().hex[:8]}.")
+                                   topic_prefix=fresh_prefix("con", kafka_broker))
     create_topics(settings)
     from kafka import KafkaProducer
 

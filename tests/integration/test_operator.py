@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.prefixes import fresh_prefix
+
 from gridwatch.config import ALERT_ACTIONS, ALERTS, SILENCES, Settings
 from streams.topics import create_topics
 from streams.topicview import TopicView, TopicViewError, read_all
@@ -25,7 +27,7 @@ GRIDWATCH = Path(sys.executable).with_name("gridwatch")
 @pytest.fixture(scope="module")
 def env_settings(kafka_broker):
     settings = dataclasses.replace(Settings(), bootstrap_servers=kafka_broker,
-                                   topic_prefix=f"op{uuid.uuid4().hex[:8]}.")
+                                   topic_prefix=fresh_prefix("op", kafka_broker))
     create_topics(settings)
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_broker, "GRIDWATCH_TOPIC_PREFIX": settings.topic_prefix}
     return env, settings

@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import uuid
 
 import pytest
+
+from tests.prefixes import fresh_prefix
 
 from tests.integration.conftest import free_port
 
@@ -16,7 +17,7 @@ pytestmark = pytest.mark.integration
 
 def test_worker_refuses_to_start_without_its_topics(kafka_broker, tmp_path):
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_broker, "GRIDWATCH_RUN_DIR": str(tmp_path),
-           "GRIDWATCH_TOPIC_PREFIX": f"missing{uuid.uuid4().hex[:8]}."}
+           "GRIDWATCH_TOPIC_PREFIX": fresh_prefix("missing", kafka_broker)}
     proc = subprocess.run([sys.executable, "-m", "gridwatch.cli", "worker"], env=env, capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 2
@@ -26,7 +27,7 @@ def test_worker_refuses_to_start_without_its_topics(kafka_broker, tmp_path):
 def test_demo_shows_an_alert_and_sms(kafka_broker, tmp_path):
     """`gridwatch demo` (what `make demo` runs) on the test broker, in its own topic prefix and sandbox port."""
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_broker,
-           "GRIDWATCH_TOPIC_PREFIX": f"demo{uuid.uuid4().hex[:8]}.",
+           "GRIDWATCH_TOPIC_PREFIX": fresh_prefix("demo", kafka_broker),
            "GRIDWATCH_SANDBOX_URL": f"http://127.0.0.1:{free_port()}",
            "GRIDWATCH_WEBHOOK_URL": f"http://127.0.0.1:{free_port()}"}
     for var in ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN"):
