@@ -86,6 +86,7 @@ forecast of the rest of the cycle with its interval, one row per day, for a pict
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import resource
 import time
@@ -127,7 +128,6 @@ class BillConfig:
     early_margin_pct: float = param(20.0, "the threshold is raised by this many points times the share of the "
                                           "cycle still ahead: the forecast part of the bill is uncertain, the "
                                           "measured part is not")
-    max_refits: int = param(2, "confirmation refits per customer per cycle, at most")
     fit_spread_days: int = param(7, "the cycle fit runs on one of the first this many days of the cycle "
                                     "(a hash of the customer id), so fits do not all fall on one day")
     yearly_order: int = param(3, "Fourier order of Prophet's yearly seasonality (used with a year of history)")
@@ -139,6 +139,10 @@ class BillConfig:
                                            "in the history (else recent cycles)")
     holiday_ratio: float = param(0.6, "... and its daily mean is at least this share of the 8 weeks around it")
     recent_cycles: int = param(3, "recent-cycles basis: the highest of this many complete cycles")
+    interval_weight: float = param(0.0, "the evidence is the projection moved this far (0..1) towards the low "
+                                        "end of its interval")
+    vacant_share: float = param(0.2, "days under this share of the history's median use (an empty house) are "
+                                     "left out of the fits")
     flagged_share: float = param(0.1, "a day whose estimated + catch-up kWh exceed this share is no measure of "
                                       "the level (left out of r and the fits)")
 
@@ -161,7 +165,7 @@ class BillSpikeDetector(Detector):
 
     def new_state(self) -> dict:
         return {"v": 1, "history": _History.empty(), "last": None, "cycle": None, "fc": None,
-                "counts": {"days": 0, "duplicates": 0, "too_old": 0, "fits": 0, "refits": 0, "fit_errors": 0,
+                "counts": {"days": 0, "duplicates": 0, "too_old": 0, "fits": 0, "fit_errors": 0,
                            "stale_fits": 0, "alerts": 0}}
 
     # -- the daily path: cheap, no model fit --------------------------------------------------------
@@ -188,10 +192,10 @@ class BillSpikeDetector(Detector):
             start, end = cycle_bounds(d, cust.cycle_day)
             if st["cycle"] is None or st["cycle"]["start"] != start.isoformat():
                 st["cycle"] = {"start": start.isoformat(), "end": end.isoformat(), "alerted": False, "fits": 0,
-                               "refits": 0, "confirm_due": False, "usual": None}
+                               "usual": None}
                 if st["fc"] is not None and st["fc"]["cycle_start"] != start.isoformat():
                     st["fc"] = None
-            found = self._decide(st, hist, cust, d, day.get("ts"), from_fit=False)
+            found = self._decide(st, hist, cust, d, day.get("ts"))
             findings.extend(found)
         hist.trim(cfg.history_days)
         hist.store(st)
@@ -200,7 +204,7 @@ class BillSpikeDetector(Detector):
     # -- the fit path ----------------------------------------------------------------------------------
     def fit_request(self, state: dict | None, ctx: Context) -> dict | None:
         """A payload for :func:`fit` when a fit is due for this customer, else ``None`` (see the module
-        docstring: one cycle fit per cycle, a confirmation refit when the cheap projection crosses)."""
+        docstring: one fit per customer per cycle, early in the cycle)."""
         cfg = self.config
         if not state or not state.get("cycle") or state.get("last") is None:
             return None
@@ -210,30 +214,28 @@ class BillSpikeDetector(Detector):
                             date.fromisoformat(state["last"]))
         fc = state.get("fc")
         has_fc = fc is not None and fc["cycle_start"] == cyc["start"]
-        if not has_fc:
-            offset = zlib.crc32((cust.customer_id or "").encode()) % max(1, cfg.fit_spread_days)
-            if (last - start).days < offset or cyc["fits"] >= 2:   # not yet, or it failed twice this cycle
-                return None
-            reason = "cycle"
-        elif cyc["confirm_due"] and cyc["refits"] < cfg.max_refits:
-            reason = "confirm"
-        else:
+        if has_fc:
+            return None
+        offset = zlib.crc32((cust.customer_id or "").encode()) % max(1, cfg.fit_spread_days)
+        if (last - start).days < offset or cyc["fits"] >= 2:   # not yet, or it failed twice this cycle
             return None
         hist = _History(state)
         lo = max(hist.first, last.toordinal() - cfg.history_days + 1)
-        y = []
-        usable = 0
-        for o in range(lo, last.toordinal() + 1):
-            row = hist.get(o)
-            ok = row is not None and _usable(row, cfg)
-            y.append(row[KWH] if ok else None)
-            usable += ok
-        if usable < cfg.min_history_days:
+        rows = [hist.get(o) for o in range(lo, last.toordinal() + 1)]
+        y = [row[KWH] if row is not None and _usable(row, cfg) else None for row in rows]
+        known = sorted(v for v in y if v is not None)
+        if len(known) < cfg.min_history_days:
             return None
-        return {"v": 1, "reason": reason, "customer_id": cust.customer_id, "cycle_start": cyc["start"],
+        # a vacancy (an empty house, a move) is no measure of the household: days far below its median use
+        # stay out of the fit, as they stay out of the usual bill
+        floor = cfg.vacant_share * known[len(known) // 2]
+        y = [None if v is not None and v < floor else v for v in y]
+        if sum(v is not None for v in y) < cfg.min_history_days:
+            return None
+        return {"v": 1, "reason": "cycle", "customer_id": cust.customer_id, "cycle_start": cyc["start"],
                 "cycle_days": (end - start).days, "first": date.fromordinal(lo).isoformat(), "y": y,
                 "data_end": state["last"], "yearly_order": cfg.yearly_order, "weekly_order": cfg.weekly_order,
-                "samples": cfg.samples, "interval": cfg.interval,
+                "samples": cfg.samples, "interval": cfg.interval, "country": cust.country,
                 "seed": zlib.crc32(f"{cust.customer_id}|{cyc['start']}|{state['last']}".encode())}
 
     def apply_fit(self, state: dict | None, result: dict, ctx: Context) -> tuple[dict, list[dict]]:
@@ -244,22 +246,17 @@ class BillSpikeDetector(Detector):
         if cyc is None or result.get("cycle_start") != cyc["start"]:
             counts["stale_fits"] += 1
             return st, []
-        reason = result.get("reason", "cycle")
-        if reason == "confirm":
-            cyc["refits"] += 1
-            cyc["confirm_due"] = False
-        else:
-            cyc["fits"] += 1
+        cyc["fits"] += 1
         if result.get("error"):
             counts["fit_errors"] += 1
             return st, []
-        counts["fits" if reason == "cycle" else "refits"] += 1
+        counts["fits"] += 1
         st["fc"] = {k: result[k] for k in ("cycle_start", "data_end", "reason", "yhat", "tail_lo", "tail_hi")}
         if result.get("lo") is not None and result.get("hi") is not None:
             st["fc"]["lo"], st["fc"]["hi"] = result["lo"], result["hi"]
         cust = _Customer.of(ctx, cfg)
         last = date.fromisoformat(st["last"])
-        return st, self._decide(st, _History(st), cust, last, None, from_fit=True)
+        return st, self._decide(st, _History(st), cust, last, None)
 
     def usual(self, state: dict | None, start: date, end: date) -> dict | None:
         """The usual bill of the cycle ``[start, end)`` from a state's history, as :func:`usual_bill` gives
@@ -267,8 +264,8 @@ class BillSpikeDetector(Detector):
         return usual_bill(_History(state).get, start, end, self.config) if state else None
 
     # -- deciding ----------------------------------------------------------------------------------------
-    def _decide(self, st: dict, hist: "_History", cust: "_Customer", d: date, day_ts: int | None,
-                from_fit: bool) -> list[dict]:
+    def _decide(self, st: dict, hist: "_History", cust: "_Customer", d: date, day_ts: int | None
+                ) -> list[dict]:
         cfg = self.config
         cyc = st["cycle"]
         start, end = date.fromisoformat(cyc["start"]), date.fromisoformat(cyc["end"])
@@ -290,14 +287,12 @@ class BillSpikeDetector(Detector):
         usual_kwh = usual["kwh_per_day"] * length
         pct = proj["kwh"] / usual_kwh - 1 if usual_kwh > 0 else 0.0
         required = cust.alert_pct + cfg.early_margin_pct * (length - 1 - i) / length
-        if pct * 100 < required or proj["kwh"] - usual_kwh < cfg.min_excess_kwh:
-            return []
-        fresh = fc["data_end"] >= d.isoformat()
-        if not fresh and not from_fit and cyc["refits"] < cfg.max_refits:
-            cyc["confirm_due"] = True
+        # the evidence: the projection, moved towards the low end of its interval by ``interval_weight``
+        evidence = proj["kwh"] - cfg.interval_weight * max(0.0, proj["kwh"] - proj["lo"])
+        if usual_kwh <= 0 or 100 * (evidence / usual_kwh - 1) < required \
+                or proj["kwh"] - usual_kwh < cfg.min_excess_kwh:
             return []
         cyc["alerted"] = True
-        cyc["confirm_due"] = False
         st["counts"]["alerts"] += 1
         return [self._finding(hist, cust, usual, proj, start, end, d, day_ts, pct, usual_kwh, required, fc)]
 
@@ -409,6 +404,8 @@ def _prophet_forecast(payload: dict) -> dict:
     m = Prophet(growth="linear", yearly_seasonality=payload["yearly_order"] if span >= 365 else False,
                 weekly_seasonality=payload["weekly_order"], daily_seasonality=False,
                 uncertainty_samples=payload["samples"], interval_width=payload["interval"])
+    if payload.get("country") and _known_country(payload["country"]):
+        m.add_country_holidays(country_name=payload["country"])
     m.fit(df)
     start, n = date.fromisoformat(payload["cycle_start"]), payload["cycle_days"]
     future = pd.DataFrame({"ds": pd.to_datetime([start + timedelta(days=i) for i in range(n)])})
@@ -427,6 +424,16 @@ def _prophet_forecast(payload: dict) -> dict:
             "hi": [round(float(max(b, y)), 3) for b, y in zip(day_hi, point)],
             "tail_lo": [round(float(v), 3) for v in lo] + [0.0],
             "tail_hi": [round(float(v), 3) for v in hi] + [0.0]}
+
+
+def _known_country(country: str) -> bool:
+    import holidays
+
+    try:
+        holidays.country_holidays(country)
+    except (NotImplementedError, KeyError, AttributeError):
+        return False
+    return True
 
 
 @contextlib.contextmanager
@@ -748,7 +755,7 @@ class _History:
 class _Customer:
     """What the detector reads from the customer record, with the contract's defaults."""
 
-    __slots__ = ("tz", "cycle_day", "price", "currency", "alert_pct", "customer_id", "meter_id")
+    __slots__ = ("tz", "cycle_day", "price", "currency", "alert_pct", "customer_id", "meter_id", "country")
 
     @classmethod
     def of(cls, ctx: Context | None, cfg: BillConfig) -> "_Customer":
@@ -765,4 +772,25 @@ class _Customer:
         self.alert_pct = float((c.get("preferences") or {}).get("bill_alert_pct") or cfg.default_alert_pct)
         self.customer_id = c.get("customer_id")
         self.meter_id = (ctx.meter_id if ctx is not None else None) or c.get("meter_id")
+        self.country = c.get("country") or _tz_country(self.tz)
         return self
+
+
+def _tz_country(tz: str) -> str | None:
+    """The ISO country code of an IANA timezone (the system's ``zone.tab``), or None."""
+    return _zone_countries().get(tz)
+
+
+@functools.lru_cache(maxsize=1)
+def _zone_countries() -> dict[str, str]:
+    out: dict[str, str] = {}
+    for base in ("/usr/share/zoneinfo", "/usr/lib/zoneinfo", "/usr/share/lib/zoneinfo"):
+        with contextlib.suppress(OSError):
+            with open(f"{base}/zone.tab", encoding="utf-8") as f:
+                for line in f:
+                    if line and not line.startswith("#"):
+                        parts = line.split("\t")
+                        if len(parts) >= 3:
+                            out[parts[2].strip()] = parts[0]
+            break
+    return out
