@@ -89,10 +89,11 @@ CASES = {
 }
 TARGET = "step to +40 %"
 #: the decision's parameters tried by the cross-validation
-GRID = {"ratio_days": (3, 5, 7, 10, 14), "early_margin_pct": (0.0, 10.0, 20.0, 30.0),
-        "interval_weight": (0.0, 0.5, 1.0)}
+GRID = {"ratio_days": (4, 5, 6, 7, 10), "early_margin_pct": (0.0, 5.0, 10.0, 15.0, 20.0, 30.0),
+        "min_level_ratio": (1.0, 1.1, 1.2)}
 FOLDS = 5
 MAX_TRAIN_FALSE = 0.04
+MIN_TRAIN_NATURAL = 0.8
 CACHE = Path(__file__).resolve().parents[1] / ".run" / "bill_eval" / "fits"
 
 
@@ -230,10 +231,10 @@ def replay_household(name: str, tz: str, days: list[dict], cache_root: Path, ove
         cycles.append({
             "start": key, "length": length, "mid": length // 2, "state": st,
             "rows": rows,
-            "kwh": [r["kwh"] if r else None for r in rows],
+            "kwh": [round(r["kwh"], 3) if r else None for r in rows],      # the detector keeps Wh
             "usable": [bool(r) and _complete(r) for r in rows],
             "prev_kwh": [p["kwh"] if p else None for p in prev],
-            "yhat": fc["yhat"], "tail_lo": fc["tail_lo"], "usual_kwh": usual["kwh_per_day"] * length,
+            "yhat": fc["yhat"], "usual_kwh": usual["kwh_per_day"] * length,
             "basis": usual["basis"], "alert_day": alerts.get(key),
         })
     return {"household": name, "tz": tz, "cycles": cycles, "fits": cache.hits + cache.misses,
@@ -272,6 +273,7 @@ def inject(cycle: dict, case: str) -> tuple[list[float | None], float, float] | 
         c = max(0.0, (need - sum(second)) / len(second))
         f = c
         out = kwh[:mid] + [None if k is None else k + c for k in kwh[mid:]]
+    out = [None if k is None else round(k, 3) for k in out]                 # the detector keeps Wh
     total = sum(k for k in out if k is not None)
     return out, f, total / usual - 1
 
@@ -300,7 +302,7 @@ def _injected_days(cycle: dict, case: str, f: float) -> list[dict]:
 
 # ---------------------------------------------------------------------------------------- the decision
 
-def decide(kwh: list[float | None], usable: list[bool], yhat: list[float], tail_lo: list[float], usual_kwh: float,
+def decide(kwh: list[float | None], usable: list[bool], yhat: list[float], usual_kwh: float,
            params: dict, *, alert_pct: float = ALERT_PCT, edge: int = 7, min_excess_kwh: float = 5.0,
            min_ratio_days: int = 3, from_day: int = 0) -> int | None:
     """The first cycle day (index, >= ``from_day``) on which the detector alerts, from the stored forecast:
@@ -308,16 +310,16 @@ def decide(kwh: list[float | None], usable: list[bool], yhat: list[float], tail_
     as the detector's ``_decide``; None for no alert."""
     length = len(kwh)
     k = params["ratio_days"]
-    margin, weight = params["early_margin_pct"], params["interval_weight"]
+    margin, min_ratio = params["early_margin_pct"], params["min_level_ratio"]
     measured = missing = 0.0
     window: list[tuple[float, float]] = []
     rest = sum(yhat[:length])
     for i in range(length):
         rest -= yhat[i]
-        if kwh[i] is None:
+        if kwh[i] is None:                                    # no record: no decision that day either
             missing += yhat[i]
-        else:
-            measured += kwh[i]
+            continue
+        measured += kwh[i]
         if usable[i]:
             window.append((kwh[i], yhat[i]))                  # type: ignore[arg-type]
             if len(window) > k:
@@ -328,11 +330,10 @@ def decide(kwh: list[float | None], usable: list[bool], yhat: list[float], tail_
         if len(window) < min_ratio_days or f <= 0:
             continue
         r = min(4.0, max(0.25, a / f))
-        base = measured + r * missing
-        proj, lo = base + r * rest, base + r * tail_lo[i + 1]
-        evidence = proj - weight * max(0.0, proj - lo)
+        proj = measured + r * (missing + rest)
         required = alert_pct + margin * (length - 1 - i) / length
-        if usual_kwh > 0 and 100 * (evidence / usual_kwh - 1) >= required and proj - usual_kwh >= min_excess_kwh:
+        if usual_kwh > 0 and 100 * (proj / usual_kwh - 1) >= required and proj - usual_kwh >= min_excess_kwh \
+                and r >= min_ratio:
             return i
     return None
 
@@ -439,7 +440,7 @@ def _cycle_outcomes(c: dict, grid: list[dict]) -> dict:
     """What every grid point and the naive rule do on this cycle, untouched and in every case."""
     L, mid = c["length"], c["mid"]
     final = sum(k for k in c["kwh"] if k is not None) / c["usual_kwh"] - 1
-    untouched = [decide(c["kwh"], c["usable"], c["yhat"], c["tail_lo"], c["usual_kwh"], p) for p in grid]
+    untouched = [decide(c["kwh"], c["usable"], c["yhat"], c["usual_kwh"], p) for p in grid]
     o: dict[str, Any] = {"start": c["start"], "final": final, "natural": final >= 0.3, "basis": c["basis"],
                          "winter": c["start"][5:7] in ("11", "12", "01", "02"), "untouched": untouched,
                          "naive": naive(c["kwh"], c["prev_kwh"]), "cases": {}}
@@ -451,7 +452,7 @@ def _cycle_outcomes(c: dict, grid: list[dict]) -> dict:
             continue
         kwh, f, bill = inj
         days = [None if u is not None and u < mid else
-                decide(kwh, c["usable"], c["yhat"], c["tail_lo"], c["usual_kwh"], p, from_day=mid)
+                decide(kwh, c["usable"], c["yhat"], c["usual_kwh"], p, from_day=mid)
                 for p, u in zip(grid, untouched)]
         nv = naive(kwh, c["prev_kwh"])
         o["cases"][case] = {"days": days, "factor": f, "bill": bill, "naive": None if nv is None else nv,
@@ -460,10 +461,12 @@ def _cycle_outcomes(c: dict, grid: list[dict]) -> dict:
 
 
 def _score(table: dict, names: Iterable[str], gi: int) -> dict:
-    untouched = false = found = n = 0
+    untouched = false = found = n = natural = alerted = 0
     for name in names:
         for o in table[name]:
             if o["natural"]:
+                natural += 1
+                alerted += o["untouched"][gi] is not None
                 continue
             untouched += 1
             false += o["untouched"][gi] is not None
@@ -472,14 +475,17 @@ def _score(table: dict, names: Iterable[str], gi: int) -> dict:
                 continue
             n += 1
             found += t["days"][gi] is not None
-    return {"false_rate": false / untouched if untouched else 0.0, "recall": found / n if n else 0.0}
+    return {"false_rate": false / untouched if untouched else 0.0, "recall": found / n if n else 0.0,
+            "natural": alerted / natural if natural else 1.0}
 
 
 def _choose(table: dict, names: list[str], grid: list[dict]) -> int:
-    """The grid point with the best target recall among those with a false-alert rate <= MAX_TRAIN_FALSE on
-    ``names`` (ties: fewer false alerts, then the earlier point); else the fewest false alerts."""
+    """The grid point with the best target recall among those with a false-alert rate <= MAX_TRAIN_FALSE and
+    at least MIN_TRAIN_NATURAL of the natural spikes alerted on ``names`` (ties: fewer false alerts, then the
+    earlier point); else the fewest false alerts."""
     scores = [_score(table, names, gi) for gi in range(len(grid))]
-    ok = [gi for gi, s in enumerate(scores) if s["false_rate"] <= MAX_TRAIN_FALSE]
+    ok = [gi for gi, s in enumerate(scores)
+          if s["false_rate"] <= MAX_TRAIN_FALSE and s["natural"] >= MIN_TRAIN_NATURAL]
     if ok:
         return max(ok, key=lambda gi: (scores[gi]["recall"], -scores[gi]["false_rate"], -gi))
     return min(range(len(grid)), key=lambda gi: (scores[gi]["false_rate"], gi))
@@ -628,11 +634,12 @@ def format_report(res: dict) -> str:
                  f"{_p(t['median'])}, {t['at_least_90pct']} of {t['households']} households >= 90 %; false-alert rate "
                  f"median {_p(f['median'])}, 90th percentile {_p(f['p90'])}, max {_p(f['max'])}, "
                  f"{f['none']} of {f['households']} households with none")
-    lines.append(f"parameters chosen on the other four folds (false alerts <= {100 * MAX_TRAIN_FALSE:.0f} % there, "
-                 f"best '{TARGET}' recall):")
+    lines.append(f"parameters chosen on the other four folds (there: false alerts <= {100 * MAX_TRAIN_FALSE:.0f} %, "
+                 f"natural spikes alerted >= {100 * MIN_TRAIN_NATURAL:.0f} %, then the best '{TARGET}' recall):")
     for c in res["folds"]:
         lines.append(f"  fold {c['fold']} ({c['households']} households): {_params(c['params'])} "
-                     f"(train: false {_p(c['train']['false_rate'])}, recall {_p(c['train']['recall'])})")
+                     f"(train: false {_p(c['train']['false_rate'])}, natural {_p(c['train']['natural'])}, recall "
+                     f"{_p(c['train']['recall'])})")
     lines.append(f"chosen on all households: {_params(res['chosen_on_all'])}; the detector's defaults: "
                  f"{_params(res['defaults'])}")
     if "check" in res:

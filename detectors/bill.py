@@ -50,17 +50,15 @@ nothing else to do, in a burst on every cycle day. So fits never run in :meth:`B
 - ``process(state, days, ctx)`` stores the days, projects the bill from the *stored* forecast (the cycle's
   per-day values and the quantiles of the remaining days' total) and decides. It takes ~60-80 µs per day,
   O(length of a cycle), and never imports Prophet.
-- ``fit_request(state, ctx)`` returns a picklable payload when a fit is due, else ``None``. There are two
-  reasons for one:
-
-  1. **one cycle fit per customer per cycle**, forecasting the whole cycle at once, on a day between the
-     cycle's first and seventh day chosen by a hash of the customer id. No alert is allowed in the first
-     seven days anyway, and the hash spreads the fits of customers who share a ``bill_cycle_day`` (the
-     default is 1) over seven days instead of one;
-  2. **a confirmation refit**, only when the cheap projection crosses the customer's threshold in the alert
-     window and the forecast has not seen the day that crossed. The fresh fit, which has seen this cycle,
-     decides. There are at most ``max_refits`` (2) per cycle; after that the cheap projection on the last
-     refit's forecast decides.
+- ``fit_request(state, ctx)`` returns a picklable payload when a fit is due, else ``None``: **one fit per
+  customer per cycle**, forecasting the whole cycle at once, on a day between the cycle's first and seventh
+  day chosen by a hash of the customer id. No alert is allowed in the first seven days anyway, and the hash
+  spreads the fits of customers who share a ``bill_cycle_day`` (the default is 1) over seven days instead of
+  one. The fit sees the history without its vacant days (under ``vacant_share`` of the median day: an empty
+  house or a move is no measure of the household) and with the public holidays of the customer's country
+  (``country`` in the customer record, else the country of its timezone; none when Prophet does not know
+  it). There is no refit when the projection crosses: the level ratio r already carries what the cycle has
+  shown, and a decision that needs no second fit is one the evaluation replays exactly.
 - the module-level :func:`fit` runs Prophet on a payload. It is a top-level function, so a
   ``ProcessPoolExecutor`` can run it; it is quiet (no cmdstanpy or Prophet logging, no warnings) and
   deterministic (its samples are seeded from the payload).
@@ -139,8 +137,9 @@ class BillConfig:
                                            "in the history (else recent cycles)")
     holiday_ratio: float = param(0.6, "... and its daily mean is at least this share of the 8 weeks around it")
     recent_cycles: int = param(3, "recent-cycles basis: the highest of this many complete cycles")
-    interval_weight: float = param(0.0, "the evidence is the projection moved this far (0..1) towards the low "
-                                        "end of its interval")
+    min_level_ratio: float = param(1.0, "an alert also needs the household's level r (use against the forecast "
+                                        "over the last ratio_days) at least this high: a change this cycle, not a "
+                                        "level the forecast already expected")
     vacant_share: float = param(0.2, "days under this share of the history's median use (an empty house) are "
                                      "left out of the fits")
     flagged_share: float = param(0.1, "a day whose estimated + catch-up kWh exceed this share is no measure of "
@@ -287,10 +286,8 @@ class BillSpikeDetector(Detector):
         usual_kwh = usual["kwh_per_day"] * length
         pct = proj["kwh"] / usual_kwh - 1 if usual_kwh > 0 else 0.0
         required = cust.alert_pct + cfg.early_margin_pct * (length - 1 - i) / length
-        # the evidence: the projection, moved towards the low end of its interval by ``interval_weight``
-        evidence = proj["kwh"] - cfg.interval_weight * max(0.0, proj["kwh"] - proj["lo"])
-        if usual_kwh <= 0 or 100 * (evidence / usual_kwh - 1) < required \
-                or proj["kwh"] - usual_kwh < cfg.min_excess_kwh:
+        if usual_kwh <= 0 or pct * 100 < required or proj["kwh"] - usual_kwh < cfg.min_excess_kwh \
+                or proj["ratio"] < cfg.min_level_ratio:
             return []
         cyc["alerted"] = True
         st["counts"]["alerts"] += 1

@@ -287,8 +287,8 @@ def test_the_evaluations_decision_model_is_the_detectors(shared):
 
     _, _, started = shared
     fc = started["fc"]
-    for params in ({"ratio_days": 3, "early_margin_pct": 20.0, "interval_weight": 0.0},
-                   {"ratio_days": 7, "early_margin_pct": 10.0, "interval_weight": 0.5}):
+    for params in ({"ratio_days": 3, "early_margin_pct": 20.0, "min_level_ratio": 1.0},
+                   {"ratio_days": 7, "early_margin_pct": 10.0, "min_level_ratio": 1.2}):
         det = BillSpikeDetector(fit_spread_days=1, **params)
         usual = det.usual(started, CYCLE, CYCLE_END)["kwh_per_day"] * LENGTH
         for factor in (1.0, 1.6, 1.9, 2.5):
@@ -297,4 +297,20 @@ def test_the_evaluations_decision_model_is_the_detectors(shared):
             got = None if not found else LENGTH - 1 - found[0]["evidence"]["days_left"]
             kwh = [d["kwh"] for d in days]
             usable = [d["intervals"] >= 0.9 * d["expected_intervals"] for d in days]
-            assert decide(kwh, usable, fc["yhat"], fc["tail_lo"], usual, params) == got, (params, factor)
+            assert decide(kwh, usable, fc["yhat"], usual, params) == got, (params, factor)
+
+
+def test_the_customers_own_threshold_decides(shared):
+    """x1.9 from mid-cycle: a bill ~45 % above usual alerts at the default 30 %, not for a customer who set 60 %,
+    and the alert says which threshold it used."""
+    det, _, started = shared
+    days = span(CYCLE + timedelta(days=1), MID) + span(MID, CYCLE_END, factor=1.9)
+    _, found = drive(det, copy.deepcopy(started), days)
+    assert len(found) == 1 and found[0]["evidence"]["alert_pct"] == 30
+    picky = Context(meter_id="M000042", customer={**CUSTOMER, "preferences": {"bill_alert_pct": 60}})
+    state = copy.deepcopy(started)
+    found = []
+    for d in days:
+        state, f = det.process(state, [d], picky)
+        found += f
+    assert found == [] and state["counts"]["alerts"] == 0

@@ -17,8 +17,8 @@ def test_injections_to_a_bill_target_reach_it_from_mid_cycle(case):
     c = cycle([10.0] * 14 + [None] + [10.0] * 15)
     kwh, _, bill = inject(c, case)
     assert kwh[:15] == c["kwh"][:15] and kwh[14] is None
-    assert sum(k for k in kwh if k is not None) == pytest.approx(BILL_TARGET * c["usual_kwh"])
-    assert bill == pytest.approx(BILL_TARGET - 1)
+    assert sum(k for k in kwh if k is not None) == pytest.approx(BILL_TARGET * c["usual_kwh"], abs=0.02)
+    assert bill == pytest.approx(BILL_TARGET - 1, abs=1e-4)
     tail = kwh[15:]
     if case.startswith("ramp"):
         assert all(a < b for a, b in zip(tail, tail[1:]))
