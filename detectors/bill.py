@@ -121,9 +121,9 @@ class BillConfig:
                                        "(no alert for +50 % of an empty flat's 2 kWh)")
     history_days: int = param(460, "days of usage kept per customer: a year, the cycle and 8 weeks either side")
     min_history_days: int = param(28, "usable days of history before the first forecast")
-    ratio_days: int = param(3, "the last this many usable days of the cycle set the level of the forecast")
+    ratio_days: int = param(5, "the last this many usable days of the cycle set the level of the forecast")
     min_ratio_days: int = param(3, "no projection from fewer usable days than this in the cycle")
-    early_margin_pct: float = param(20.0, "the threshold is raised by this many points times the share of the "
+    early_margin_pct: float = param(10.0, "the threshold is raised by this many points times the share of the "
                                           "cycle still ahead: the forecast part of the bill is uncertain, the "
                                           "measured part is not")
     fit_spread_days: int = param(7, "the cycle fit runs on one of the first this many days of the cycle "
@@ -137,7 +137,7 @@ class BillConfig:
                                            "in the history (else recent cycles)")
     holiday_ratio: float = param(0.6, "... and its daily mean is at least this share of the 8 weeks around it")
     recent_cycles: int = param(3, "recent-cycles basis: the highest of this many complete cycles")
-    min_level_ratio: float = param(1.0, "an alert also needs the household's level r (use against the forecast "
+    min_level_ratio: float = param(1.1, "an alert also needs the household's level r (use against the forecast "
                                         "over the last ratio_days) at least this high: a change this cycle, not a "
                                         "level the forecast already expected")
     vacant_share: float = param(0.2, "days under this share of the history's median use (an empty house) are "
