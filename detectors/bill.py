@@ -42,11 +42,11 @@ expects for their day, r uses only complete days of measured reads, and the fits
 
 Scaling: where the Prophet fits happen, and how many
 ----------------------------------------------------
-Measured with ``python -m benchmarks.bill_forecast`` on this 2-core machine: a fit of ~460 days of history
-with the cycle's forecast and 300 predictive samples costs 64 ms of CPU (49 ms in the fitting process and 15
-ms in the CmdStan child process it starts), plus 0.6 CPU-s once per process to import Prophet. Refitting every
-customer every day would therefore cost 64 ms per customer per day, or 2.7 million customers on 2 cores with
-nothing else to do, in a burst on every cycle day. So fits never run in :meth:`BillSpikeDetector.process`:
+Measured with ``python -m benchmarks.bill_forecast`` on this 2-core machine (at a load average of 12, which
+inflates CPU time): a fit of ~460 days of history with the cycle's forecast, 300 predictive samples and the
+country's holidays costs ~150 ms of CPU (121 ms in the fitting process and 28 ms in the CmdStan child process
+it starts), plus ~1 CPU-s once per process to import Prophet. Refitting every customer every day would cost
+that per customer per day, in a burst on every cycle day. So fits never run in :meth:`BillSpikeDetector.process`:
 
 - ``process(state, days, ctx)`` stores the days, projects the bill from the *stored* forecast (the cycle's
   per-day values and the quantiles of the remaining days' total) and decides. It takes ~60-80 µs per day,
@@ -66,9 +66,9 @@ nothing else to do, in a burst on every cycle day. So fits never run in :meth:`B
 - ``apply_fit(state, result, ctx)`` stores the forecast and decides with it at once. It ignores a result for
   a cycle that is no longer current.
 
-So a customer costs one fit per cycle (see ``python -m benchmarks.bill_forecast`` for its CPU, ~4 ms per
-customer per day with the daily update) and Prophet is not what limits a worker: its reading path costs ~10
-ms per customer per day (96 readings).
+So a customer costs one fit per cycle: 4.9 ms of fit CPU per day plus 0.4 ms for the daily update and its
+state's JSON round trip, 5.3 ms in all (same benchmark). Prophet is not what limits a worker: its reading
+path costs ~10 ms per customer per day (96 readings).
 
 State (JSON, ~10 KB with a full history): the last ``history_days`` (460) days in integer-Wh columns. That is
 a year, plus a cycle and eight weeks on either side of last year's period. It also holds the current
