@@ -5,74 +5,70 @@ Input: the customer's closed days of usage (:mod:`detectors.usage`), as they clo
 same day of the next month. Every day the detector projects the cycle's bill::
 
     projected kWh = measured kWh so far + r * (Prophet forecast of the days not yet measured)
-    r             = measured / forecast over the last ``ratio_days`` (3) usable days of the cycle
+    r             = measured / forecast over the last ``ratio_days`` (5) usable days of the cycle
 
-Prophet supplies the shape of the rest of the cycle (weekly pattern, seasonal drift) and its uncertainty; r
-puts it on the level the household is at now. Three days are enough for r because it is measured against the
-forecast's own weekly shape, and a short window catches a jump in a few days. The projection (times the
-tariff's price, in the tariff's currency) is compared with the *usual bill*:
+Prophet supplies the shape of the rest of the cycle (weekly pattern, yearly season, the country's public
+holidays) and its uncertainty; r puts it on the level the household is at now, measured against the
+forecast's own shape. The projection (times the tariff's price, in the tariff's currency) is compared with
+the *usual bill*:
 
 - **same period last year** (the same dates one year earlier) when at least 80 % of those days are in the
   history and that period was not far below the eight weeks around it (under 60 %: a holiday or an empty
   house is no measure of a usual bill);
-- else **recent cycles**: the highest of the last three complete cycles, per day, times this cycle's length.
-  The highest rather than the mean, because this basis judges a customer's first year, and on a rising
-  season (autumn into winter) the mean of the last three cycles would alert nearly every household.
+- else **recent cycles** (a customer in the first year, or after a vacancy): the highest of the last three
+  complete cycles, per day, times this cycle's length. The highest rather than the mean, because on a
+  rising season (autumn into winter) the mean of the last three cycles would alert nearly every household.
 
 An alert (one ``event`` finding) needs all of:
 
 - the projection at least ``bill_alert_pct`` (the customer's preference, default 30) above the usual bill,
-  plus ``early_margin_pct`` (20) points times the share of the cycle still ahead: the measured part of the
-  bill is certain and the forecast part is not. A single high week extrapolated over three more weeks is
-  what made false alerts on real households; 20 points is about 1.3 standard deviations of their
-  week-to-week level (0.1-0.2), and on day 22 of 30 the margin is down to 5 points;
+  plus ``early_margin_pct`` (10) points times the share of the cycle still ahead: the measured part of the
+  bill is certain and the forecast part is not;
+- the level r at least ``min_level_ratio`` (1.1): use this cycle is above what the forecast, which has seen
+  the household's last months and last year's season, expected. A year that simply runs higher than the last
+  (a colder winter, a larger household) is in the forecast already; a change this cycle is not;
 - at least ``min_excess_kwh`` above the usual bill;
 - a day that is neither in the first nor in the last ``edge_days`` (7) days of the cycle, and no alert yet
   in this cycle.
 
+The three numbers (5 days, 10 points, 1.1) were chosen by cross-validation across households
+(``python -m benchmarks.bill_eval``: 152 real households, five folds; README, "Bill alerts"): on held-out
+households 4.0 % of untouched cycles alerted, 90.1 % of the bills a step from mid-cycle brought to 40 % above
+usual alerted at least 7 days before the end (the naive projected rule: 8.4 % and 59.0 %). Prophet's interval
+as evidence (alerting on its low end) was tried and never chosen; the interval is reported in the alert.
+
 Estimated reads and outage catch-up cannot cause it: their kWh count at no more than the level the forecast
 expects for their day, r uses only complete days of measured reads, and the fits leave such days out.
 
-Evaluation on the real households (``python -m benchmarks.bill_eval``: 281 customer-cycles of the London
-LCL and the UCI household, four bill-cycle days each): untouched, 4.3 % of customer-cycles alerted, 5 of
-those 12 in cycles whose bill really ended >= 30 % above usual. Consumption raised from mid-cycle so that
-the bill ends 40 % above usual: 91.9 % alerted, a median 12 days before the cycle ends. The naive rule
-"cycle so far > last cycle x 1.3" gets 19.2 % and 42.4 % on the same cycles.
-
 Scaling: where the Prophet fits happen, and how many
 ----------------------------------------------------
-Measured with ``python -m benchmarks.bill_forecast`` on this 2-core machine: a fit of ~460 days of history
-with the cycle's forecast and 300 predictive samples costs 64 ms of CPU (49 ms in the fitting process and 15
-ms in the CmdStan child process it starts), plus 0.6 CPU-s once per process to import Prophet. Refitting every
-customer every day would therefore cost 64 ms per customer per day, or 2.7 million customers on 2 cores with
-nothing else to do, in a burst on every cycle day. So fits never run in :meth:`BillSpikeDetector.process`:
+Measured with ``python -m benchmarks.bill_forecast`` on this 2-core machine (at a load average of 12, which
+inflates CPU time): a fit of ~460 days of history with the cycle's forecast, 300 predictive samples and the
+country's holidays costs ~150 ms of CPU (121 ms in the fitting process and 28 ms in the CmdStan child process
+it starts), plus ~1 CPU-s once per process to import Prophet. Refitting every customer every day would cost
+that per customer per day, in a burst on every cycle day. So fits never run in :meth:`BillSpikeDetector.process`:
 
 - ``process(state, days, ctx)`` stores the days, projects the bill from the *stored* forecast (the cycle's
   per-day values and the quantiles of the remaining days' total) and decides. It takes ~60-80 µs per day,
   O(length of a cycle), and never imports Prophet.
-- ``fit_request(state, ctx)`` returns a picklable payload when a fit is due, else ``None``. There are two
-  reasons for one:
-
-  1. **one cycle fit per customer per cycle**, forecasting the whole cycle at once, on a day between the
-     cycle's first and seventh day chosen by a hash of the customer id. No alert is allowed in the first
-     seven days anyway, and the hash spreads the fits of customers who share a ``bill_cycle_day`` (the
-     default is 1) over seven days instead of one;
-  2. **a confirmation refit**, only when the cheap projection crosses the customer's threshold in the alert
-     window and the forecast has not seen the day that crossed. The fresh fit, which has seen this cycle,
-     decides. There are at most ``max_refits`` (2) per cycle; after that the cheap projection on the last
-     refit's forecast decides.
+- ``fit_request(state, ctx)`` returns a picklable payload when a fit is due, else ``None``: **one fit per
+  customer per cycle**, forecasting the whole cycle at once, on a day between the cycle's first and seventh
+  day chosen by a hash of the customer id. No alert is allowed in the first seven days anyway, and the hash
+  spreads the fits of customers who share a ``bill_cycle_day`` (the default is 1) over seven days instead of
+  one. The fit sees the history without its vacant days (under ``vacant_share`` of the median day: an empty
+  house or a move is no measure of the household) and with the public holidays of the customer's country
+  (``country`` in the customer record, else the country of its timezone; none when Prophet does not know
+  it). There is no refit when the projection crosses: the level ratio r already carries what the cycle has
+  shown, and a decision that needs no second fit is one the evaluation replays exactly.
 - the module-level :func:`fit` runs Prophet on a payload. It is a top-level function, so a
   ``ProcessPoolExecutor`` can run it; it is quiet (no cmdstanpy or Prophet logging, no warnings) and
   deterministic (its samples are seeded from the payload).
 - ``apply_fit(state, result, ctx)`` stores the forecast and decides with it at once. It ignores a result for
   a cycle that is no longer current.
 
-In a year of the real households (8 customers, 104 customer-cycles) this made 103 cycle fits and 3 refits,
-1.02 fits per customer per cycle. A cycle with a spike takes about one refit more, and a cycle never takes
-more than 3 fits. So a customer costs 2.2 ms of fit CPU per day plus 0.3 ms for the daily update and its
-state's JSON round trip: 2 cores serve ~80 million customers if the fits are bound by Prophet alone and
-~70 million in all, or ~19 million if all customers share one ``bill_cycle_day`` (the 7-day spread).
-Prophet is not what limits a worker: its reading path costs ~10 ms per customer per day (96 readings).
+So a customer costs one fit per cycle: 4.9 ms of fit CPU per day plus 0.4 ms for the daily update and its
+state's JSON round trip, 5.3 ms in all (same benchmark). Prophet is not what limits a worker: its reading
+path costs ~10 ms per customer per day (96 readings).
 
 State (JSON, ~10 KB with a full history): the last ``history_days`` (460) days in integer-Wh columns. That is
 a year, plus a cycle and eight weeks on either side of last year's period. It also holds the current
@@ -86,6 +82,7 @@ forecast of the rest of the cycle with its interval, one row per day, for a pict
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import resource
 import time
@@ -122,12 +119,11 @@ class BillConfig:
                                        "(no alert for +50 % of an empty flat's 2 kWh)")
     history_days: int = param(460, "days of usage kept per customer: a year, the cycle and 8 weeks either side")
     min_history_days: int = param(28, "usable days of history before the first forecast")
-    ratio_days: int = param(3, "the last this many usable days of the cycle set the level of the forecast")
+    ratio_days: int = param(5, "the last this many usable days of the cycle set the level of the forecast")
     min_ratio_days: int = param(3, "no projection from fewer usable days than this in the cycle")
-    early_margin_pct: float = param(20.0, "the threshold is raised by this many points times the share of the "
+    early_margin_pct: float = param(10.0, "the threshold is raised by this many points times the share of the "
                                           "cycle still ahead: the forecast part of the bill is uncertain, the "
                                           "measured part is not")
-    max_refits: int = param(2, "confirmation refits per customer per cycle, at most")
     fit_spread_days: int = param(7, "the cycle fit runs on one of the first this many days of the cycle "
                                     "(a hash of the customer id), so fits do not all fall on one day")
     yearly_order: int = param(3, "Fourier order of Prophet's yearly seasonality (used with a year of history)")
@@ -139,6 +135,11 @@ class BillConfig:
                                            "in the history (else recent cycles)")
     holiday_ratio: float = param(0.6, "... and its daily mean is at least this share of the 8 weeks around it")
     recent_cycles: int = param(3, "recent-cycles basis: the highest of this many complete cycles")
+    min_level_ratio: float = param(1.1, "an alert also needs the household's level r (use against the forecast "
+                                        "over the last ratio_days) at least this high: a change this cycle, not a "
+                                        "level the forecast already expected")
+    vacant_share: float = param(0.2, "days under this share of the history's median use (an empty house) are "
+                                     "left out of the fits")
     flagged_share: float = param(0.1, "a day whose estimated + catch-up kWh exceed this share is no measure of "
                                       "the level (left out of r and the fits)")
 
@@ -161,7 +162,7 @@ class BillSpikeDetector(Detector):
 
     def new_state(self) -> dict:
         return {"v": 1, "history": _History.empty(), "last": None, "cycle": None, "fc": None,
-                "counts": {"days": 0, "duplicates": 0, "too_old": 0, "fits": 0, "refits": 0, "fit_errors": 0,
+                "counts": {"days": 0, "duplicates": 0, "too_old": 0, "fits": 0, "fit_errors": 0,
                            "stale_fits": 0, "alerts": 0}}
 
     # -- the daily path: cheap, no model fit --------------------------------------------------------
@@ -188,10 +189,10 @@ class BillSpikeDetector(Detector):
             start, end = cycle_bounds(d, cust.cycle_day)
             if st["cycle"] is None or st["cycle"]["start"] != start.isoformat():
                 st["cycle"] = {"start": start.isoformat(), "end": end.isoformat(), "alerted": False, "fits": 0,
-                               "refits": 0, "confirm_due": False, "usual": None}
+                               "usual": None}
                 if st["fc"] is not None and st["fc"]["cycle_start"] != start.isoformat():
                     st["fc"] = None
-            found = self._decide(st, hist, cust, d, day.get("ts"), from_fit=False)
+            found = self._decide(st, hist, cust, d, day.get("ts"))
             findings.extend(found)
         hist.trim(cfg.history_days)
         hist.store(st)
@@ -200,7 +201,7 @@ class BillSpikeDetector(Detector):
     # -- the fit path ----------------------------------------------------------------------------------
     def fit_request(self, state: dict | None, ctx: Context) -> dict | None:
         """A payload for :func:`fit` when a fit is due for this customer, else ``None`` (see the module
-        docstring: one cycle fit per cycle, a confirmation refit when the cheap projection crosses)."""
+        docstring: one fit per customer per cycle, early in the cycle)."""
         cfg = self.config
         if not state or not state.get("cycle") or state.get("last") is None:
             return None
@@ -210,30 +211,28 @@ class BillSpikeDetector(Detector):
                             date.fromisoformat(state["last"]))
         fc = state.get("fc")
         has_fc = fc is not None and fc["cycle_start"] == cyc["start"]
-        if not has_fc:
-            offset = zlib.crc32((cust.customer_id or "").encode()) % max(1, cfg.fit_spread_days)
-            if (last - start).days < offset or cyc["fits"] >= 2:   # not yet, or it failed twice this cycle
-                return None
-            reason = "cycle"
-        elif cyc["confirm_due"] and cyc["refits"] < cfg.max_refits:
-            reason = "confirm"
-        else:
+        if has_fc:
+            return None
+        offset = zlib.crc32((cust.customer_id or "").encode()) % max(1, cfg.fit_spread_days)
+        if (last - start).days < offset or cyc["fits"] >= 2:   # not yet, or it failed twice this cycle
             return None
         hist = _History(state)
         lo = max(hist.first, last.toordinal() - cfg.history_days + 1)
-        y = []
-        usable = 0
-        for o in range(lo, last.toordinal() + 1):
-            row = hist.get(o)
-            ok = row is not None and _usable(row, cfg)
-            y.append(row[KWH] if ok else None)
-            usable += ok
-        if usable < cfg.min_history_days:
+        rows = [hist.get(o) for o in range(lo, last.toordinal() + 1)]
+        y = [row[KWH] if row is not None and _usable(row, cfg) else None for row in rows]
+        known = sorted(v for v in y if v is not None)
+        if len(known) < cfg.min_history_days:
             return None
-        return {"v": 1, "reason": reason, "customer_id": cust.customer_id, "cycle_start": cyc["start"],
+        # a vacancy (an empty house, a move) is no measure of the household: days far below its median use
+        # stay out of the fit, as they stay out of the usual bill
+        floor = cfg.vacant_share * known[len(known) // 2]
+        y = [None if v is not None and v < floor else v for v in y]
+        if sum(v is not None for v in y) < cfg.min_history_days:
+            return None
+        return {"v": 1, "reason": "cycle", "customer_id": cust.customer_id, "cycle_start": cyc["start"],
                 "cycle_days": (end - start).days, "first": date.fromordinal(lo).isoformat(), "y": y,
                 "data_end": state["last"], "yearly_order": cfg.yearly_order, "weekly_order": cfg.weekly_order,
-                "samples": cfg.samples, "interval": cfg.interval,
+                "samples": cfg.samples, "interval": cfg.interval, "country": cust.country,
                 "seed": zlib.crc32(f"{cust.customer_id}|{cyc['start']}|{state['last']}".encode())}
 
     def apply_fit(self, state: dict | None, result: dict, ctx: Context) -> tuple[dict, list[dict]]:
@@ -244,22 +243,17 @@ class BillSpikeDetector(Detector):
         if cyc is None or result.get("cycle_start") != cyc["start"]:
             counts["stale_fits"] += 1
             return st, []
-        reason = result.get("reason", "cycle")
-        if reason == "confirm":
-            cyc["refits"] += 1
-            cyc["confirm_due"] = False
-        else:
-            cyc["fits"] += 1
+        cyc["fits"] += 1
         if result.get("error"):
             counts["fit_errors"] += 1
             return st, []
-        counts["fits" if reason == "cycle" else "refits"] += 1
+        counts["fits"] += 1
         st["fc"] = {k: result[k] for k in ("cycle_start", "data_end", "reason", "yhat", "tail_lo", "tail_hi")}
         if result.get("lo") is not None and result.get("hi") is not None:
             st["fc"]["lo"], st["fc"]["hi"] = result["lo"], result["hi"]
         cust = _Customer.of(ctx, cfg)
         last = date.fromisoformat(st["last"])
-        return st, self._decide(st, _History(st), cust, last, None, from_fit=True)
+        return st, self._decide(st, _History(st), cust, last, None)
 
     def usual(self, state: dict | None, start: date, end: date) -> dict | None:
         """The usual bill of the cycle ``[start, end)`` from a state's history, as :func:`usual_bill` gives
@@ -267,8 +261,8 @@ class BillSpikeDetector(Detector):
         return usual_bill(_History(state).get, start, end, self.config) if state else None
 
     # -- deciding ----------------------------------------------------------------------------------------
-    def _decide(self, st: dict, hist: "_History", cust: "_Customer", d: date, day_ts: int | None,
-                from_fit: bool) -> list[dict]:
+    def _decide(self, st: dict, hist: "_History", cust: "_Customer", d: date, day_ts: int | None
+                ) -> list[dict]:
         cfg = self.config
         cyc = st["cycle"]
         start, end = date.fromisoformat(cyc["start"]), date.fromisoformat(cyc["end"])
@@ -290,14 +284,10 @@ class BillSpikeDetector(Detector):
         usual_kwh = usual["kwh_per_day"] * length
         pct = proj["kwh"] / usual_kwh - 1 if usual_kwh > 0 else 0.0
         required = cust.alert_pct + cfg.early_margin_pct * (length - 1 - i) / length
-        if pct * 100 < required or proj["kwh"] - usual_kwh < cfg.min_excess_kwh:
-            return []
-        fresh = fc["data_end"] >= d.isoformat()
-        if not fresh and not from_fit and cyc["refits"] < cfg.max_refits:
-            cyc["confirm_due"] = True
+        if usual_kwh <= 0 or pct * 100 < required or proj["kwh"] - usual_kwh < cfg.min_excess_kwh \
+                or proj["ratio"] < cfg.min_level_ratio:
             return []
         cyc["alerted"] = True
-        cyc["confirm_due"] = False
         st["counts"]["alerts"] += 1
         return [self._finding(hist, cust, usual, proj, start, end, d, day_ts, pct, usual_kwh, required, fc)]
 
@@ -409,6 +399,8 @@ def _prophet_forecast(payload: dict) -> dict:
     m = Prophet(growth="linear", yearly_seasonality=payload["yearly_order"] if span >= 365 else False,
                 weekly_seasonality=payload["weekly_order"], daily_seasonality=False,
                 uncertainty_samples=payload["samples"], interval_width=payload["interval"])
+    if payload.get("country") and _known_country(payload["country"]):
+        m.add_country_holidays(country_name=payload["country"])
     m.fit(df)
     start, n = date.fromisoformat(payload["cycle_start"]), payload["cycle_days"]
     future = pd.DataFrame({"ds": pd.to_datetime([start + timedelta(days=i) for i in range(n)])})
@@ -427,6 +419,16 @@ def _prophet_forecast(payload: dict) -> dict:
             "hi": [round(float(max(b, y)), 3) for b, y in zip(day_hi, point)],
             "tail_lo": [round(float(v), 3) for v in lo] + [0.0],
             "tail_hi": [round(float(v), 3) for v in hi] + [0.0]}
+
+
+def _known_country(country: str) -> bool:
+    import holidays
+
+    try:
+        holidays.country_holidays(country)
+    except (NotImplementedError, KeyError, AttributeError):
+        return False
+    return True
 
 
 @contextlib.contextmanager
@@ -748,7 +750,7 @@ class _History:
 class _Customer:
     """What the detector reads from the customer record, with the contract's defaults."""
 
-    __slots__ = ("tz", "cycle_day", "price", "currency", "alert_pct", "customer_id", "meter_id")
+    __slots__ = ("tz", "cycle_day", "price", "currency", "alert_pct", "customer_id", "meter_id", "country")
 
     @classmethod
     def of(cls, ctx: Context | None, cfg: BillConfig) -> "_Customer":
@@ -765,4 +767,25 @@ class _Customer:
         self.alert_pct = float((c.get("preferences") or {}).get("bill_alert_pct") or cfg.default_alert_pct)
         self.customer_id = c.get("customer_id")
         self.meter_id = (ctx.meter_id if ctx is not None else None) or c.get("meter_id")
+        self.country = c.get("country") or _tz_country(self.tz)
         return self
+
+
+def _tz_country(tz: str) -> str | None:
+    """The ISO country code of an IANA timezone (the system's ``zone.tab``), or None."""
+    return _zone_countries().get(tz)
+
+
+@functools.lru_cache(maxsize=1)
+def _zone_countries() -> dict[str, str]:
+    out: dict[str, str] = {}
+    for base in ("/usr/share/zoneinfo", "/usr/lib/zoneinfo", "/usr/share/lib/zoneinfo"):
+        with contextlib.suppress(OSError):
+            with open(f"{base}/zone.tab", encoding="utf-8") as f:
+                for line in f:
+                    if line and not line.startswith("#"):
+                        parts = line.split("\t")
+                        if len(parts) >= 3:
+                            out[parts[2].strip()] = parts[0]
+            break
+    return out

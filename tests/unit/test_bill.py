@@ -109,8 +109,8 @@ def test_a_spike_from_mid_cycle_alerts_once_with_its_evidence(shared):
     assert ev["pct_above"] == pytest.approx(100 * (ev["projected_kwh"] / ev["usual_kwh"] - 1), abs=0.2)
     assert ev["driver"].startswith("night-time base load up ") and ev["driver"].endswith(" %")
     assert ev["drivers"]["night"] > 100 and ev["estimated_share"] == 0
-    # one cycle fit (in the fixture) and at most the allowed confirmation refits, all asked by fit_request
-    assert set(fits) <= {"confirm"} and len(fits) <= det.config.max_refits
+    # one fit per cycle, in the fixture: the alert comes from the daily path on the stored forecast
+    assert fits == []
     assert state["counts"]["alerts"] == 1
     json.dumps(f, allow_nan=False)
 
@@ -220,7 +220,7 @@ def test_apply_fit_ignores_a_result_for_another_cycle_and_survives_a_failed_fit(
                                            "data_end": "2026-03-07", "yhat": [1.0], "tail_lo": [0.0],
                                            "tail_hi": [0.0]}, CTX)
     assert found == [] and state["fc"] == started["fc"] and state["counts"]["stale_fits"] == 1
-    state, found = det.apply_fit(started, {"v": 1, "reason": "confirm", "cycle_start": CYCLE.isoformat(),
+    state, found = det.apply_fit(started, {"v": 1, "reason": "cycle", "cycle_start": CYCLE.isoformat(),
                                            "data_end": CYCLE.isoformat(), "error": "ValueError: boom"}, CTX)
     assert found == [] and state["counts"]["fit_errors"] == 1 and state["fc"] == started["fc"]
     assert fit({"reason": "cycle", "cycle_start": "2026-03-08", "first": "2026-03-01", "y": [None]})["error"]
@@ -246,3 +246,71 @@ def test_fit_is_quiet(shared, capfd):
 ])
 def test_cycle_bounds(d, cycle_day, expected):
     assert tuple(x.isoformat() for x in cycle_bounds(date.fromisoformat(d), cycle_day)) == expected
+
+
+def test_a_vacant_month_is_neither_the_usual_bill_nor_in_the_fit(shared):
+    """Last year's same period at near-zero use (an empty house): the usual bill comes from recent cycles, and
+    the fit leaves those days out."""
+    det = BillSpikeDetector(fit_spread_days=1)
+    vacant_from, vacant_to = date(2025, 3, 5), date(2025, 4, 10)
+    state = None
+    for day in span(HISTORY_FROM, CYCLE):
+        d = date.fromisoformat(day["date"])
+        if vacant_from <= d < vacant_to:
+            day = {**day, "kwh": 0.3, "night_kwh": 0.1, "evening_kwh": 0.1}
+        state, _ = det.process(state, [day], CTX)
+    usual = det.usual(state, CYCLE, CYCLE_END)
+    assert usual["basis"] == bill.BASIS_RECENT and usual["kwh_per_day"] > 8
+    state, _ = det.process(state, [usage(CYCLE)], CTX)
+    payload = det.fit_request(state, CTX)
+    first = date.fromisoformat(payload["first"])
+    y = {(first + timedelta(days=i)): v for i, v in enumerate(payload["y"])}
+    assert all(y[d] is None for d in y if vacant_from <= d < vacant_to)
+    assert all(v is not None for d, v in y.items() if not vacant_from <= d < vacant_to)
+
+
+def test_the_fit_has_the_holidays_of_the_customers_country(shared):
+    det, history, _ = shared
+    state, _ = det.process(history, [usage(CYCLE)], CTX)
+    assert det.fit_request(state, CTX)["country"] == "FR"                # from the Europe/Paris timezone
+    other = Context(meter_id="M000042", customer={**CUSTOMER, "country": "DE"})
+    assert det.fit_request(state, other)["country"] == "DE"              # the customer record says so
+    nowhere = Context(meter_id="M000042", customer={**CUSTOMER, "timezone": "UTC"})
+    assert det.fit_request(state, nowhere)["country"] is None
+    assert bill._known_country("FR") and not bill._known_country("XX")
+
+
+def test_the_evaluations_decision_model_is_the_detectors(shared):
+    """benchmarks.bill_eval.decide (which the cross-validation runs over a grid) alerts on the same day as the
+    detector, for several parameter sets and spikes."""
+    from benchmarks.bill_eval import decide
+
+    _, _, started = shared
+    fc = started["fc"]
+    for params in ({"ratio_days": 3, "early_margin_pct": 20.0, "min_level_ratio": 1.0},
+                   {"ratio_days": 7, "early_margin_pct": 10.0, "min_level_ratio": 1.2}):
+        det = BillSpikeDetector(fit_spread_days=1, **params)
+        usual = det.usual(started, CYCLE, CYCLE_END)["kwh_per_day"] * LENGTH
+        for factor in (1.0, 1.6, 1.9, 2.5):
+            days = [usage(CYCLE)] + span(CYCLE + timedelta(days=1), MID) + span(MID, CYCLE_END, factor=factor)
+            _, found = drive(det, copy.deepcopy(started), days[1:])
+            got = None if not found else LENGTH - 1 - found[0]["evidence"]["days_left"]
+            kwh = [d["kwh"] for d in days]
+            usable = [d["intervals"] >= 0.9 * d["expected_intervals"] for d in days]
+            assert decide(kwh, usable, fc["yhat"], usual, params) == got, (params, factor)
+
+
+def test_the_customers_own_threshold_decides(shared):
+    """x1.9 from mid-cycle: a bill ~45 % above usual alerts at the default 30 %, not for a customer who set 60 %,
+    and the alert says which threshold it used."""
+    det, _, started = shared
+    days = span(CYCLE + timedelta(days=1), MID) + span(MID, CYCLE_END, factor=1.9)
+    _, found = drive(det, copy.deepcopy(started), days)
+    assert len(found) == 1 and found[0]["evidence"]["alert_pct"] == 30
+    picky = Context(meter_id="M000042", customer={**CUSTOMER, "preferences": {"bill_alert_pct": 60}})
+    state = copy.deepcopy(started)
+    found = []
+    for d in days:
+        state, f = det.process(state, [d], picky)
+        found += f
+    assert found == [] and state["counts"]["alerts"] == 0

@@ -1,0 +1,64 @@
+"""The evaluation's own arithmetic (benchmarks.bill_eval): the spike injections, the naive rule, Wilson
+intervals and the choice of parameters on training households only. No shared data needed."""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmarks.bill_eval import BILL_TARGET, _choose, inject, naive, wilson
+
+
+def cycle(kwh, usual_per_day=10.0):
+    return {"kwh": kwh, "mid": len(kwh) // 2, "length": len(kwh), "usual_kwh": usual_per_day * len(kwh)}
+
+
+@pytest.mark.parametrize("case", ["step to +40 %", "ramp to +40 %", "base load to +40 %"])
+def test_injections_to_a_bill_target_reach_it_from_mid_cycle(case):
+    c = cycle([10.0] * 14 + [None] + [10.0] * 15)
+    kwh, _, bill = inject(c, case)
+    assert kwh[:15] == c["kwh"][:15] and kwh[14] is None
+    assert sum(k for k in kwh if k is not None) == pytest.approx(BILL_TARGET * c["usual_kwh"], abs=0.02)
+    assert bill == pytest.approx(BILL_TARGET - 1, abs=1e-4)
+    tail = kwh[15:]
+    if case.startswith("ramp"):
+        assert all(a < b for a, b in zip(tail, tail[1:]))
+    else:
+        assert len(set(round(k, 9) for k in tail)) == 1
+
+
+def test_a_fixed_step_multiplies_the_second_half():
+    kwh, f, bill = inject(cycle([10.0] * 30), "step x1.8")
+    assert f == 1.8 and kwh[14] == 10.0 and kwh[15] == pytest.approx(18.0)
+    assert bill == pytest.approx((150 + 15 * 18) / 300 - 1)
+
+
+def test_the_naive_rule_projects_the_cycle_so_far():
+    prev = [10.0] * 31
+    assert naive([10.0] * 30, prev) is None
+    # from day 10 at 20 kWh: so far / days x 30 > 310 x 1.3 = 403 first on day 15 (the window is 7 .. 22)
+    kwh = [10.0] * 10 + [20.0] * 20
+    i = naive(kwh, prev)
+    assert i == 15 and sum(kwh[:i + 1]) / (i + 1) * 30 > 1.3 * 310 >= sum(kwh[:i]) / i * 30
+    assert naive([50.0] * 30, prev) == 7                         # never in the first 7 days
+    assert naive([10.0] * 23 + [99.0] * 7, prev) is None        # nor in the last 7
+    assert naive([50.0] * 30, [None] * 31) is None               # no last cycle, no rule
+
+
+def test_wilson_interval():
+    lo, hi = wilson(45, 50)
+    assert 0.78 < lo < 0.79 and 0.95 < hi < 0.96
+    assert wilson(0, 10)[0] == 0.0 and wilson(10, 10)[1] == 1.0
+
+
+def test_parameters_are_chosen_on_the_training_households_only():
+    """Two grid points: 0 alerts falsely on household a, 1 misses on b. Trained on a alone, point 1 wins;
+    on b alone, point 0: what the held-out households do never enters the choice."""
+    def outcome(untouched, found):
+        return {"natural": False, "untouched": untouched,
+                "cases": {"step to +40 %": {"days": found, "mid": 15}}}
+
+    table = {"a": [outcome([20, None], [None, 16])] + [outcome([None, None], [16, 16])] * 9,
+             "b": [outcome([None, None], [16, None])] * 10}
+    grid = [{"p": 0}, {"p": 1}]
+    assert _choose(table, ["a"], grid) == 1
+    assert _choose(table, ["b"], grid) == 0
