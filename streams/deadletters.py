@@ -334,8 +334,9 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 def register(sub) -> None:
     p = sub.add_parser("dlq", help="list dead letters by topic and reason; replay them to their source topics",
                        description="Dead letters of the worker (gridwatch.dlq): `list` them by source topic and "
-                                   "reason (invalid: the input is wrong; internal: not the input's fault, retries "
-                                   "ran out; refused: refused by rule), `replay` the ones a fix made processable. "
+                                   "reason (invalid: the input is wrong; internal: not the input's fault, after the "
+                                   "notify stage's retries; refused: refused by rule), `replay` the ones a fix made "
+                                   "processable. "
                                    "Repeats of one bad input share an id and are shown and replayed once.")
     actions = p.add_subparsers(dest="dlq_command", metavar="ACTION", required=True)
     lp = actions.add_parser("list", help="dead letters, one line per distinct bad input",

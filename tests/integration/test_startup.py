@@ -168,8 +168,17 @@ def test_dlq_replay_of_a_dead_lettered_notify_request_sends_the_sms_once(pipelin
     assert "injected fault" in dead["error"] and dead["key"] == cust["customer_id"]
     assert pipeline.sandbox_messages() == []
 
+    # the same bad input twice (as after a crash before the commit): recognisably one input, shown once
+    for _ in range(2):
+        pipeline.send("meter.readings", "M000001", "{not json")
+    pipeline.flush()
+    bad = [r for r in pipeline.read("gridwatch.dlq", lambda rs: len(rs) >= 3, timeout=120) if r["reason"] == "invalid"]
+    assert bad[0]["dlq_id"] == bad[1]["dlq_id"] and bad[0]["offset"] != bad[1]["offset"]
+    assert bad[0]["reason"] == "invalid" and bad[0]["payload"] == "{not json"
+
     listed = dlq_cli(pipeline, "list")
     assert f"{pipeline.topic('gridwatch.notify-requests')}" in listed and "internal  pending" in listed
+    assert f"{bad[0]['dlq_id'][:12]}  invalid   pending   x2" in listed and listed.count(bad[0]["dlq_id"][:12]) == 1
     out = dlq_cli(pipeline, "replay", "--topic", "gridwatch.notify-requests")
     assert "1 dead letter(s) replayed" in out
     pipeline.read("notifications", lambda rs: any(r["status"] == "sent" for r in rs))
@@ -177,8 +186,33 @@ def test_dlq_replay_of_a_dead_lettered_notify_request_sends_the_sms_once(pipelin
 
     assert "0 dead letter(s) replayed" in dlq_cli(pipeline, "replay", "--topic", "gridwatch.notify-requests")
     assert "internal  replayed" in dlq_cli(pipeline, "list")
-    assert "1 dead letter(s) replayed" in dlq_cli(pipeline, "replay", "--all", "--again")
+    assert "1 dead letter(s) replayed" in dlq_cli(pipeline, "replay", "--reason", "internal", "--again")
     notes = [n for n in pipeline.settle("notifications", seconds=3) if n["status"] != "delivered"]
     assert [n["status"] for n in notes] == ["sent"]
     assert len(pipeline.sandbox_messages()) == 1
-    assert records_on(pipeline.settings, "gridwatch.dlq") == 1
+    assert records_on(pipeline.settings, "gridwatch.dlq") == 3  # the notify request and the bad input twice
+
+
+def test_the_worker_refuses_to_start_without_a_changelog_topic_and_says_which(kafka_broker, tmp_path):
+    """Every topic but one table's changelog: the worker does not start processing (exit 2) and names it."""
+    from kafka.admin import KafkaAdminClient
+
+    from streams.topics import changelog_topic, topic_specs
+
+    settings = dataclasses.replace(Settings(), bootstrap_servers=kafka_broker,
+                                   topic_prefix=f"nocl{uuid.uuid4().hex[:8]}.")
+    specs = topic_specs(settings)
+    missing = changelog_topic(settings, "contacts")
+    del specs[missing]
+    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_list)
+    try:
+        admin.create_topics(specs, wait_for_metadata=True)
+    finally:
+        admin.close()
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_broker, "GRIDWATCH_RUN_DIR": str(tmp_path),
+           "GRIDWATCH_TOPIC_PREFIX": settings.topic_prefix}
+    proc = subprocess.run([sys.executable, "-m", "gridwatch.cli", "worker"], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert f"topic '{missing}' is missing: run `gridwatch topics create`" in proc.stdout
+    assert "1 topic problem(s)" in proc.stdout
