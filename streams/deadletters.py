@@ -47,7 +47,7 @@ INVALID, INTERNAL, REFUSED = "invalid", "internal", "refused"
 #: Header of a record `dlq replay` put back on its source topic: the dead letter's id.
 REPLAY_HEADER = "gridwatch-replay-of"
 #: The notify stage's retries of an internal error stop when the next would start after this (seconds).
-RETRY_DEADLINE_S = float(os.environ.get("GRIDWATCH_RETRY_DEADLINE_S", "120"))
+RETRY_DEADLINE_S = float(os.environ.get("GRIDWATCH_RETRY_DEADLINE_S", "60"))
 
 
 class TransientError(RuntimeError):
