@@ -131,6 +131,17 @@ def create_topics(settings: Settings | None = None) -> dict[str, str]:
     return {name: result[name] for name in names}
 
 
+def consumer_gaps(app, settings: Settings) -> list[str]:
+    """Topics of the worker that its (started) Faust consumer knows with another partition count than they
+    have: a table writing to one of them fails with PartitionsMismatch. Empty when all is well."""
+    gaps = []
+    for name, spec in topic_specs(settings).items():
+        known = app.consumer.topic_partitions(name)  # None: not subscribed by this consumer
+        if known is not None and known != spec["num_partitions"]:
+            gaps.append(f"{name} ({known} partitions known, {spec['num_partitions']} expected)")
+    return gaps
+
+
 def cluster_id(settings: Settings | None = None) -> str:
     """The Kafka cluster's id: local state (RocksDB offsets) is only valid against the cluster it came from."""
     settings = settings or Settings()

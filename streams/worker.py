@@ -243,6 +243,18 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
 
         return await deadletters.with_retries(fn, on_retry=on_retry)
 
+    @app.on_partitions_assigned.connect
+    async def check_metadata(app, assigned, **kwargs):
+        """Say whether the consumer knows every topic with its partitions (streams/topics.py: why)."""
+        from streams.topics import consumer_gaps
+
+        gaps = consumer_gaps(app, s)
+        if gaps:
+            log.error("metadata: topics known with the wrong partition count, table writes on them fail "
+                      "until the next metadata refresh: %s", "; ".join(gaps))
+        else:
+            log.info("metadata: every topic of the worker known with its partitions")
+
     # -- customers and the meter directory --------------------------------------------------------
     @app.agent(customers_t, name="customers")
     async def on_customers(stream):

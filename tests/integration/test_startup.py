@@ -113,6 +113,9 @@ def test_the_notice_reaches_every_opted_in_customer_on_ten_fresh_starts(kafka_br
                 sent = [n["customer_id"] for n in notes if n["status"] == "sent"]
                 assert sorted(sent) == sorted(told), f"start {run + 1}: {notes}"
                 assert records_on(settings, "gridwatch.dlq") == 0, f"start {run + 1}"
+                log = pipe.log_tail("worker", 2000)
+                assert "metadata: every topic of the worker known with its partitions" in log, f"start {run + 1}"
+                assert "metadata: topics known with the wrong partition count" not in log, f"start {run + 1}"
                 timings.append(time.monotonic() - started)
             except AssertionError:
                 sys.stderr.write(f"\n--- start {run + 1}: worker.log (tail) ---\n{pipe.log_tail('worker', 80)}\n")
