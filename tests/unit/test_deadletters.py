@@ -36,6 +36,11 @@ def test_a_dead_letter_carries_what_a_replay_needs_and_repeats_share_its_id():
     key, rec = dl.letter(topic="p.gridwatch.notify-requests", partition=3, offset=17, key=b"C1", value=raw,
                          error="boom", reason=dl.INTERNAL, stage="notify")
     assert key.decode() == rec["dlq_id"]
+    from gridwatch.contract import check
+
+    check("gridwatch.dlq", json.loads(json.dumps(rec)))  # the contract's schema
+    with pytest.raises(ContractError):
+        check("gridwatch.dlq", {**rec, "reason": "bad luck"})
     assert base64.b64decode(rec["value_b64"]) == raw and base64.b64decode(rec["key_b64"]) == b"C1"
     assert (rec["topic"], rec["partition"], rec["offset"], rec["stage"], rec["reason"]) == (
         "p.gridwatch.notify-requests", 3, 17, "notify", "internal")
