@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "streams.demo",        # demo
     "detectors.cli",       # detectors list, backtest
     "streams.operator",    # silence add|list|expire, alert ack|resolve|list
+    "streams.deadletters", # dlq list|replay
     "console.app",         # console (the operations console's web API and pages)
 )
 

@@ -43,11 +43,18 @@ SILENCES = "gridwatch.silences"
 ALERT_ACTIONS = "gridwatch.alert-actions"
 # internal: what the detectors say about an alert before the operator's lifecycle is applied, keyed by alert_id
 FINDINGS = "gridwatch.findings"
+# internal: which dead letters `gridwatch dlq replay` re-drove (compacted), keyed by the dead letter's id
+DLQ_REPLAYS = "gridwatch.dlq-replays"
 
 CONTRACT_TOPICS = (READINGS, EVENTS, CUSTOMERS, ALERTS, NOTIFICATIONS, FEEDBACK, DLQ)
 INTERNAL_TOPICS = (METER_DIRECTORY, METER_STATUS, NOTIFY_REQUESTS, PROVIDER_EVENTS, SENT, DAILY_USAGE, REPORTS,
-                   PHONE_DIRECTORY, INBOUND, CUSTOMER_REPLIES, SILENCES, ALERT_ACTIONS, FINDINGS)
-COMPACTED_TOPICS = (CUSTOMERS, METER_DIRECTORY, PHONE_DIRECTORY, SILENCES)
+                   PHONE_DIRECTORY, INBOUND, CUSTOMER_REPLIES, SILENCES, ALERT_ACTIONS, FINDINGS, DLQ_REPLAYS)
+COMPACTED_TOPICS = (CUSTOMERS, METER_DIRECTORY, PHONE_DIRECTORY, SILENCES, DLQ_REPLAYS)
+# The worker's Faust tables: each has a changelog topic ``<app id>-<table>-changelog``, created up front with
+# the other topics (streams/topics.py) so no table write can race its topic's creation. The worker refuses to
+# start with a table not listed here.
+TABLES = ("customers", "meters", "parked", "parked-events", "meter-state", "transformers", "feeders", "bills",
+          "watermarks", "outbox", "deliveries", "phones", "deferred", "lifecycle", "contacts")
 
 
 def _project_dir() -> Path:

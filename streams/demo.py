@@ -256,7 +256,7 @@ def describe(topic: str, v: dict) -> str:
     if topic.endswith(names.FEEDBACK):
         what = f"rating {v['rating']}" if v.get("rating") else v["intent"]
         return f"REPLY {v['customer_id']}: {what} ({v['body']!r}, about {v['alert_id']})"
-    return f"DLQ   {v['topic']}[{v['partition']}]@{v['offset']}: {v['error']}"
+    return f"DLQ   ({v.get('reason', 'invalid')}) {v['topic']}[{v['partition']}]@{v['offset']}: {v['error']}"
 
 
 def register(sub) -> None:

@@ -1,10 +1,15 @@
 """Topic administration: create gridwatch's topics up front and check them before processing.
 
-Why explicit: Faust creates only its own internal topics (changelogs, repartitions), and a table
-whose source topic has another partition count than ``topic_partitions`` fails with
+Why explicit: a table whose source topic has another partition count than its changelog fails with
 PartitionsMismatch — or, worse, co-partitioned streams silently stop lining up. So every contract
 and internal topic is created here with ``Settings.partitions`` partitions (the broker never
 auto-creates topics), and ``verify_topics`` names every discrepancy with the command that fixes it.
+
+Faust's own topics (a changelog per table, the leader-election topic) are created here too. Left to Faust,
+they are created while the worker starts, after its consumer may already have fetched metadata without
+them: a table write then compares its source topic's partitions with a changelog of "0 partitions" and
+fails with PartitionsMismatch until the next metadata refresh, minutes later. Created up front, and checked
+(leaders elected) before the worker starts, they are in the consumer's first metadata.
 
 Uses kafka-python 3.x's KafkaAdminClient (the dict form of ``create_topics``; 2.x's NewTopic list
 is deprecated there).
@@ -18,7 +23,7 @@ import logging
 import sys
 from typing import TYPE_CHECKING, Iterator
 
-from gridwatch.config import COMPACTED_TOPICS, CONTRACT_TOPICS, INTERNAL_TOPICS, Settings
+from gridwatch.config import COMPACTED_TOPICS, CONTRACT_TOPICS, INTERNAL_TOPICS, TABLES, Settings
 
 if TYPE_CHECKING:
     from kafka.admin import KafkaAdminClient
@@ -26,6 +31,7 @@ if TYPE_CHECKING:
 ALL_TOPICS = CONTRACT_TOPICS + INTERNAL_TOPICS
 REPLICATION_FACTOR = 1  # one broker locally and in docker-compose
 ERR_TOPIC_ALREADY_EXISTS = 36
+LEADER_WAIT_MS = 30000  # verify_topics: how long partitions of existing topics may take to get a leader
 
 
 class TopicsError(RuntimeError):
@@ -37,19 +43,33 @@ def topic_configs(name: str) -> dict[str, str]:
     return {"cleanup.policy": "compact"} if name in COMPACTED_TOPICS else {}
 
 
+def _spec(partitions: int, configs: dict[str, str]) -> dict:
+    return {"num_partitions": partitions, "replication_factor": REPLICATION_FACTOR, "configs": configs}
+
+
+def changelog_topic(settings: Settings, table: str) -> str:
+    """The changelog topic Faust gives a table of the worker (``<app id>-<table>-changelog``)."""
+    return f"{settings.app_id}-{table}-changelog"
+
+
+def faust_topics(settings: Settings) -> dict[str, dict]:
+    """Faust's own topics of the worker: a compacted changelog per table (as Faust makes them) with the
+    worker's partitions, and the leader-election topic (one partition)."""
+    specs = {changelog_topic(settings, t): _spec(settings.partitions, {"cleanup.policy": "compact"})
+             for t in TABLES}
+    specs[f"{settings.app_id}-__assignor-__leader"] = _spec(1, {})
+    return specs
+
+
 def topic_specs(settings: Settings) -> dict[str, dict]:
     """The CreateTopics request body, in kafka-python's dict form (pure, for tests)."""
-    return {
-        settings.topic(name): {"num_partitions": settings.partitions,
-                               "replication_factor": REPLICATION_FACTOR,
-                               "configs": topic_configs(name)}
-        for name in ALL_TOPICS
-    }
+    specs = {settings.topic(name): _spec(settings.partitions, topic_configs(name)) for name in ALL_TOPICS}
+    return {**specs, **faust_topics(settings)}
 
 
 def deployed_names(settings: Settings) -> list[str]:
     """Every topic gridwatch uses, as named on the cluster (with GRIDWATCH_TOPIC_PREFIX)."""
-    return [settings.topic(name) for name in ALL_TOPICS]
+    return list(topic_specs(settings))
 
 
 @contextlib.contextmanager
@@ -111,6 +131,17 @@ def create_topics(settings: Settings | None = None) -> dict[str, str]:
     return {name: result[name] for name in names}
 
 
+def consumer_gaps(app, settings: Settings) -> list[str]:
+    """Topics of the worker that its (started) Faust consumer knows with another partition count than they
+    have: a table writing to one of them fails with PartitionsMismatch. Empty when all is well."""
+    gaps = []
+    for name, spec in topic_specs(settings).items():
+        known = app.consumer.topic_partitions(name)  # None: not subscribed by this consumer
+        if known is not None and known != spec["num_partitions"]:
+            gaps.append(f"{name} ({known} partitions known, {spec['num_partitions']} expected)")
+    return gaps
+
+
 def cluster_id(settings: Settings | None = None) -> str:
     """The Kafka cluster's id: local state (RocksDB offsets) is only valid against the cluster it came from."""
     settings = settings or Settings()
@@ -122,23 +153,34 @@ def verify_topics(settings: Settings | None = None) -> None:
     """Raise TopicsError listing every missing topic, wrong partition count or wrong cleanup policy."""
     from kafka.admin import ConfigResource, ConfigResourceType
 
+    from kafka.errors import KafkaTimeoutError
+
     settings = settings or Settings()
     problems: list[str] = []
-    names = deployed_names(settings)
+    specs = topic_specs(settings)
     with _admin(settings) as client:
-        found = _describe(client, names)
-        for name in names:
+        found = _describe(client, specs)
+        for name, spec in specs.items():
             topic = found.get(name)
             if topic is None:
                 problems.append(f"topic '{name}' is missing: run `gridwatch topics create`")
                 continue
-            count = len(topic.get("partitions") or [])
-            if count != settings.partitions:
+            count, wanted = len(topic.get("partitions") or []), spec["num_partitions"]
+            if count != wanted:
                 problems.append(
                     f"topic '{name}' has {count} partitions, gridwatch is configured for "
-                    f"{settings.partitions} (GRIDWATCH_PARTITIONS): set GRIDWATCH_PARTITIONS={count} "
+                    f"{wanted} (GRIDWATCH_PARTITIONS): set GRIDWATCH_PARTITIONS={count} "
                     f"or recreate the topic")
+        if found and not problems:
+            # every partition led, so the worker's first metadata knows all of them (topics just created
+            # by someone else may still be electing leaders)
+            try:
+                client.wait_for_topics(list(found), timeout_ms=LEADER_WAIT_MS)
+            except KafkaTimeoutError as exc:
+                problems.append(f"topics without a leader after {LEADER_WAIT_MS // 1000} s: {exc}")
         compacted = [settings.topic(name) for name in COMPACTED_TOPICS if settings.topic(name) in found]
+        compacted += [name for name, spec in faust_topics(settings).items()
+                      if spec["configs"].get("cleanup.policy") == "compact" and name in found]
         if compacted:
             resources = [ConfigResource(ConfigResourceType.TOPIC, name, ["cleanup.policy"]) for name in compacted]
             configs = client.describe_configs(resources, config_filter="all").get("topic", {})
@@ -181,7 +223,8 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     except TopicsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(f"all {len(ALL_TOPICS)} topics present with {settings.partitions} partitions")
+    print(f"all {len(deployed_names(settings))} topics present with {settings.partitions} partitions "
+          f"(the leader-election topic: 1)")
     return 0
 
 
@@ -189,8 +232,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``gridwatch topics create|verify``."""
     parser = subparsers.add_parser(
         "topics", help="create or verify gridwatch's Kafka topics",
-        description="Manage the contract and internal topics on KAFKA_BOOTSTRAP_SERVERS. Every topic has "
-                    "GRIDWATCH_PARTITIONS partitions (default 8); customers and the meter and phone directories are compacted.")
+        description="Manage the contract and internal topics on KAFKA_BOOTSTRAP_SERVERS, and the worker's Faust "
+                    "topics (table changelogs, leader election). Every topic has GRIDWATCH_PARTITIONS partitions "
+                    "(default 8; the leader-election topic 1); customers, the meter and phone directories and the "
+                    "changelogs are compacted.")
     actions = parser.add_subparsers(dest="topics_command", metavar="ACTION", required=True)
     p = actions.add_parser(
         "create", help="create the topics that are missing (existing ones are left alone)",

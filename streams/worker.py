@@ -41,6 +41,7 @@ from gridwatch.config import Settings
 from gridwatch.contract import ContractError, MeterEvent, decode_customer, decode_event, decode_readings
 from notifiers.path import RESTORATION_KINDS, NotificationPath, Policy
 from notifiers.privacy import mask_phone
+from streams import deadletters
 from streams.watermarks import PartitionClock
 
 log = logging.getLogger("gridwatch.worker")
@@ -74,12 +75,6 @@ def _dumps(value: dict) -> bytes:
 def _utc_now() -> str:
     """Wall-clock time of a record we create (RFC 3339, UTC): when it happened, not event time."""
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _text(raw: bytes | None) -> str | None:
-    if raw is None:
-        return None
-    return raw.decode("utf-8", errors="replace")
 
 
 def _rfc3339(epoch: float) -> str:
@@ -210,25 +205,55 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
 
     pacer = Pacer(s.sms_per_second)
 
-    async def dead_letter(msg, error: str) -> None:
+    faults = deadletters.Faults.from_env()  # failures injected by tests only (GRIDWATCH_FAULTS)
+    if faults.left:
+        log.warning("GRIDWATCH_FAULTS is set: injecting %s", faults.left)
+
+    async def dead_letter(msg, error: str, reason: str = deadletters.REFUSED, stage: str = "") -> None:
         stats["dlq"] += 1
-        log.warning("dead letter %s[%s]@%s: %s", msg.topic, msg.partition, msg.offset, error)
-        await dlq_t.send(key=msg.key, value=_dumps({
-            "topic": msg.topic, "partition": msg.partition, "offset": msg.offset,
-            "key": _text(msg.key), "payload": _text(msg.value), "error": error}))
+        log.warning("dead letter (%s) %s[%s]@%s: %s", reason, msg.topic, msg.partition, msg.offset, error)
+        key, value = deadletters.letter(topic=msg.topic, partition=msg.partition, offset=msg.offset, key=msg.key,
+                                        value=msg.value, error=error, reason=reason, stage=stage)
+        await dlq_t.send(key=key, value=_dumps(value))
 
     @contextlib.asynccontextmanager
     async def guard(msg, stage: str):
-        """Per message: a contract error or any failure becomes a dead letter with the reason, and the
-        agent carries on. (An exception escaping a Faust agent would still acknowledge the message.)"""
+        """Per message: a failure becomes a dead letter with its reason (streams/deadletters.py: the input
+        is invalid, or an internal error), and the agent carries on. (An exception escaping a Faust agent
+        would still acknowledge the message.)"""
         try:
             yield
         except ContractError as exc:
-            await dead_letter(msg, str(exc))
+            await dead_letter(msg, str(exc), deadletters.INVALID, stage)
         except Exception as exc:  # noqa: BLE001
-            log.exception("%s: unexpected error at %s[%s]@%s", stage, msg.topic, msg.partition, msg.offset)
+            if deadletters.classify(exc) == deadletters.INVALID:
+                await dead_letter(msg, f"invalid input in {stage}: {exc!r}", deadletters.INVALID, stage)
+                return
+            log.exception("%s: internal error at %s[%s]@%s", stage, msg.topic, msg.partition, msg.offset)
             stats[f"errors_{stage}"] += 1
-            await dead_letter(msg, f"internal error in {stage}: {exc!r}")
+            await dead_letter(msg, f"internal error in {stage}: {exc!r}", deadletters.INTERNAL, stage)
+
+    async def retrying(msg, stage: str, fn):
+        """``fn()`` again after an internal error (a table write, a broker or metadata error), with back-off
+        under GRIDWATCH_RETRY_DEADLINE_S: logged and counted, a dead letter only when the deadline passed."""
+        def on_retry(attempt, exc, wait):
+            stats[f"retries_{stage}"] += 1
+            log.warning("%s: internal error at %s[%s]@%s (attempt %d), retrying in %.1f s: %r", stage, msg.topic,
+                        msg.partition, msg.offset, attempt, wait, exc)
+
+        return await deadletters.with_retries(fn, on_retry=on_retry)
+
+    @app.on_partitions_assigned.connect
+    async def check_metadata(app, assigned, **kwargs):
+        """Say whether the consumer knows every topic with its partitions (streams/topics.py: why)."""
+        from streams.topics import consumer_gaps
+
+        gaps = consumer_gaps(app, s)
+        if gaps:
+            log.error("metadata: topics known with the wrong partition count, table writes on them fail "
+                      "until the next metadata refresh: %s", "; ".join(gaps))
+        else:
+            log.info("metadata: every topic of the worker known with its partitions")
 
     # -- customers and the meter directory --------------------------------------------------------
     @app.agent(customers_t, name="customers")
@@ -554,7 +579,7 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
                 else:
                     rec, error = apply_action(current, body)
                     if error:
-                        await dead_letter(msg, f"alert action refused: {error}")
+                        await dead_letter(msg, f"alert action refused: {error}", deadletters.REFUSED, "lifecycle")
                         continue
                     stats[f"actions_{body.get('action')}"] += 1
                     if rec is not None and rec["alert_id"] != aid:  # a new alert (a reopened outage)
@@ -605,6 +630,7 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
             return outbox_tb.get(key)
 
         def set_outbox(self, key, value):
+            faults.hit("notify.table-write")
             outbox_tb[key] = value
 
         def usage(self, cid):
@@ -683,7 +709,7 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
         async for event in stream.events():
             msg = event.message
             async with guard(msg, "notify"):
-                await path.handle(json.loads(msg.value))
+                await retrying(msg, "notify", lambda: path.handle(json.loads(msg.value)))
 
     released: set[str] = set()  # outbox keys whose release was asked for (in memory; a repeat is harmless)
 
@@ -846,6 +872,10 @@ def run(args) -> int:
         print(f"gridwatch worker: {exc}")
         return 2
     app = build_app(settings, web_port=args.web_port, cluster=cluster)
+    unlisted = sorted(set(app.tables) - set(topics.TABLES))
+    if unlisted:  # its changelog would be left to Faust to create while the worker starts: a race
+        print(f"gridwatch worker: table(s) {', '.join(unlisted)} missing from gridwatch.config.TABLES")
+        return 2
     from faust.worker import Worker
 
     worker = Worker(app, loglevel=args.loglevel, quiet=True)

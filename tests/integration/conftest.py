@@ -147,7 +147,9 @@ def pipeline(kafka_broker, tmp_path, request):
     procs.start("webhooks", gridwatch_argv("webhooks", "--port", str(hook_port)), env,
                 settings.run_dir / "webhooks.log")
     assert wait_http(settings.webhook_url + "/health", 30), "webhooks did not start"
-    procs.start("worker", gridwatch_argv("worker"), env, settings.run_dir / "worker.log")
+    worker_env = request.node.get_closest_marker("worker_env")
+    procs.start("worker", gridwatch_argv("worker"), {**env, **(worker_env.kwargs if worker_env else {})},
+                settings.run_dir / "worker.log")
     pipe = Pipeline(settings, env, procs)
     yield pipe
     failed = getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed

@@ -110,13 +110,27 @@ def test_stop_never_touches_a_process_it_did_not_start(tmp_path):
 
 
 def test_topic_specs_cover_every_topic_with_configured_partitions():
-    specs = topics.topic_specs(Settings(partitions=6))
-    assert set(specs) == set(CONTRACT_TOPICS + INTERNAL_TOPICS)
+    settings = Settings(partitions=6)
+    specs = topics.topic_specs(settings)
+    faust = topics.faust_topics(settings)
+    assert set(specs) == set(CONTRACT_TOPICS + INTERNAL_TOPICS) | set(faust)
     for name, spec in specs.items():
-        assert spec["num_partitions"] == 6
         assert spec["replication_factor"] == 1
+        if name in faust:
+            continue
+        assert spec["num_partitions"] == 6
         expected = {"cleanup.policy": "compact"} if name in COMPACTED_TOPICS else {}
         assert spec["configs"] == expected, name
+
+
+def test_faust_topics_are_a_compacted_changelog_per_table_and_the_leader_topic():
+    from gridwatch.config import TABLES
+
+    faust = topics.faust_topics(Settings(partitions=6, topic_prefix="p."))
+    assert set(faust) == {f"p.gridwatch-{t}-changelog" for t in TABLES} | {"p.gridwatch-__assignor-__leader"}
+    assert faust["p.gridwatch-contacts-changelog"] == {"num_partitions": 6, "replication_factor": 1,
+                                                       "configs": {"cleanup.policy": "compact"}}
+    assert faust["p.gridwatch-__assignor-__leader"]["num_partitions"] == 1
 
 
 def _parser() -> argparse.ArgumentParser:
