@@ -9,12 +9,12 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 
 import pytest
 
 from gridwatch.config import Settings
 from tests.integration.conftest import free_port
+from tests.prefixes import fresh_prefix
 
 pytestmark = pytest.mark.integration
 
@@ -95,7 +95,7 @@ def test_the_notice_reaches_every_opted_in_customer_on_ten_fresh_starts(kafka_br
         assert wait_http(base.sandbox_url + "/sandbox/messages", 30), "SMS sandbox did not start"
         for run in range(10):
             started = time.monotonic()
-            settings = dataclasses.replace(base, topic_prefix=f"st{uuid.uuid4().hex[:8]}.",
+            settings = dataclasses.replace(base, topic_prefix=fresh_prefix("st", base.bootstrap_servers),
                                            run_dir=tmp_path / f"run{run}")
             create_topics(settings)
             run_env = {**env, "GRIDWATCH_TOPIC_PREFIX": settings.topic_prefix,
@@ -203,7 +203,7 @@ def test_the_worker_refuses_to_start_without_a_changelog_topic_and_says_which(ka
     from streams.topics import changelog_topic, topic_specs
 
     settings = dataclasses.replace(Settings(), bootstrap_servers=kafka_broker,
-                                   topic_prefix=f"nocl{uuid.uuid4().hex[:8]}.")
+                                   topic_prefix=fresh_prefix("nocl", kafka_broker))
     specs = topic_specs(settings)
     missing = changelog_topic(settings, "contacts")
     del specs[missing]
