@@ -254,15 +254,17 @@ class FeederStage:
         return {m["partition"] for m in feeder["members"].values() if m.get("partition") is not None}
 
     def _ctx(self, feeder: dict, transformers: dict[str, dict]) -> Context:
-        last_seen, gaps = {}, {}
+        last_seen, gaps, cadence = {}, {}, {}
         for tst in transformers.values():
             for m, rec in (tst or {}).get("members", {}).items():
                 if rec.get("last_seen") is not None:
                     last_seen[m] = rec["last_seen"]
                 if rec.get("gaps"):
                     gaps[m] = rec["gaps"]
+                if rec.get("span"):
+                    cadence[m] = rec["span"]
         return Context(feeder_id=feeder["feeder_id"], members=feeder["members"], last_seen=last_seen,
-                       gaps=gaps)
+                       gaps=gaps, cadence=cadence)
 
     def advance(self, feeder: dict, transformers: dict[str, dict], watermark: int
                 ) -> tuple[dict, dict[str, dict], list[dict]]:
