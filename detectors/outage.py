@@ -377,6 +377,20 @@ class OutageDetector(Detector):
         return [m for m, how in inc["meters"].items() if m in out or (
             how == IN_SCOPE and not self._alive_after(st["events"].get(m, []), _as_int(seen.get(m)), since, t))]
 
+    def _transformer_out(self, tid: str | None, out: dict, members: dict) -> list[str] | None:
+        """The transformer's dark meters when it is out: most of its meters out, or at least ``majority``
+        of them (and ``min_meters``) sent a last gasp — so many meters of one transformer losing power in
+        the same moment is the transformer, not each of them. None when it is not out."""
+        if tid is None:
+            return None
+        ms = [m for m in members if _transformer(members, m) == tid]
+        dark = [m for m in ms if m in out]
+        gasped = sum(out[m][1] == LAST_GASP for m in dark)
+        if self._most(len(dark), len(ms)) or (
+                gasped >= max(self.config.min_meters, self.config.majority * len(ms)) and len(ms) > 0):
+            return dark
+        return None
+
     def _covers(self, inc: dict, m: str, members: dict) -> bool:
         if inc["level"] == "feeder":
             return m in members
@@ -406,7 +420,7 @@ class OutageDetector(Detector):
             incs.remove(inc)
             if not inc["alerted"] and LAST_GASP not in inc["meters"].values():
                 continue  # silence that never became an outage: no interruption to report either
-            when = inc.get("back_since") if len(back) < len(evid) and inc.get("back_since") is not None else t
+            when = inc.get("back_since") if inc.get("back_since") is not None else t  # most were back then
             if inc["alerted"]:
                 rec = self._record(st, inc, "resolved", t, out, ctx, resolved_at=when)
             else:
@@ -497,8 +511,8 @@ class OutageDetector(Detector):
             groups.setdefault(_transformer(members, m), []).append(m)
         for tid, ms in sorted(groups.items(), key=lambda kv: (kv[0] is None, kv[0] or "")):
             size = sum(1 for m in members if _transformer(members, m) == tid)
-            dark = [m for m in out_members if _transformer(members, m) == tid]
-            if tid is not None and self._most(len(dark), size):
+            dark = self._transformer_out(tid, out, members)
+            if dark is not None:
                 onset = self._onset([out[m][0] for m in dark], size)
                 self._new(st, "transformer", tid, {m: out[m][1] for m in ms}, onset, parent)
             else:
@@ -521,8 +535,8 @@ class OutageDetector(Detector):
             return
         for tid in sorted({_transformer(members, m) for m in out_members} - {None}):
             ms = [m for m in members if _transformer(members, m) == tid]
-            dark = [m for m in out_members if _transformer(members, m) == tid]
-            if not self._most(len(dark), len(ms)):
+            dark = self._transformer_out(tid, out, members)
+            if dark is None:
                 continue
             within = [i for i in tops if (i["level"] == "transformer" and i["scope_id"] == tid)
                       or (i["level"] == "meter" and _transformer(members, i["scope_id"]) == tid)]
