@@ -452,7 +452,7 @@ SCENARIOS: dict[str, tuple[dict[str, Any], Any, str]] = {
              "8 weeks, 6 feeders of 2 x 4 meters; every fault kind once at seed-dependent targets and times on "
              "4 of the feeders, the other 2 clean; a bill spike from a billing cycle's start after day 33"),
     "field": ({"hours": 168.0, "feeders": 4, "transformers_per_feeder": 4, "meters_per_transformer": 8,
-               "field": True}, _field,
+               "field": True, "wrong_clock": 1, "late_meters": 2}, _field,
               "7 days, 4 feeders of 4 x 8 meters, AMI field realities (last gasps from 40-70 % of meters, "
               "restore jitter, single readings and hourly arrays, a wrong-clock meter, meters joining the "
               "directory late); 2 feeder, 3 transformer and 3 meter outages at second-precise times, a "
@@ -477,6 +477,9 @@ class SimConfig:
     faults: tuple[str | Fault, ...] = field(default_factory=tuple)
     #: AMI field realities (see the module docstring, "Field realities"); off: the records are as before
     field: bool = False
+    #: field mode: meters whose clock is WRONG_CLOCK_S ahead, and meters whose customer record comes late
+    wrong_clock: int = 0
+    late_meters: int = 0
 
 
 def _overlap(a0: np.ndarray, a1: np.ndarray, b0: float, b1: float) -> np.ndarray:
@@ -694,10 +697,11 @@ class Simulator:
         self._gasp_p = rng.uniform(*self.GASP_P, size=self.M)
         self._array = rng.random(self.M) < 0.5
         ids = self._meter_ids
-        self._wrong_clock = {ids[int(rng.integers(self.M))]: self.WRONG_CLOCK_S}
-        others = [m for m in ids if m not in self._wrong_clock]
-        for j in sorted(rng.choice(len(others), size=min(2, len(others)), replace=False)):
-            self._late[others[int(j)]] = self.start + self.LATE_JOIN_S
+        odd = rng.permutation(self.M)
+        n_wrong = min(max(0, self.cfg.wrong_clock), self.M)
+        self._wrong_clock = {ids[int(j)]: self.WRONG_CLOCK_S for j in odd[:n_wrong]}
+        for j in odd[n_wrong:n_wrong + max(0, self.cfg.late_meters)]:
+            self._late[ids[int(j)]] = self.start + self.LATE_JOIN_S
 
     # ------------------------------------------------------------------ faults
 
@@ -1214,9 +1218,13 @@ def register(subparsers) -> None:
                    help=f"readings per meter.readings message (a JSON array) (default {DEFAULTS['batch']})")
     p.add_argument("--field", action="store_true", default=None,
                    help="AMI field realities: last gasps from 40-70 %% of meters (each its own chance), restore "
-                        "events spread over 90 s, single readings and hourly arrays of 4 (--batch is ignored), "
-                        "a meter whose clock is 3 years ahead, 2 meters whose customer record comes 6 h late "
+                        "events spread over 90 s, single readings and hourly arrays of 4 (--batch is ignored) "
                         "(scenario 'field' turns it on)")
+    p.add_argument("--wrong-clock", type=int, default=None, metavar="N",
+                   help="with --field: N meters whose readings are dated 3 years ahead (scenario 'field': 1)")
+    p.add_argument("--late-meters", type=int, default=None, metavar="N",
+                   help="with --field: N meters whose customer record comes 6 h after the start, their "
+                        "readings from the start (scenario 'field': 2)")
     p.add_argument("--speedup", type=float, default=None,
                    help="pace publishing: event time runs X times faster than wall time (3600 = one simulated "
                         "hour per second); default: as fast as possible")
@@ -1281,7 +1289,9 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
         v = getattr(args, name, None)
         vals[name] = v if v is not None else scen.get(name, DEFAULTS[name])
     field_mode = bool(getattr(args, "field", False) or scen.get("field", False))
-    return SimConfig(scenario=args.scenario, faults=tuple(args.fault or ()), field=field_mode, **vals)
+    odd = {k: getattr(args, k, None) if getattr(args, k, None) is not None else scen.get(k, 0)
+           for k in ("wrong_clock", "late_meters")}
+    return SimConfig(scenario=args.scenario, faults=tuple(args.fault or ()), field=field_mode, **odd, **vals)
 
 
 def _quiet_kafka_logs(args: argparse.Namespace) -> None:
