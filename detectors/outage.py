@@ -358,6 +358,14 @@ class OutageDetector(Detector):
                             out[m] = (max(missed[m][0], first), MISSED_READ)
         return out
 
+    def _restored_after_silence(self, st: dict, inc: dict, back: list[str], t: int) -> bool:
+        """A silent incident that ends with a restore event from a meter of it, longer than sustained_s:
+        an outage whose last gasp was lost, known only now."""
+        if t - inc["started_at"] <= self.config.sustained_s:
+            return False
+        return any(typ == RESTORE and inc["started_at"] < ts <= t
+                   for m in back for ts, typ in st["events"].get(m, []))
+
     def _feeder_out(self, out: dict, members: dict) -> bool:
         """Most of the feeder's meters out; or, from last gasps alone, at least ``majority`` of them
         gasped, from most of its transformers (one transformer's meters, however many, are not the feeder)."""
@@ -419,7 +427,15 @@ class OutageDetector(Detector):
                     continue
             incs.remove(inc)
             if not inc["alerted"] and LAST_GASP not in inc["meters"].values():
-                continue  # silence that never became an outage: no interruption to report either
+                # silence that never became an outage: no interruption to report — unless the meters say
+                # so themselves when they come back (a restore event: a data gap sends none)
+                if self._restored_after_silence(st, inc, back, t):
+                    inc["alert_id"] = alert_id(OUTAGE, inc["level"], inc["scope_id"], inc["started_at"])
+                    inc["detected_at"] = t
+                    rec = self._record(st, inc, "resolved", t, out, ctx)
+                    rec["evidence"]["found_by"] = "power_restore after silence"
+                    records.append(rec)
+                continue
             when = inc.get("back_since") if inc.get("back_since") is not None else t  # most were back then
             if inc["alerted"]:
                 rec = self._record(st, inc, "resolved", t, out, ctx, resolved_at=when)

@@ -487,8 +487,11 @@ def test_a_clean_simulated_day_raises_nothing():
 def test_one_silent_meter_without_a_last_gasp_is_not_an_outage():
     """A single meter's missing reads are more often a communication or data gap (a replayed file's DST
     hour, a modem) than a loss of supply: no alert and no interruption record until corroborated."""
-    _, recs = ticks([(T0, T0 + 2 * H, [mid(7)], [])])
+    _, recs = ticks([(T0, None, [mid(7)], [])])
     assert recs == []
+    # ... until it comes back with a restore event: then it was an outage, known too late for an open alert
+    _, recs = ticks([(T0, T0 + 2 * H, [mid(7)], [])])
+    assert [(r["status"], r["detected_at"]) for r in recs] == [("resolved", format_ts(T0 + 2 * H))]
     # most of a transformer silent together is an outage of the transformer
     _, recs = ticks([(T0, T0 + 2 * H, [mid(n) for n in range(1, 6)], [])])
     assert [(r["kind"], r["status"], r["scope"]["id"]) for r in recs][0] == ("outage", "open", "T0001")
@@ -496,3 +499,22 @@ def test_one_silent_meter_without_a_last_gasp_is_not_an_outage():
     _, recs = ticks([(T0, T0 + 2 * H, [mid(7)], [mid(7)])])
     assert [(r["kind"], r["status"], r["scope"]["level"]) for r in recs] == [
         ("outage", "open", "meter"), ("outage", "resolved", "meter")]
+
+
+def test_a_silent_meter_that_comes_back_with_a_restore_event_had_an_outage():
+    """Its last gasp was lost, and one silent meter is no outage while it is silent; but a meter that
+    comes back with a power_restore event says it had no power (a data gap sends none): one resolved
+    outage record then, too late for a notice (customers are only told "power is back" after a notice)."""
+    det = OutageDetector()
+    last = {m: T0 for m in ALL}
+    state, _ = det.process(None, restores([mid(7)], T0 + 2 * H), FEEDER.context(last))
+    records = []
+    for k in range(1, 10):
+        t = T0 + k * 900
+        last.update({m: t for m in ALL if m != mid(7) or t > T0 + 2 * H})
+        state, recs = det.advance(state, t, FEEDER.context(last))
+        records += valid(recs)
+    assert summary(records) == [("outage", "resolved", "meter", mid(7), 1, format_ts(T0), format_ts(T0 + 2 * H),
+                                 format_ts(T0 + 2 * H))]
+    assert records[0]["evidence"]["found_by"] == "power_restore after silence"
+    # a silence that ends with readings only stays nothing (test_one_silent_meter_without_a_last_gasp...)
