@@ -1,30 +1,47 @@
 """Power outages of one feeder's meters, reported once at the scope that lost power: detector ``outage``.
 
 Signals
-    A meter is *out* from its last gasp (a ``power_fail`` event) or, when it sent none, from its last sign
-    of life (its newest reading, or its last ``power_restore``) once it has been silent for
-    ``missing_reads_s``: only a share of the meters of an outage get a last gasp through to the head end,
-    silence is the other signal. It is *back* at its ``power_restore`` event, or at the first reading
-    newer than the moment it went out.
+    A meter is *out* on its own evidence from its last gasp (a ``power_fail`` event) or, when it sent none,
+    from its last sign of life (its newest reading, or its last ``power_restore``) once it has been silent
+    for ``missing_reads_s``. Sooner, a meter that has *missed its next message* (its newest message's span —
+    15 minutes for one reading, an hour for an hourly array — plus ``read_slack_s``) is out when most of its
+    transformer is dark at the same time with a last gasp among them. And a meter is *in scope* of an
+    incident whose transformer or feeder was decided out as long as it has shown no power since (no reading,
+    no restore). Only a share of the meters of an outage get a last gasp through to the head end: silence
+    and the scope are the other signals. A meter is *back* at its ``power_restore`` event, or at the first
+    reading newer than the moment it went out.
 
 Scope
-    An incident is reported once, at the highest level where most meters are out: the feeder when more
-    than ``majority`` of its members are out; otherwise each transformer where more than ``majority`` of
-    its members are out (and at least ``min_meters``, or all of a transformer with fewer meters);
-    otherwise each meter on its own (the feeder level needs ``ctx.feeder_id``). A meter that goes dark
-    later joins the incident that covers it (the feeder's, or its transformer's). An incident raised at a
-    higher level takes in the lower ones of its meters; a lower alert already open is then resolved with
-    ``merged_into`` in its evidence.
+    A transformer is out when most of its meters are out, or when at least ``majority`` of them (and
+    ``min_meters``) gasped at once; the feeder when most of its meters are out, or when at least
+    ``majority`` of them gasped from most of its transformers — so a feeder with half its meters gasping,
+    unevenly over its transformers, is decided at the gasps. Otherwise each meter is on its own. An
+    incident has the highest of these scopes that holds; when a higher one comes to hold later the
+    incidents inside it become ONE: the incident kept is the one alerted first (of several alerted at the
+    same moment the widest), its scope grows, and the others — alerted before it was known they were one —
+    end with ``merged_into`` (their ids in the kept one's ``merged_from``). A meter that goes dark later
+    joins the incident that covers it.
+
+Identity
+    An incident's ``alert_id`` is fixed by its first record: ``kind:level:scope:started_at`` of the scope
+    it had then. It never changes while the scope grows, so a replay, which decides the same moments in
+    the same order, gives the same id (a nested outage of the very scope and start of its parent takes the
+    moment it was split off instead). Scope changes are "open" records of the same id with the new
+    ``scope`` (``evidence.updated_at`` says when).
 
 Lifecycle (EN 50160: an interruption longer than 3 minutes is long)
     - an incident that lasts ``sustained_s`` becomes an ``outage`` alert, severity critical: an "open"
       record detected ``sustained_s`` after its scope went out, and a new "open" record with the same
       ``alert_id`` each time it grows;
-    - when most of its meters are back it is "resolved". Its meters still out stay out in *child*
-      incidents, scoped by the same rule over those meters, with ``parent_alert_id`` in their evidence:
-      a nested outage (a transformer or a meter still dark after its feeder came back);
+    - once more than ``majority`` of its meters out on evidence are back, the others get
+      ``restore_grace_s`` to come back (restore events arrive spread over minutes); then — or as soon as
+      all are back — it is "resolved", ``resolved_at`` the moment most were back. Its meters still out stay
+      out in *child* incidents, scoped by the same rule over those meters, with ``parent_alert_id`` in
+      their evidence: a nested outage (a transformer or a meter still dark after its feeder came back);
     - an incident that is over before ``sustained_s`` is a single ``momentary_interruption`` record,
-      severity info, status resolved; no "open" record is ever sent for it.
+      severity info, status resolved; no "open" record is ever sent for it;
+    - a silent incident without a last gasp that ends with a ``power_restore`` event is an outage known
+      only at its end: one "resolved" record (``evidence.found_by``).
 
 Time
     ``process`` only remembers events (duplicates dropped, order irrelevant, unknown meters kept for when
@@ -37,9 +54,10 @@ Time
 State (one JSON-serialisable dict per feeder; never mutated: a new one is returned, which may share the
 parts it did not change with the old one)
     ``events``: meter_id -> ``[[ts, type], ...]`` sorted; ``periods``: meter_id -> ``[[since, until], ...]``
-    (``until`` None while out), what :meth:`OutageDetector.out_meters` answers from; ``incidents``:
-    alert_id -> incident (level, scope_id, meters -> how each was found out, started_at, alerted,
-    detected_at, parent); ``decided``: the last watermark; ``counts`` of events kept, duplicates, late,
+    (``until`` None while out), what :meth:`OutageDetector.out_meters` answers from; ``incidents``: a
+    list of incidents (key, alert_id once alerted, level, scope_id, scope_since, meters -> how each was
+    found out, started_at, alerted, detected_at, parent, back_since, merged_from); ``decided``: the last
+    watermark; ``counts`` of events kept, duplicates, late,
     too old and ignored (other types).
 """
 
@@ -143,18 +161,21 @@ class OutageDetector(Detector):
       stage mutes the voltage alerts of those meters: the outage is the alert).
 
     A record's ``alert_id`` is ``detectors.topology.alert_id(kind, level, scope_id, started_at)``;
-    ``kind`` is ``outage`` (severity critical; "open" when raised or grown, then "resolved") or
+    ``kind`` is ``outage`` (severity critical; "open" when raised, grown or re-scoped, then "resolved") or
     ``momentary_interruption`` (severity info; one "resolved" record). Its evidence: ``meters_out`` (meters
     of the alert), ``meters_back`` (of those, back at the record's time), ``meters_total`` (meters at the
-    scope), ``last_gasps`` / ``missing_reads`` (how its meters were found out), ``feeder_id``,
-    ``transformer_ids``, ``duration_class`` ("sustained" / "momentary"), and when they apply
-    ``parent_alert_id`` (a nested outage), ``merged_into`` (taken in by a higher scope) and ``duration_s``
-    (resolved records). See the module docstring for the rules.
+    scope), ``last_gasps`` / ``missing_reads`` / ``missed_reads`` / ``in_scope`` (how its meters were
+    found out), ``feeder_id``, ``transformer_ids``, ``duration_class`` ("sustained" / "momentary"),
+    ``updated_at`` (the event time the record was decided), and when they apply ``parent_alert_id`` (a
+    nested outage), ``merged_from`` / ``merged_into`` (alerts that turned out to be one incident),
+    ``duration_s`` and ``still_out_customer_ids`` (resolved records), ``found_by``. See the module
+    docstring for the rules.
     """
 
     name = "outage"
-    detects = ("power outages from last gasps and missing reads, one alert per incident at the feeder, "
-               "transformer or meter that lost power; momentary interruptions under 3 minutes")
+    detects = ("power outages from last gasps and missing reads, one alert per incident from the first "
+               "evidence to the restoration, its scope growing meter -> transformer -> feeder; momentary "
+               "interruptions under 3 minutes")
     key = "feeder"
     input = "events"
     kinds = (OUTAGE, MOMENTARY)

@@ -62,6 +62,19 @@ Ordering guarantees of :meth:`Simulator.records` (and so of what ``simulate`` pu
        their ts. Ties at one instant: reading messages before events, then meter_id order.
     Identical arguments (seed included) give identical records; values do not depend on ``--batch``,
     ``--hours`` (a shorter run is a prefix) or on the faults (outside the faults' own effects).
+
+Field realities (``--field``, ``SimConfig(field=True)``, scenario ``field``): a feed shaped like an AMI
+head end's; without them every record is as above. Values are the same, delivery and events differ:
+    - last gasps: each meter gets its ``power_fail`` through with its own chance, 40-70 % (drawn once per
+      meter), so a transformer may have only a minority of them;
+    - restore events: each meter's ``power_restore`` comes 0-90 s after the power is back;
+    - batching: half the meters (chosen per meter) send each reading alone at its ``ts``, the others the
+      hour's four readings as one array at the hour's end (``--batch`` is ignored);
+    - ``--wrong-clock N``: N meters whose readings are dated 3 years ahead (their clock is wrong);
+    - ``--late-meters N``: N meters whose customer record comes 6 h after the start while their readings
+      come from the start (readings of meters not yet in the directory). Ordering guarantee 1 does not
+      hold for them.
+    Scenario ``field`` sets one wrong-clock meter and two late meters; its faults never target them alone.
 """
 
 from __future__ import annotations
@@ -453,7 +466,7 @@ SCENARIOS: dict[str, tuple[dict[str, Any], Any, str]] = {
              "4 of the feeders, the other 2 clean; a bill spike from a billing cycle's start after day 33"),
     "field": ({"hours": 168.0, "feeders": 4, "transformers_per_feeder": 4, "meters_per_transformer": 8,
                "field": True, "wrong_clock": 1, "late_meters": 2}, _field,
-              "7 days, 4 feeders of 4 x 8 meters, AMI field realities (last gasps from 40-70 % of meters, "
+              "7 days, 4 feeders of 4 x 8 meters, AMI field realities (last gasps from 40 to 70 percent of meters, "
               "restore jitter, single readings and hourly arrays, a wrong-clock meter, meters joining the "
               "directory late); 2 feeder, 3 transformer and 3 meter outages at second-precise times, a "
               "transformer undervoltage"),
@@ -1217,7 +1230,7 @@ def register(subparsers) -> None:
     p.add_argument("--batch", type=int, default=None,
                    help=f"readings per meter.readings message (a JSON array) (default {DEFAULTS['batch']})")
     p.add_argument("--field", action="store_true", default=None,
-                   help="AMI field realities: last gasps from 40-70 %% of meters (each its own chance), restore "
+                   help="AMI field realities: last gasps from 40 to 70 percent of meters (each its own chance), restore "
                         "events spread over 90 s, single readings and hourly arrays of 4 (--batch is ignored) "
                         "(scenario 'field' turns it on)")
     p.add_argument("--wrong-clock", type=int, default=None, metavar="N",
