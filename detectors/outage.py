@@ -106,6 +106,11 @@ class OutageConfig:
     min_silent_meters: int = param(
         2, "an outage seen only through missing reads (no last gasp) needs at least this many meters: one "
            "silent meter is more often a communication or data gap than a loss of supply")
+    feeder_gasp_share: float = param(
+        1 / 3, "a feeder is out from last gasps alone when at least this share of its meters gasped together "
+               "(within coincident_s), from most of its transformers: with 40 to 70 percent of last gasps "
+               "getting through, a third of a feeder gasping at once is the feeder")
+    coincident_s: int = param(120, "last gasps this close together count as one moment's (feeder_gasp_share)")
     read_slack_s: int = param(
         120, "a meter has missed its next message this long after it was due (its newest message's span "
              "after it: 15 minutes for one reading, an hour for an hourly array)")
@@ -186,6 +191,8 @@ class OutageDetector(Detector):
         c = self.config
         if not 0 <= c.majority < 1:
             raise ValueError(f"majority must be in [0, 1), not {c.majority!r}")
+        if not 0 < c.feeder_gasp_share <= 1 or c.coincident_s < 0:
+            raise ValueError("feeder_gasp_share must be in (0, 1] and coincident_s >= 0")
         if (c.sustained_s < 0 or c.missing_reads_s <= 0 or c.history_s < 0 or c.min_meters < 1
                 or c.read_slack_s < 0 or c.default_cadence_s <= 0 or c.restore_grace_s < 0):
             raise ValueError("sustained_s, history_s, read_slack_s and restore_grace_s must be >= 0, "
@@ -388,15 +395,20 @@ class OutageDetector(Detector):
                    for m in back for ts, typ in st["events"].get(m, []))
 
     def _feeder_out(self, out: dict, members: dict) -> bool:
-        """Most of the feeder's meters out; or, from last gasps alone, at least ``majority`` of them
-        gasped, from most of its transformers (one transformer's meters, however many, are not the feeder)."""
+        """Most of the feeder's meters out; or, from last gasps alone, at least ``feeder_gasp_share`` of its
+        meters gasped within ``coincident_s`` of each other, from most of its transformers (one
+        transformer's meters, however many, are not the feeder)."""
         dark = [m for m in out if m in members]
         if self._most(len(dark), len(members)):
             return True
-        gasped = [m for m in dark if out[m][1] == LAST_GASP]
+        gasps = [(out[m][0], m) for m in dark if out[m][1] == LAST_GASP]
+        if not gasps:
+            return False
+        newest = max(t for t, _ in gasps)
+        together = [m for t, m in gasps if t >= newest - self.config.coincident_s]
         trs = {_transformer(members, m) for m in members}
-        hit = {_transformer(members, m) for m in gasped}
-        return (len(gasped) >= max(2, self.config.majority * len(members))
+        hit = {_transformer(members, m) for m in together}
+        return (len(together) >= max(2, self.config.feeder_gasp_share * len(members))
                 and len(hit) > self.config.majority * len(trs))
 
     def _dark(self, st: dict, inc: dict, out: dict, t: int) -> list[str]:

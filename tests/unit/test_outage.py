@@ -197,20 +197,26 @@ def test_meter_alerts_that_turn_out_to_be_one_transformer_outage_become_one_aler
     assert records[5]["meter_ids"] == t1 and records[5]["evidence"]["missed_reads"] == 5
 
 
-def test_feeder_decided_from_half_of_its_meters_gasping_unevenly_within_minutes():
+def test_feeder_decided_from_its_meters_gasping_unevenly_within_minutes():
     # 12 of 24 gasp, 2, 4 and 6 per transformer: half the feeder, from all its transformers
     gasps = TR["T0001"][:2] + TR["T0002"][:4] + TR["T0003"][:6]
     _, recs = ticks([(T0, T0 + H, ALL, gasps)])
     assert [(r["status"], r["scope"]["level"], len(r["meter_ids"]), r["detected_at"]) for r in recs] == [
         ("open", "feeder", 24, format_ts(T0 + 180)), ("resolved", "feeder", 24, format_ts(T0 + 180))]
-    # 11 of 24 gasp: transformers and meters at +3 min, the feeder once the silent ones miss their next
-    # read (one reading interval and the slack after it); one alert id throughout
-    _, recs = ticks([(T0, T0 + H, ALL, TR["T0001"][:2] + TR["T0002"][:4] + TR["T0003"][:5])])
+    # a third of it (8 of 24) gasping together from all its transformers is the feeder too
+    _, recs = ticks([(T0, T0 + H, ALL, TR["T0001"][:2] + TR["T0002"][:3] + TR["T0003"][:3])])
+    assert [(r["status"], r["scope"]["level"], r["detected_at"]) for r in recs] == [
+        ("open", "feeder", format_ts(T0 + 180)), ("resolved", "feeder", format_ts(T0 + 180))]
+    # 7 of 24 gasp: a transformer (half of it gasped) and meters at +3 min, the feeder once the silent ones
+    # miss their next read (one reading interval and the slack after it); the transformer's id goes on
+    _, recs = ticks([(T0, T0 + H, ALL, TR["T0001"][:1] + TR["T0002"][:2] + TR["T0003"][:4])])
     feeder_at = next(r for r in recs if r["scope"]["level"] == "feeder")
     assert feeder_at["evidence"]["updated_at"] == format_ts(T0 + 15 * M + 120)
-    # T0002 (half of it gasped) and T0003 were alerted together; the first of them goes on
-    assert feeder_at["alert_id"] == alert_id("outage", "transformer", "T0002", T0) and feeder_at["meter_ids"] == ALL
+    assert feeder_at["alert_id"] == alert_id("outage", "transformer", "T0003", T0) and feeder_at["meter_ids"] == ALL
     assert [r["status"] for r in recs if r["alert_id"] == feeder_at["alert_id"]] == ["open", "open", "resolved"]
+    assert {r["evidence"]["merged_into"] for r in recs
+            if r["alert_id"] != feeder_at["alert_id"] and r["status"] == "resolved"} == {
+        feeder_at["alert_id"]}  # the three meters alerted alone at +3 min close into it
 
 
 def test_restore_events_spread_over_minutes_end_the_outage_once_without_child_outages():
