@@ -67,8 +67,10 @@ class Context:
 
     ``customer`` is the customers record (see the contract) and ``profile`` the voltage standard it is
     judged against. ``members`` (feeder detectors) maps meter_id -> {"transformer_id", "customer_id"};
-    ``last_seen`` maps meter_id -> event time of its newest reading, and ``gaps`` meter_id -> recent
-    silences ``[[last reading before, first reading after], ...]``.
+    ``last_seen`` maps meter_id -> event time of its newest reading, ``gaps`` meter_id -> recent
+    silences ``[[last reading before, first reading after], ...]``, and ``cadence`` meter_id -> the seconds
+    its newest message spanned (one reading: its interval; an hourly array of four: 3600), i.e. how long
+    until its next message is due.
     """
     meter_id: str | None = None
     customer: dict | None = None
@@ -77,6 +79,7 @@ class Context:
     members: dict = field(default_factory=dict)
     last_seen: dict = field(default_factory=dict)
     gaps: dict = field(default_factory=dict)
+    cadence: dict = field(default_factory=dict)
 
 
 class Detector:

@@ -41,7 +41,8 @@ from gridwatch.contract import parse_ts
 
 __all__ = [
     "DEFAULT_TOLERANCE_S", "AlertSpan", "TruthEvent", "TruthOutcome", "AlertOutcome", "Matching",
-    "alert_spans", "truth_events", "match", "score", "merge_scores", "format_report", "format_duration",
+    "alert_spans", "truth_events", "match", "score", "merge_scores", "format_report", "format_delays",
+    "format_duration",
     "parse_settings", "build_detectors", "run_pipeline", "Evaluation", "evaluate",
 ]
 
@@ -67,6 +68,13 @@ class AlertSpan:
     detected_at: int
     resolved_at: int | None
     merged_into: str | None = None
+    #: every scope the alert had, with the event time of its first record at that scope (an outage
+    #: incident keeps its id while its scope grows): ``((level, id, time), ...)``
+    scope_times: tuple[tuple[str, str, int], ...] = ()
+
+    def reached(self, level: str, scope_id: str) -> int | None:
+        """When the alert first had this scope (None: never)."""
+        return min((t for lv, sid, t in self.scope_times if (lv, sid) == (level, scope_id)), default=None)
 
     @property
     def end(self) -> float:
@@ -103,8 +111,9 @@ def alert_spans(records: Iterable[Mapping[str, Any]]) -> list[AlertSpan]:
     """Fold alert records (every lifecycle change is a record with the same ``alert_id``) into spans.
 
     Meters and customers are the union over the records (a transformer alert grows as meters join); the
-    scope and kind are the latest record's; ``detected_at`` is the earliest seen. Spans come in order of
-    their first record.
+    scope and kind are the latest record's, and ``scope_times`` every scope it had since when (a record's
+    time is its ``evidence.updated_at``, else its ``detected_at``); ``detected_at`` is the earliest seen.
+    Spans come in order of their first record.
     """
     acc: dict[str, dict] = {}
     for rec in records:
@@ -113,8 +122,12 @@ def alert_spans(records: Iterable[Mapping[str, Any]]) -> list[AlertSpan]:
         if a is None:
             a = acc[aid] = {"kind": rec["kind"], "scope": rec["scope"], "meters": set(), "customers": set(),
                             "started_at": _ts(rec["started_at"]), "detected_at": _ts(rec["detected_at"]),
-                            "resolved_at": None, "merged_into": None}
+                            "resolved_at": None, "merged_into": None, "scopes": {}}
         a["kind"], a["scope"] = rec["kind"], rec["scope"]
+        at = _ts((rec.get("evidence") or {}).get("updated_at") or rec.get("detected_at"))
+        key = (rec["scope"]["level"], rec["scope"]["id"])
+        if at is not None and (key not in a["scopes"] or at < a["scopes"][key]):
+            a["scopes"][key] = at
         a["meters"].update(rec.get("meter_ids") or ())
         a["customers"].update(rec.get("customer_ids") or ())
         started, detected = _ts(rec.get("started_at")), _ts(rec.get("detected_at"))
@@ -132,7 +145,7 @@ def alert_spans(records: Iterable[Mapping[str, Any]]) -> list[AlertSpan]:
         started = a["started_at"] if a["started_at"] is not None else a["detected_at"]
         out.append(AlertSpan(aid, a["kind"], a["scope"]["level"], a["scope"]["id"], frozenset(a["meters"]),
                              frozenset(a["customers"]), started, a["detected_at"], a["resolved_at"],
-                             a["merged_into"]))
+                             a["merged_into"], tuple((lv, sid, t) for (lv, sid), t in a["scopes"].items())))
     return out
 
 
@@ -159,6 +172,11 @@ class TruthOutcome:
     alert_ids: list[str]          # every matching alert, in order of detection
     scope_ok: bool
     detected_at: int | None       # earliest detection among the matching alerts
+    scope_at: int | None = None   # when a matching alert first had the truth's scope
+
+    @property
+    def scope_delay_s(self) -> int | None:
+        return None if self.scope_at is None else self.scope_at - self.truth.start
 
     @property
     def found(self) -> bool:
@@ -204,9 +222,13 @@ def match(alerts: Sequence[AlertSpan], truth: Sequence[TruthEvent], tolerance_s:
     outcomes = []
     for t in truth:
         matched = [a for a in order if t.index in hits[a.alert_id]]
-        scope_ok = any(a.level == t.level and a.scope_id == t.scope_id for a in matched if a.merged_into is None)
+        scope_ok = any((a.level == t.level and a.scope_id == t.scope_id) or a.reached(t.level, t.scope_id) is not None
+                       for a in matched if a.merged_into is None)
+        at_scope = [x for a in matched if a.merged_into is None
+                    for x in [a.reached(t.level, t.scope_id)] if x is not None]
         outcomes.append(TruthOutcome(t, [a.alert_id for a in matched], scope_ok,
-                                     min((a.detected_at for a in matched), default=None)))
+                                     min((a.detected_at for a in matched), default=None),
+                                     min(at_scope, default=None)))
     claimed: set[int] = set()
     alert_out = []
     for a in order:
@@ -241,6 +263,7 @@ def _metrics(truths: list[TruthOutcome], alerts: list[AlertOutcome]) -> dict[str
         "precision": len(found) / (len(found) + n_false) if found or n_false else None,
         "recall": len(found) / len(truths) if truths else None,
         "delay_s": delays,
+        "scope_delay_s": sorted(t.scope_delay_s for t in found if t.scope_delay_s is not None),
         "delay_median_s": statistics.median(delays) if delays else None,
         "delay_max_s": max(delays) if delays else None,
         "scope_ok": sum(t.scope_ok for t in found),
@@ -279,6 +302,7 @@ def merge_scores(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
         tot = {k: sum(i[k] for i in items) for k in keys}
         delays = sorted(d for i in items for d in i["delay_s"])
         f, n_false = tot["found"], tot["false"]
+        tot["scope_delay_s"] = sorted(d for i in items for d in i.get("scope_delay_s", ()))
         tot.update(precision=f / (f + n_false) if f or n_false else None,
                    recall=f / tot["truths"] if tot["truths"] else None, delay_s=delays,
                    delay_median_s=statistics.median(delays) if delays else None,
@@ -365,6 +389,32 @@ def format_report(scores: dict[str, Any], detector_kinds: Mapping[str, Sequence[
                   "(event time);", "scope: faults found with an alert at the labelled scope (one transformer "
                   "alert, not one per meter)."]
     return "\n".join(lines)
+
+
+def _quantile(xs: Sequence[float], q: float) -> float | None:
+    """The ``q`` quantile of sorted ``xs`` (nearest rank), None when empty."""
+    if not xs:
+        return None
+    return xs[min(len(xs) - 1, max(0, math.ceil(q * len(xs)) - 1))]
+
+
+def format_delays(scores: dict[str, Any]) -> str:
+    """The delay distribution per finding kind: first detection, and reaching the labelled scope (an
+    outage found at a meter that grows to its feeder reaches the feeder scope later)."""
+    head = ("kind", "found", "delay p50", "p90", "max", "at scope", "p50", "p90", "max")
+    rows = []
+    for k, m in scores["kinds"].items():
+        if not m["found"]:
+            continue
+        d, sd = m["delay_s"], m.get("scope_delay_s") or []
+        rows.append((k, str(m["found"]), *(format_duration(_quantile(d, q)) for q in (0.5, 0.9, 1.0)),
+                     str(len(sd)), *(format_duration(_quantile(sd, q)) for q in (0.5, 0.9, 1.0))))
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+             for r in [head, *rows]]
+    lines.insert(1, "-" * len(lines[0]))
+    return "\n".join(lines + ["", "delay: detected_at - fault start; at scope: faults with an alert at the labelled "
+                                   "scope, and when it first had that scope (event time)."])
 
 
 # ------------------------------------------------------------------------------------------- running

@@ -211,8 +211,8 @@ def run_backtest(args: argparse.Namespace) -> int:
                            "scores": total, "runs": [{**d, "scores": p} for d, p in zip(details, parts)]},
                           indent=2, ensure_ascii=False, default=str)
     else:
-        text = "\n".join([_header(details, detectors, settings, tolerance), bt.format_report(total, kinds)]
-                         + ([_details(details)] if args.details else []))
+        text = "\n".join([_header(details, detectors, settings, tolerance), bt.format_report(total, kinds), "",
+                          bt.format_delays(total)] + ([_details(details)] if args.details else []))
     _emit(text)
     return 0
 
@@ -228,7 +228,10 @@ def _truth_row(t) -> dict[str, Any]:
 
     return {"fault": t.truth.fault, "kind": t.truth.kind, "scope": {"level": t.truth.level, "id": t.truth.scope_id},
             "start": format_ts(t.truth.start), "end": format_ts(t.truth.end), "found": t.found,
-            "scope_ok": t.scope_ok, "delay_s": t.delay_s, "alert_ids": t.alert_ids}
+            "scope_ok": t.scope_ok, "delay_s": t.delay_s, "scope_delay_s": t.scope_delay_s,
+            "alert_ids": t.alert_ids, **({"last_gasps": len(t.truth.record["power_fail_meter_ids"]),
+                                         "meters": len(t.truth.meter_ids)}
+                                        if "power_fail_meter_ids" in t.truth.record else {})}
 
 
 def _alert_row(a) -> dict[str, Any]:
@@ -267,9 +270,12 @@ def _details(details: list[dict]) -> str:
     for d in details:
         lines += ["", f"{('seed ' + str(d['seed'])) if 'seed' in d else d.get('csv', '')}: faults"]
         for t in d["truth"]:
+            at_scope = (f", at its scope after {format_duration(t['scope_delay_s'])}"
+                        if t["scope_ok"] and t["scope_delay_s"] != t["delay_s"] else "")
             state = ("found" + ("" if t["scope_ok"] else ", scope wrong") + f", after {format_duration(t['delay_s'])}"
-                     if t["found"] else "MISSED")
-            lines.append(f"  {t['start']} .. {t['end']}  {t['fault']} {t['scope']['id']}: {state}")
+                     + at_scope if t["found"] else "MISSED")
+            gasps = f" ({t['last_gasps']} of {t['meters']} meters sent a last gasp)" if "last_gasps" in t else ""
+            lines.append(f"  {t['start']} .. {t['end']}  {t['fault']} {t['scope']['id']}{gasps}: {state}")
         false = [a for a in d["alerts"] if a["status"] == "false"]
         if false:
             lines.append("  false alerts:")

@@ -254,15 +254,17 @@ class FeederStage:
         return {m["partition"] for m in feeder["members"].values() if m.get("partition") is not None}
 
     def _ctx(self, feeder: dict, transformers: dict[str, dict]) -> Context:
-        last_seen, gaps = {}, {}
+        last_seen, gaps, cadence = {}, {}, {}
         for tst in transformers.values():
             for m, rec in (tst or {}).get("members", {}).items():
                 if rec.get("last_seen") is not None:
                     last_seen[m] = rec["last_seen"]
                 if rec.get("gaps"):
                     gaps[m] = rec["gaps"]
+                if rec.get("span"):
+                    cadence[m] = rec["span"]
         return Context(feeder_id=feeder["feeder_id"], members=feeder["members"], last_seen=last_seen,
-                       gaps=gaps)
+                       gaps=gaps, cadence=cadence)
 
     def advance(self, feeder: dict, transformers: dict[str, dict], watermark: int
                 ) -> tuple[dict, dict[str, dict], list[dict]]:
@@ -413,6 +415,10 @@ def customer_alert(f: dict, customer: dict) -> dict:
     }
 
 
+#: the backtest's watermark ignores a reading dated more than this ahead of its record's time
+FUTURE_S = 86400
+
+
 class Pipeline:
     """All stages in one process, driven in event-time order: the backtest's (and tests') worker.
 
@@ -521,8 +527,10 @@ class Pipeline:
                 first, newest = min(r.ts for r in rs), max(r.ts for r in rs)
                 span = max(span, newest - first + rs[0].interval_s)
                 self.add_readings(rs)
-                last = newest if last is None else max(last, newest)
-                self.advance(last - 2 * span)
+                if newest <= t + FUTURE_S:  # a wrong clock, years ahead of when it came, moves nothing
+                    last = newest if last is None else max(last, newest)
+                if last is not None:
+                    self.advance(last - 2 * span)
             elif topic == topics.EVENTS:
                 self.add_events([MeterEvent(value["meter_id"], parse_ts(value["ts"]), value["type"])])
             if progress is not None:

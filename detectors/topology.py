@@ -138,6 +138,8 @@ class TransformerCorrelator:
             rec["gaps"] = rec.get("gaps", []) + gaps
         rec["first_seen"] = first if rec["first_seen"] is None else min(rec["first_seen"], first)
         rec["last_seen"] = msg["ts"]
+        # how often the meter's messages come (one reading, or an array): when its next one is due
+        rec["span"] = msg["ts"] - first + msg.get("interval_s", 900)
         rec["profile"] = msg.get("profile") or rec["profile"]
         for t in msg.get("transitions", ()):
             if t["status"] == "trace":

@@ -132,8 +132,9 @@ async def route(d: Decision, env: Env) -> str:
 
 async def group(d: Decision, env: Env) -> str:
     """One message per customer per incident: the key of this decision; an outage's end only for those
-    told of it; a child outage (meters still dark after their feeder came back) not told again; an alert
-    merged into a larger one only closes. Also keeps the customer's open outages for ``inhibit``."""
+    told of it; a child outage (meters still dark after their feeder came back) not told again, nor an
+    incident told under an alert that was merged into it; an alert merged into a larger one only closes.
+    Also keeps the customer's open outages for ``inhibit``."""
     alert, cid = d.alert, d.customer_id
     if alert.get("kind") in RESTORATION_KINDS:
         await _track_outage(d, env)
@@ -380,8 +381,10 @@ def _address(d: Decision) -> str:
 
 
 def _notice_sent(d: Decision, env: Env) -> str | None:
-    """The alert (this one or the outage it is a child of) whose notice this customer was sent."""
-    for aid in (d.alert["alert_id"], (d.alert.get("evidence") or {}).get("parent_alert_id")):
+    """The alert whose notice this customer was sent: this one, the outage it is a child of, or one merged
+    into it (an incident that turned out to be part of this one: evidence ``merged_from``)."""
+    ev = d.alert.get("evidence") or {}
+    for aid in (d.alert["alert_id"], ev.get("parent_alert_id"), *(ev.get("merged_from") or ())):
         if aid and (env.outbox(f"{aid}|{d.customer_id}|{d.channel}") or {}).get("status") == "sent":
             return aid
     return None

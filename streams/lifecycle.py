@@ -14,6 +14,10 @@ The record published on ``alerts`` is the finding plus the operator's fields (``
 ``acknowledged_by``, ``ack_reason``, ``resolved_by``, ``resolution_reason``, ``no_fault``) and a ``history``
 list of ``{"status", "at", "by", "reason"}`` entries in the order they happened, for a console's timeline.
 
+A detector update that changes the alert's scope (an outage that grows from a meter to its transformer or
+feeder keeps its id) adds a history entry ``{"status": <current>, "at": <evidence.updated_at>, "by":
+"detector", "reason": "scope feeder F001: 32 meters"}``.
+
 Rules: an acknowledgement survives further detector updates (status stays "acknowledged" while the
 detector says open); the detector may still resolve an acknowledged alert; an alert an operator resolved
 stays resolved, whatever the detector says later about the same id. ``resolved_by`` is set only by an
@@ -83,6 +87,13 @@ def apply_finding(current: dict | None, finding: dict) -> dict | None:
     record.update({k: v for k, v in finding.items() if k not in _LIFECYCLE_FIELDS})
     history = list(current.get("history") or [])
     was = current.get("status")
+    scope = finding.get("scope")
+    if scope and scope != current.get("scope"):
+        # one incident whose scope changed (an outage reaching its transformer or feeder): said in the history
+        at = (finding.get("evidence") or {}).get("updated_at") or finding.get("detected_at")
+        history.append(_entry(was if was in ("open", "acknowledged") else "open", at, DETECTOR,
+                              f"scope {scope.get('level')} {scope.get('id')}: "
+                              f"{len(finding.get('meter_ids') or ())} meters"))
     if status == "resolved":
         if was != "resolved":
             history.append(_entry("resolved", finding.get("resolved_at") or finding.get("detected_at"), DETECTOR))

@@ -62,6 +62,19 @@ Ordering guarantees of :meth:`Simulator.records` (and so of what ``simulate`` pu
        their ts. Ties at one instant: reading messages before events, then meter_id order.
     Identical arguments (seed included) give identical records; values do not depend on ``--batch``,
     ``--hours`` (a shorter run is a prefix) or on the faults (outside the faults' own effects).
+
+Field realities (``--field``, ``SimConfig(field=True)``, scenario ``field``): a feed shaped like an AMI
+head end's; without them every record is as above. Values are the same, delivery and events differ:
+    - last gasps: each meter gets its ``power_fail`` through with its own chance, 40-70 % (drawn once per
+      meter), so a transformer may have only a minority of them;
+    - restore events: each meter's ``power_restore`` comes 0-90 s after the power is back;
+    - batching: half the meters (chosen per meter) send each reading alone at its ``ts``, the others the
+      hour's four readings as one array at the hour's end (``--batch`` is ignored);
+    - ``--wrong-clock N``: N meters whose readings are dated 3 years ahead (their clock is wrong);
+    - ``--late-meters N``: N meters whose customer record comes 6 h after the start while their readings
+      come from the start (readings of meters not yet in the directory). Ordering guarantee 1 does not
+      hold for them.
+    Scenario ``field`` sets one wrong-clock meter and two late meters; its faults never target them alone.
 """
 
 from __future__ import annotations
@@ -92,6 +105,7 @@ log = logging.getLogger(__name__)
 
 SEGMENTS = ("residential", "commercial", "industrial")
 _CHUNK = 256  # time steps generated together; fixed so values do not depend on batch or duration
+_FIELD_ARRAY = 4  # field mode: the array meters send the hour's four readings at once
 _P_ESTIMATED = 0.003
 _UNDER_LEVEL = 0.86
 _OVER_LEVEL = 1.12
@@ -401,6 +415,43 @@ def _eval(sim: "Simulator") -> list[str]:
     return out
 
 
+def _field(sim: "Simulator") -> list[str]:
+    """Outages at every scope on a feed shaped like an AMI head end's (``field`` realities), plus a
+    transformer undervoltage, at seed-dependent targets and second-precise times after the first day (the
+    late meters have joined by then). No two faults touch the same meter within three hours."""
+    rng = np.random.default_rng([sim.seed, 11])
+    day, guard = 86400, 3 * 3600
+    busy: list[tuple[set[str], int, int]] = []
+    feeders = list(sim._feeders)
+    odd = set(sim._wrong_clock) | set(sim._late)
+    out = []
+    plan = ["feeder_outage"] * max(1, len(feeders) // 2) + ["transformer_outage"] * 3 + ["meter_outage"] * 3 \
+        + ["transformer_undervoltage"]
+    for kind in plan:
+        level = kind.partition("_")[0]
+        for _ in range(200):
+            f = feeders[int(rng.integers(len(feeders)))]
+            tr = f["transformer_ids"][int(rng.integers(len(f["transformer_ids"])))]
+            meters = [m for m in sim._tr_meters[tr] if m not in odd]
+            target = {"feeder": f["feeder_id"], "transformer": tr,
+                      "meter": meters[int(rng.integers(len(meters)))] if meters else tr}[level]
+            dur = int(rng.integers(30 * 60, 3 * 3600 + 1))
+            if kind == "transformer_undervoltage":
+                dur = int(rng.integers(4, 13)) * 900
+            lo, hi = sim.start + day, sim.end - 6 * 3600 - dur
+            if hi <= lo:
+                break
+            t0 = int(rng.integers(lo, hi))
+            if kind == "transformer_undervoltage":
+                t0 -= (t0 - sim.start) % 900
+            touched = set(sim._fault_meters(Fault(kind, level, kind.partition("_")[2], target, t0, t0 + dur)))
+            if all(not (touched & m) or t0 + dur + guard <= a or b + guard <= t0 for m, a, b in busy):
+                busy.append((touched, t0, t0 + dur))
+                out.append(f"{kind}:{target}@{format_ts(t0)}/{dur}s")
+                break
+    return out
+
+
 # name -> (option defaults, fault builder, description). Fault times are relative to --start.
 SCENARIOS: dict[str, tuple[dict[str, Any], Any, str]] = {
     "clean": ({}, lambda sim: [], "no faults"),
@@ -413,6 +464,12 @@ SCENARIOS: dict[str, tuple[dict[str, Any], Any, str]] = {
     "eval": ({"hours": 1344.0, "feeders": 6, "transformers_per_feeder": 2, "meters_per_transformer": 4}, _eval,
              "8 weeks, 6 feeders of 2 x 4 meters; every fault kind once at seed-dependent targets and times on "
              "4 of the feeders, the other 2 clean; a bill spike from a billing cycle's start after day 33"),
+    "field": ({"hours": 168.0, "feeders": 4, "transformers_per_feeder": 4, "meters_per_transformer": 8,
+               "field": True, "wrong_clock": 1, "late_meters": 2}, _field,
+              "7 days, 4 feeders of 4 x 8 meters, AMI field realities (last gasps from 40 to 70 percent of meters, "
+              "restore jitter, single readings and hourly arrays, a wrong-clock meter, meters joining the "
+              "directory late); 2 feeder, 3 transformer and 3 meter outages at second-precise times, a "
+              "transformer undervoltage"),
 }
 
 
@@ -431,6 +488,11 @@ class SimConfig:
     batch: int = DEFAULTS["batch"]
     scenario: str | None = None
     faults: tuple[str | Fault, ...] = field(default_factory=tuple)
+    #: AMI field realities (see the module docstring, "Field realities"); off: the records are as before
+    field: bool = False
+    #: field mode: meters whose clock is WRONG_CLOCK_S ahead, and meters whose customer record comes late
+    wrong_clock: int = 0
+    late_meters: int = 0
 
 
 def _overlap(a0: np.ndarray, a1: np.ndarray, b0: float, b1: float) -> np.ndarray:
@@ -473,6 +535,7 @@ class Simulator:
         self._regions = _resolve_regions(regions, cfg.feeders)
         self._build_topology()
         self._build_arrays()
+        self._build_field()
         specs: list[str | Fault] = []
         if cfg.scenario:
             specs += SCENARIOS[cfg.scenario][1](self)
@@ -624,6 +687,35 @@ class Simulator:
         self._steps_ts = self.start + (np.arange(self.n_steps, dtype=np.int64) + 1) * self.interval
         self._ts_text = [format_ts(int(t)) for t in self._steps_ts]
 
+    # ------------------------------------------------------------------ field realities
+
+    #: how far ahead the wrong-clock meter's readings are dated (three years)
+    WRONG_CLOCK_S = 3 * 365 * 86400
+    #: last gasps are sent by 40-70 % of meters, each meter with its own chance
+    GASP_P = (0.4, 0.7)
+    #: restore events come up to this long after power is back
+    RESTORE_JITTER_S = 90
+    #: the meters that join the directory late do so this long after the start
+    LATE_JOIN_S = 6 * 3600
+
+    def _build_field(self) -> None:
+        """Per-meter realities of ``field`` mode, from their own random stream (nothing else changes)."""
+        self._gasp_p = np.full(self.M, 0.6)
+        self._array = np.zeros(self.M, bool)
+        self._wrong_clock: dict[str, int] = {}
+        self._late: dict[str, int] = {}
+        if not self.cfg.field:
+            return
+        rng = np.random.default_rng([self.seed, 5])
+        self._gasp_p = rng.uniform(*self.GASP_P, size=self.M)
+        self._array = rng.random(self.M) < 0.5
+        ids = self._meter_ids
+        odd = rng.permutation(self.M)
+        n_wrong = min(max(0, self.cfg.wrong_clock), self.M)
+        self._wrong_clock = {ids[int(j)]: self.WRONG_CLOCK_S for j in odd[:n_wrong]}
+        for j in odd[n_wrong:n_wrong + max(0, self.cfg.late_meters)]:
+            self._late[ids[int(j)]] = self.start + self.LATE_JOIN_S
+
     # ------------------------------------------------------------------ faults
 
     def _check_fault(self, f: Fault) -> Fault:
@@ -670,16 +762,23 @@ class Simulator:
                 meters = self._fault_meters(f)
                 rng = np.random.default_rng([self.seed, 2, i])
                 n = len(meters)
-                k = n if n == 1 else int(np.clip(round(0.6 * n), 1, n - 1))  # a strict subset sends last gasps
-                fails = [meters[c] for c in sorted(rng.choice(n, size=k, replace=False))]
+                if self.cfg.field:  # each meter gets its last gasp through with its own chance
+                    p = self._gasp_p[[self._col[m] for m in meters]]
+                    fails = [m for m, ok in zip(meters, rng.random(n) < p) if ok]
+                else:
+                    k = n if n == 1 else int(np.clip(round(0.6 * n), 1, n - 1))  # a strict subset sends last gasps
+                    fails = [meters[c] for c in sorted(rng.choice(n, size=k, replace=False))]
                 # overlapping outage faults are one outage to a meter in both: no second last gasp, and
                 # the restore only when the last of them ends (a nested outage)
                 fails = [m for m in fails if not self._dark_elsewhere(i, m, f.start, ending=False)]
                 if self.start <= f.start <= self.end:
                     events += [(f.start, self._col[m], m, "power_fail") for m in fails]
                 if self.start <= f.end <= self.end:
-                    events += [(f.end, self._col[m], m, "power_restore") for m in meters
-                               if not self._dark_elsewhere(i, m, f.end, ending=True)]
+                    back = [m for m in meters if not self._dark_elsewhere(i, m, f.end, ending=True)]
+                    # field: restore events spread over RESTORE_JITTER_S after the power is back
+                    lag = (rng.integers(0, self.RESTORE_JITTER_S + 1, size=len(back)) if self.cfg.field
+                           else np.zeros(len(back), int))
+                    events += [(f.end + int(d), self._col[m], m, "power_restore") for m, d in zip(back, lag)]
             self._power_fail.append(fails)
         events.sort(key=lambda e: (e[0], e[1]))
         self._events = list(dict.fromkeys(events))  # faults starting or ending together: one event each
@@ -728,6 +827,12 @@ class Simulator:
                 dropped[np.ix_(rows, cols)] = True
         kept = ~dropped
         msgs = 0
+        if self.cfg.field:
+            msgs += int(kept[:, ~self._array].sum())
+            for w0 in range(0, self.n_steps, _FIELD_ARRAY):
+                msgs += int(kept[w0:w0 + _FIELD_ARRAY][:, self._array].any(axis=0).sum())
+            return {"customers": len(self._customers), "readings": int(kept.sum()), "events": len(self._events),
+                    "messages": len(self._customers) + msgs + len(self._events)}
         for w0 in range(0, self.n_steps, self.batch):
             msgs += int(kept[w0:w0 + self.batch].any(axis=0).sum())
         return {"customers": len(self._customers), "readings": int(kept.sum()), "events": len(self._events),
@@ -874,6 +979,9 @@ class Simulator:
     def timed_records(self, include_customers: bool = True) -> Iterator[tuple[int, str, str, Any]]:
         """``(event_time_epoch_s, topic, key, value)`` in publishing order. ``value`` is a dict (customers,
         events) or a list of reading dicts (one meter's readings of one batch window)."""
+        if self.cfg.field:
+            yield from self._field_records(include_customers)
+            return
         if include_customers:
             for c in self.customers():
                 yield self.start, config.CUSTOMERS, c["customer_id"], c
@@ -927,6 +1035,57 @@ class Simulator:
             if evs or truncated:
                 msgs += evs
                 msgs.sort(key=lambda r: (r[0], r[1], r[2]))
+            for t, _, _, topic, key, value in msgs:
+                yield t, topic, key, value
+
+    def _field_records(self, include_customers: bool) -> Iterator[tuple[int, str, str, Any]]:
+        """``timed_records`` of ``field`` mode: single-reading meters send each reading at its ``ts``, the
+        others an array of the hour's four at the hour's end (what they have: an outage shortens it); the
+        wrong-clock meter's readings are dated ``WRONG_CLOCK_S`` ahead; a late meter's customer record comes
+        at its join time, its readings from the start (a meter not yet in the directory)."""
+        iv, ids, A = self.interval, self._meter_ids, _FIELD_ARRAY
+        ts_epoch, ts_text = self._steps_ts, self._ts_text
+        READ, EVT, CUST = config.READINGS, config.EVENTS, config.CUSTOMERS
+        late = sorted((t, c["customer_id"], c) for c in self.customers() if (t := self._late.get(c["meter_id"])))
+        if include_customers:
+            for c in self.customers():
+                if c["meter_id"] not in self._late:
+                    yield self.start, CUST, c["customer_id"], c
+        events, ei, n_ev = self._events, 0, len(self._events)
+        li = 0
+        for w0 in range(0, self.n_steps, A):
+            w1 = min(w0 + A, self.n_steps)
+            close = int(ts_epoch[w1 - 1])
+            blk = self._block(w0, w1)
+            msgs: list[tuple[int, int, int, str, str, Any]] = []
+            for j, mid in enumerate(ids):
+                shift = self._wrong_clock.get(mid, 0)
+                batch = []
+                for i in range(w1 - w0):
+                    if blk["dropped"][i, j]:
+                        continue
+                    est = bool(blk["estimated"][i, j])
+                    ts = ts_text[w0 + i] if not shift else format_ts(int(ts_epoch[w0 + i]) + shift)
+                    r = {"meter_id": mid, "ts": ts, "interval_s": iv, "kwh": float(blk["kwh"][i, j]),
+                         "v_avg": None if est else float(blk["v_avg"][i, j]),
+                         "v_min": None if est else float(blk["v_min"][i, j]),
+                         "v_max": None if est else float(blk["v_max"][i, j]),
+                         "quality": "estimated" if est else "actual"}
+                    if self._array[j]:
+                        batch.append(r)
+                    else:
+                        msgs.append((int(ts_epoch[w0 + i]), 0, j, READ, mid, r))
+                if batch:
+                    msgs.append((close, 0, j, READ, mid, batch))
+            while ei < n_ev and events[ei][0] <= close:
+                t, col, mid, typ = events[ei]
+                msgs.append((t, 1, col, EVT, mid, {"meter_id": mid, "ts": format_ts(t), "type": typ}))
+                ei += 1
+            while include_customers and li < len(late) and late[li][0] <= close:
+                t, cid, c = late[li]
+                msgs.append((t, -1, 0, CUST, cid, c))
+                li += 1
+            msgs.sort(key=lambda r: (r[0], r[1], r[2]))
             for t, _, _, topic, key, value in msgs:
                 yield t, topic, key, value
 
@@ -1070,6 +1229,15 @@ def register(subparsers) -> None:
                    help="write the ground truth of the faults as JSON lines (one per fault)")
     p.add_argument("--batch", type=int, default=None,
                    help=f"readings per meter.readings message (a JSON array) (default {DEFAULTS['batch']})")
+    p.add_argument("--field", action="store_true", default=None,
+                   help="AMI field realities: last gasps from 40 to 70 percent of meters (each its own chance), restore "
+                        "events spread over 90 s, single readings and hourly arrays of 4 (--batch is ignored) "
+                        "(scenario 'field' turns it on)")
+    p.add_argument("--wrong-clock", type=int, default=None, metavar="N",
+                   help="with --field: N meters whose readings are dated 3 years ahead (scenario 'field': 1)")
+    p.add_argument("--late-meters", type=int, default=None, metavar="N",
+                   help="with --field: N meters whose customer record comes 6 h after the start, their "
+                        "readings from the start (scenario 'field': 2)")
     p.add_argument("--speedup", type=float, default=None,
                    help="pace publishing: event time runs X times faster than wall time (3600 = one simulated "
                         "hour per second); default: as fast as possible")
@@ -1133,7 +1301,10 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
                  "hours", "interval", "batch"):
         v = getattr(args, name, None)
         vals[name] = v if v is not None else scen.get(name, DEFAULTS[name])
-    return SimConfig(scenario=args.scenario, faults=tuple(args.fault or ()), **vals)
+    field_mode = bool(getattr(args, "field", False) or scen.get("field", False))
+    odd = {k: getattr(args, k, None) if getattr(args, k, None) is not None else scen.get(k, 0)
+           for k in ("wrong_clock", "late_meters")}
+    return SimConfig(scenario=args.scenario, faults=tuple(args.fault or ()), field=field_mode, **odd, **vals)
 
 
 def _quiet_kafka_logs(args: argparse.Namespace) -> None:

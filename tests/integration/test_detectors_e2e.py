@@ -72,6 +72,54 @@ def test_feeder_outage_is_one_alert_resolved_on_restoration_with_a_nested_child(
         assert render(ended, customers[c]) in {n["body"] for n in sent if n["customer_id"] == c}
 
 
+def test_a_feeder_outage_on_a_field_feed_is_one_incident_with_two_sms_per_customer(pipeline):
+    """A feed as AMI head ends deliver it: 11 of the feeder's 18 meters get a last gasp through, 2, 5 and 4
+    per transformer (one transformer a minority); half the meters send single readings, half hourly arrays;
+    restore events spread over 90 s. ONE alert id from the first record to the restoration, at feeder scope
+    within 5 minutes of the gasps, nothing resolved before the power is back, and exactly two SMS per
+    opted-in customer (the notice, "power is back"), none to the opted-out ones."""
+    from streams.simulator import SimConfig, Simulator, publish
+
+    sim = Simulator(SimConfig(seed=10, feeders=2, transformers_per_feeder=3, meters_per_transformer=6,
+                              regions="CN", hours=7, field=True, faults=("feeder_outage:F002@+3h07m13s/50m",)))
+    (truth,) = sim.truth()
+    fail_at, back_at = parse_ts(truth["start"]), parse_ts(truth["end"])
+    gasped = set(truth["power_fail_meter_ids"])
+    per_transformer = [sum(m in gasped for m in sim.topology()["transformers"][i]["meter_ids"]) for i in (3, 4, 5)]
+    assert per_transformer == [2, 5, 4] and len(gasped) == 11  # the feed this test is about
+    restores = [e for e in sim.records() if e[0] == "meter.events" and e[2]["type"] == "power_restore"]
+    assert max(parse_ts(e[2]["ts"]) for e in restores) - back_at > 30  # the restores really are spread
+    publish(sim.timed_records(), PrefixedSink(pipeline), progress=False)
+
+    pipeline.read("alerts", lambda rs: any(r["status"] == "resolved" for r in rs))
+    alerts = pipeline.settle("alerts")
+    for rec in alerts:
+        check("alerts", rec)
+    assert {a["kind"] for a in alerts} == {"outage"}
+    assert len({a["alert_id"] for a in alerts}) == 1, [(a["alert_id"], a["status"]) for a in alerts]
+    first_feeder = next(a for a in alerts if a["scope"] == {"level": "feeder", "id": "F002"})
+    assert parse_ts(first_feeder["evidence"]["updated_at"]) - fail_at <= 300
+    assert [a["status"] for a in alerts if a["status"] == "resolved"] == ["resolved"] == [alerts[-1]["status"]]
+    assert parse_ts(alerts[-1]["resolved_at"]) >= back_at
+    assert set(alerts[-1]["meter_ids"]) == set(truth["meter_ids"])
+
+    customers = {c["customer_id"]: c for c in sim.customers()}
+    opted_in = {c for c in truth["customer_ids"] if not customers[c]["opted_out"]}
+    opted_out = set(truth["customer_ids"]) - opted_in
+    assert opted_out
+    pipeline.read("notifications", lambda rs: sum(r["status"] == "sent" for r in rs) >= 2 * len(opted_in))
+    notes = [n for n in pipeline.settle("notifications") if n["status"] != "delivered"]
+    sent = [n for n in notes if n["status"] == "sent"]
+    assert Counter(n["customer_id"] for n in sent) == {c: 2 for c in opted_in}
+    for c in opted_in:
+        assert sorted(n["template"].split("@")[0] for n in sent if n["customer_id"] == c) == [
+            "outage/notice", "outage/resolved"]
+    # the opted-out: the notice suppressed, and so nothing to say "power is back" about
+    assert sorted({(n["status"], n["reason"]) for n in notes if n["customer_id"] in opted_out}) == [
+        ("suppressed", "no_notice_to_resolve"), ("suppressed", "opted_out")]
+    assert len(pipeline.sandbox_messages()) == 2 * len(opted_in)
+
+
 def test_bill_spike_is_forecast_in_the_worker_and_alerted_mid_cycle(pipeline):
     """Ten weeks of hourly readings; one customer's use jumps 1.8x at the start of a billing cycle. The worker
     builds daily usage, fits Prophet in its process pool and raises one bill alert, on day 7 of the cycle

@@ -357,3 +357,23 @@ def test_the_eval_scenario_depends_on_the_seed():
     one, two = (sorted(f.spec for f in _eval_sim(s).faults) for s in (1, 2))
     assert one != two
     assert one == sorted(f.spec for f in _eval_sim(1).faults)
+
+
+def test_an_incident_whose_scope_grows_is_found_at_its_scope_from_the_record_that_reached_it():
+    from detectors.backtest import format_delays
+
+    feeder_meters = TR_METERS + ["M000001", "M000002", "M000003"]
+    recs = [alert("o1", "outage", "transformer", "T0002", detected="2026-07-01T10:03:00Z",
+                  updated_at="2026-07-01T10:03:00Z"),
+            alert("o1", "outage", "feeder", "F001", feeder_meters, detected="2026-07-01T10:03:00Z",
+                  updated_at="2026-07-01T10:17:00Z"),
+            alert("o1", "outage", "feeder", "F001", feeder_meters, detected="2026-07-01T10:03:00Z",
+                  status="resolved", resolved="2026-07-01T11:00:00Z", updated_at="2026-07-01T11:00:00Z")]
+    (span,) = alert_spans(recs)
+    assert span.reached("transformer", "T0002") == span.detected_at
+    assert span.reached("feeder", "F001") - span.detected_at == 14 * 60 and span.reached("meter", "M1") is None
+    m = run(recs, [truth("feeder_outage", "feeder", "F001", feeder_meters, kind="outage")])
+    (t,) = m.truths
+    assert t.scope_ok and t.delay_s == 3 * 60 and t.scope_delay_s == 17 * 60
+    text = format_delays(score(m))
+    assert text.splitlines()[2].split() == ["outage", "1", "3m", "3m", "3m", "1", "17m", "17m", "17m"]

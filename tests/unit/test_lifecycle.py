@@ -73,6 +73,16 @@ def test_detector_updates_replace_detector_fields():
     assert record["status"] == "open" and len(record["history"]) == 1
 
 
+def test_a_scope_change_is_an_update_of_the_same_alert_with_a_history_entry():
+    grown = finding(scope={"level": "feeder", "id": "F1"}, meter_ids=["M1", "M2", "M3"],
+                    evidence={"updated_at": "2026-07-01T09:20:00Z"})
+    rec = ok((apply_finding(opened(), grown), None))
+    assert rec["status"] == "open" and rec["scope"] == {"level": "feeder", "id": "F1"}
+    assert rec["history"][-1] == {"status": "open", "at": "2026-07-01T09:20:00Z", "by": "detector",
+                                  "reason": "scope feeder F1: 3 meters"}
+    assert apply_finding(rec, grown) is None  # the same update again: nothing new
+
+
 def test_acknowledgement_is_kept_across_detector_updates():
     ack = acked()
     assert apply_finding(ack, finding()) is None

@@ -200,6 +200,37 @@ def test_an_outage_gives_a_notice_and_a_restoration_and_a_child_outage_is_not_to
     assert env.records[-1]["reason"] == "unknown_customer"
 
 
+def test_an_incident_whose_scope_grows_tells_each_customer_once_and_says_power_is_back_once():
+    env = Env([customer(), customer("C2")])
+    aid = "outage:meter:M1:t"
+    first = alert("outage", aid=aid, level="meter", scope="M1", severity="critical")
+    grown = {**alert("outage", aid=aid, level="feeder", scope="F1", severity="critical"),
+             "customer_ids": ["C1", "C2"]}
+    run(env, {"alert": first, "customer_id": "C1"})
+    for cid in ("C1", "C2"):  # the escalated record goes to everyone in it: C1 heard already, C2 now
+        run(env, {"alert": grown, "customer_id": cid})
+    for cid in ("C1", "C2"):
+        run(env, {"alert": {**grown, "status": "resolved"}, "customer_id": cid, "phase": "resolved"})
+    sent = [(r["customer_id"], r["template"].split("@")[0]) for r in env.records if r["status"] == "sent"]
+    assert sent == [("C1", "outage/notice"), ("C2", "outage/notice"), ("C1", "outage/resolved"),
+                    ("C2", "outage/resolved")]
+
+
+def test_a_customer_told_under_an_alert_merged_into_another_is_not_told_again():
+    env = Env([customer()])
+    merged = alert("outage", aid="outage:meter:M1:t", level="meter", scope="M1", severity="critical")
+    keep = alert("outage", aid="outage:meter:M2:t", level="transformer", scope="T1", severity="critical",
+                 merged_from=[merged["alert_id"]])
+    run(env, {"alert": merged, "customer_id": "C1"})
+    run(env, {"alert": {**merged, "status": "resolved", "evidence": {"merged_into": keep["alert_id"]}},
+              "customer_id": "C1", "phase": "closed"})
+    run(env, {"alert": keep, "customer_id": "C1"})
+    run(env, {"alert": {**keep, "status": "resolved"}, "customer_id": "C1", "phase": "resolved"})
+    assert statuses(env) == [("sent", None), ("suppressed", f"notified_for {merged['alert_id']}"),
+                             ("sent", None)]
+    assert "back" in env.records[-1]["body"] and env.contacts["C1"]["outages"] == []
+
+
 def test_inhibit_mutes_voltage_and_holds_a_bill_during_an_outage_then_releases_it():
     env = Env([customer(preferences={"quiet_hours": ["00:00", "00:00"]})])
     out = alert("outage", aid="outage:transformer:T1:t", severity="critical")

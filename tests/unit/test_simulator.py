@@ -554,3 +554,42 @@ def test_outages_that_do_not_overlap_keep_their_own_events():
 
     feeder, meter = "feeder_outage:F002@+10h/45m", "meter_outage:M000030@+20h/1h"
     assert events(feeder, meter) == events(feeder) + events(meter)
+
+
+def test_field_realities():
+    """--field: per-meter gasp chances, restore jitter, single readings and hourly arrays, a wrong clock,
+    meters joining the directory late; counts() still says exactly what records() yields."""
+    from gridwatch.contract import parse_ts as _parse
+
+    cfg = dict(seed=10, feeders=2, transformers_per_feeder=3, meters_per_transformer=6, regions="CN", hours=7,
+               faults=("feeder_outage:F002@+3h07m13s/50m",))
+    plain = Simulator(SimConfig(**cfg))
+    sim = Simulator(SimConfig(**cfg, field=True, wrong_clock=1, late_meters=2))
+    assert 0.4 <= sim._gasp_p.min() and sim._gasp_p.max() <= 0.7
+    (truth,) = sim.truth()
+    assert 0 < len(truth["power_fail_meter_ids"]) < len(truth["meter_ids"])
+    recs = list(sim.timed_records())
+    assert [r[0] for r in recs] == sorted(r[0] for r in recs)
+    counts = sim.counts()
+    assert counts["messages"] == len(recs)
+    assert counts["readings"] == plain.counts()["readings"]  # the same values, delivered differently
+    restores = [_parse(v["ts"]) for _, t, _, v in recs if t == "meter.events" and v["type"] == "power_restore"]
+    end = _parse(truth["end"])
+    assert len(restores) == 18 and min(restores) >= end and max(restores) <= end + 90 and len(set(restores)) > 5
+    readings = [(k, v) for _, t, k, v in recs if t == "meter.readings"]
+    singles = {k for k, v in readings if isinstance(v, dict)}
+    arrays = {k for k, v in readings if isinstance(v, list)}
+    assert singles and arrays and not singles & arrays
+    assert all(len(v) <= 4 for k, v in readings if isinstance(v, list))
+    (wrong,) = sim._wrong_clock
+    sent_at, first = next((t, v) for t, top, k, v in recs if top == "meter.readings" and k == wrong)
+    first = first if isinstance(first, dict) else first[-1]
+    assert _parse(first["ts"]) - sent_at == sim.WRONG_CLOCK_S  # sent when due, dated 3 years ahead
+    late = set(sim._late)
+    assert len(late) == 2 and wrong not in late
+    cust_at = {v["meter_id"]: t for t, top, k, v in recs if top == "customers"}
+    first_read = {k: t for t, top, k, v in reversed(recs) if top == "meter.readings"}
+    assert all(cust_at[m] == sim.start + sim.LATE_JOIN_S > first_read[m] for m in late)
+    assert all(cust_at[m] == sim.start for m in cust_at if m not in late)
+    # without --field nothing changed: the plain run still sends the fixed 60 % subset and batches of 4
+    assert all(isinstance(v, list) for _, t, _, v in plain.timed_records() if t == "meter.readings")
