@@ -21,6 +21,8 @@ COMMAND_MODULES = (
     "streams.operator",    # silence add|list|expire, alert ack|resolve|list
     "console.app",         # console (the operations console's web API and pages)
 )
+# Commands that send SMS or check Twilio's signatures: they refuse partial or mixed Twilio settings.
+TWILIO_COMMANDS = ("worker", "webhooks", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,8 +49,15 @@ def main(argv: list[str] | None = None) -> int:
     if not args.verbose:
         # kafka-python logs every connection and metadata refresh at INFO
         logging.getLogger("kafka").setLevel(logging.WARNING)
+    from gridwatch.config import ConfigError, Settings, check_twilio
+
     try:
+        if args.command in TWILIO_COMMANDS:
+            check_twilio(Settings())
         return int(args.func(args) or 0)
+    except ConfigError as exc:
+        print(f"gridwatch {args.command}: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
 
