@@ -16,6 +16,7 @@ COMMAND_MODULES = (
     "streams.replay",      # replay
     "notifiers.sandbox",   # sandbox
     "streams.webhooks",    # webhooks
+    "notifiers.webhook",   # webhook-secret (a customer's webhook signing secret)
     "streams.demo",        # demo
     "detectors.cli",       # detectors list, backtest
     "streams.operator",    # silence add|list|expire, alert ack|resolve|list

@@ -80,10 +80,14 @@ class Settings:
     #: The From address of every email.
     email_from: str = field(
         default_factory=lambda: os.environ.get("GRIDWATCH_EMAIL_FROM") or "alerts@gridwatch.invalid")
-    #: Shared secret the webhook channel signs its payloads with (``X-Gridwatch-Signature``). Unset: a fixed
-    #: development secret, which is logged as a warning when a customer's webhook is not on this machine.
+    #: Master secret of the webhook channel: each customer's signing secret (``X-Gridwatch-Signature``) is
+    #: derived from it and the customer id (``gridwatch webhook-secret CUSTOMER_ID`` prints it). Unset: a fixed,
+    #: public development secret, used only towards the networks of ``webhook_allow``.
     webhook_secret: str | None = field(
         default_factory=lambda: os.environ.get("GRIDWATCH_WEBHOOK_SECRET") or None, repr=False)
+    #: Networks (comma-separated CIDRs) that may receive webhooks although they are loopback, private or
+    #: link-local, e.g. ``127.0.0.1/32`` for the local sandbox. Unset: only public addresses.
+    webhook_allow: str = field(default_factory=lambda: os.environ.get("GRIDWATCH_WEBHOOK_ALLOW", ""))
 
     #: Prepended to every topic name and the consumer group, to run several isolated pipelines on one
     #: cluster (tests use a fresh prefix per run). Empty by default: the contract's topic names as they are.
