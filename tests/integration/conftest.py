@@ -156,6 +156,12 @@ def pipeline(kafka_broker, tmp_path, request):
     procs.stop()
     if failed:
         sys.stderr.write("\n--- worker.log (tail) ---\n" + pipe.log_tail("worker", 120) + "\n")
+    # every pipeline's logs (worker, sandbox, webhooks, and whatever else the test ran in its run_dir)
+    from tests.integration.logscan import scan
+
+    findings = scan(settings.run_dir)
+    if findings:
+        pytest.fail("personal data or secrets in the logs:\n" + "\n".join(findings[:50]), pytrace=False)
 
 
 @pytest.hookimpl(hookwrapper=True)
