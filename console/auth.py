@@ -88,12 +88,23 @@ def _fingerprint(secret: str) -> bytes:
     return hashlib.sha256(secret.encode("utf-8")).digest()
 
 
+# keys this process's fingerprints of plain secrets (so a re-read list recognises an unchanged user)
+_PROCESS_KEY = secrets.token_bytes(32)
+
+
 @dataclass(frozen=True)
 class User:
     name: str
     role: str
     #: the Argon2id hash of the secret (a plain secret is hashed on load)
-    secret_hash: str = field(repr=False)
+    secret_hash: str = field(repr=False, compare=False)
+    #: what makes two loads of the list the same user: the stored hash, or for a plain secret an HMAC of it
+    #: under a key that exists only in this process's memory
+    origin: str = field(default="", repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.origin:
+            object.__setattr__(self, "origin", self.secret_hash)
 
     @property
     def can_act(self) -> bool:
@@ -142,7 +153,8 @@ def _parse_entry(entry: str, where: str) -> tuple[User, str | None]:
         return User(name, role, secret), None
     if not secret:
         raise UsersError(f"{where}: user {name!r} has an empty secret")
-    return User(name, role, hash_secret(secret)), secret
+    origin = "plain:" + hmac.new(_PROCESS_KEY, secret.encode("utf-8"), hashlib.sha256).hexdigest()
+    return User(name, role, hash_secret(secret), origin), secret
 
 
 def _parse(text: str | None, source: str, lines: bool) -> list[tuple[User, str | None]]:

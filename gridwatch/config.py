@@ -113,8 +113,8 @@ class Settings:
     fit_processes: int = field(default_factory=lambda: int(os.environ.get("GRIDWATCH_FIT_PROCESSES", "1")))
 
     #: Users of the operations console (``gridwatch console``): comma-separated ``name:role:secret`` with role
-    #: ``viewer`` or ``operator`` and the secret a token or password, or ``name:role:sha256:<hex>`` for a
-    #: hashed one. With neither this nor the users file the console refuses to start (except ``--demo-users``).
+    #: ``viewer`` or ``operator`` and the secret a token or password, or ``name:role:$argon2id$...`` for a
+    #: hashed one (``gridwatch console --hash-secret``). With neither this nor the users file the console refuses to start (except ``--demo-users``).
     console_users: str | None = field(
         default_factory=lambda: os.environ.get("GRIDWATCH_CONSOLE_USERS") or None, repr=False)  # secrets
     #: A file of console users, one ``name:role:secret`` per line (blank lines and ``#`` comments ignored).

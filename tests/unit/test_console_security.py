@@ -230,6 +230,19 @@ def test_an_expired_session_ends_its_stream():
     assert arun(go())
 
 
+def test_re_reading_an_unchanged_list_keeps_everyone_signed_in():
+    users = auth.parse_users(f"ana:operator:{OP_TOKEN},vic:viewer:{VIEW_SECRET}")
+    a = auth.Authenticator(users)
+    s = a.open_session(users[1])
+    a.set_users(auth.parse_users(f"ana:operator:{OP_TOKEN},vic:viewer:{VIEW_SECRET}"))  # new salts, same users
+    assert a.session(s.id) is s
+    a.set_users(auth.parse_users(f"ana:operator:{OP_TOKEN},vic:operator:{VIEW_SECRET}"))  # a new role
+    assert a.session(s.id) is None
+    s = a.open_session(a.users[1])
+    a.set_users(auth.parse_users(f"ana:operator:{OP_TOKEN},vic:operator:a-new-secret-1"))  # a new secret
+    assert a.session(s.id) is None
+
+
 def test_removing_a_user_ends_their_sessions_and_streams():
     async def go():
         async with console() as c:
