@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import time
 
 import pytest
 
@@ -108,12 +107,10 @@ def test_a_token_that_verified_before_is_not_slowed_by_the_throttle_or_the_hash(
             assert (await c.get("/api/me", headers=OP)).status == 200
             for _ in range(6):
                 await c.get("/api/me", headers={"Authorization": "Bearer guessed"})
-            started = time.perf_counter()
-            statuses = [(await c.get("/api/me", headers=OP)).status for _ in range(20)]
-            return statuses, time.perf_counter() - started
+            return [(await c.get("/api/me", headers=OP)).status for _ in range(20)]
 
-    statuses, _ = arun(go())
-    assert statuses == [200] * 20
+    # the address is throttled, but a token that verified before is recognised without a new check
+    assert arun(go()) == [200] * 20
 
 
 # ---------------------------------------------------------------------------------------- sessions
