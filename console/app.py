@@ -11,7 +11,12 @@ Security: every path except ``/login`` and ``/static/*`` needs credentials (:mod
 state-changing request must come from the console's own origin when it carries ``Origin``, and with a
 session cookie it must echo the session's CSRF token in ``X-CSRF-Token``; viewers cannot act and see phone
 numbers masked. Every response carries a restrictive Content-Security-Policy. Phone numbers and secrets
-are never logged (there is no access log; actions are logged with the user's name only).
+are never logged (there is no access log; actions are logged with the user's name only). Failed sign-ins
+(form, JSON, Basic, Bearer) are throttled per user name and per client address (``request.remote``: behind a
+reverse proxy, that is the proxy) and answered 429 with ``Retry-After`` while throttled; a live-event stream
+ends when the session it was opened with ends (sign-out, expiry, the per-user cap) or its user is removed
+(``kill -HUP`` re-reads the users). ``next`` after sign-in is followed only when it is a path on this console.
+Bodies that are not UTF-8, or JSON nested deeper than :data:`MAX_JSON_DEPTH`, are answered 400.
 
 The API is described in :mod:`console.openapi` (``GET /api/openapi.json``).
 """
@@ -69,32 +74,39 @@ FEEDS = {"alerts": names.ALERTS, "notifications": names.NOTIFICATIONS, "feedback
 
 
 class ApiError(Exception):
-    """An error answered as JSON ``{"error": message}`` with ``status``."""
+    """An error answered as JSON ``{"error": message}`` with ``status`` (and ``headers``)."""
 
-    def __init__(self, status: int, message: str):
+    def __init__(self, status: int, message: str, headers: dict | None = None):
         super().__init__(message)
-        self.status, self.message = status, message
+        self.status, self.message, self.headers = status, message, headers
 
 
 # ------------------------------------------------------------------------------------------ live events
 
 class EventHub:
-    """Fan-out of model changes to ``/api/events`` subscribers, one bounded queue each."""
+    """Fan-out of model changes to ``/api/events`` subscribers, one bounded queue each, each tagged with the
+    user name and session id (None for Bearer/Basic) it was opened with."""
 
     def __init__(self, queue_size: int = SUBSCRIBER_QUEUE):
-        self._queues: set[asyncio.Queue] = set()
+        self._queues: dict[asyncio.Queue, tuple[str | None, str | None]] = {}
         self._size = queue_size
 
     def __len__(self) -> int:
         return len(self._queues)
 
-    def subscribe(self) -> asyncio.Queue:
+    def subscribe(self, user: str | None = None, session_id: str | None = None) -> asyncio.Queue:
         queue: asyncio.Queue = asyncio.Queue(self._size)
-        self._queues.add(queue)
+        self._queues[queue] = (user, session_id)
         return queue
 
     def unsubscribe(self, queue: asyncio.Queue) -> None:
-        self._queues.discard(queue)
+        self._queues.pop(queue, None)
+
+    def end(self, user: str, session_id: str | None) -> None:
+        """End the streams of this session, or with ``session_id`` None every stream of ``user``."""
+        for queue, (owner, sid) in list(self._queues.items()):
+            if owner == user and (session_id is None or sid == session_id):
+                self._drop(queue)
 
     def publish(self, events: Iterable[tuple[str, dict]]) -> None:
         for name, payload in events:
@@ -107,7 +119,7 @@ class EventHub:
                     self._drop(queue)
 
     def _drop(self, queue: asyncio.Queue) -> None:
-        self._queues.discard(queue)
+        self._queues.pop(queue, None)
         while not queue.empty():
             queue.get_nowait()
         queue.put_nowait(None)
@@ -181,8 +193,15 @@ def _is_public(path: str) -> bool:
 
 
 def _safe_next(value: Any) -> str:
-    text = str(value or "/")
-    if not text.startswith("/") or text.startswith("//") or text.startswith("/\\") or any(c in text for c in "\r\n"):
+    """``value`` when it is a path on this console, else ``/``: no scheme, no host, no backslash (browsers read
+    it as a slash), no control character or space anywhere (browsers drop tabs and newlines, so
+    ``/<TAB>/evil.example`` would become ``//evil.example``), not starting with ``//``."""
+    text = value if isinstance(value, str) and value else "/"
+    if (not text.startswith("/") or text.startswith("//") or "\\" in text
+            or any(ord(c) <= 0x20 or 0x7f <= ord(c) <= 0x9f for c in text)):
+        return "/"
+    parts = urlsplit(text)
+    if parts.scheme or parts.netloc:
         return "/"
     return text
 
@@ -221,7 +240,39 @@ def _own_origin(request: web.Request, settings: Settings) -> str:
     return f"{request.scheme}://{request.host}".lower()
 
 
-def _identify(request: web.Request, console: Console) -> tuple[gwauth.User | None, gwauth.Session | None, str | None]:
+def _throttled(console: Console, request: web.Request, name: str | None) -> ApiError | None:
+    """429 while the client's address, or the user name, is waiting after failed sign-ins."""
+    wait = console.auth.throttle.retry_after(("address", request.remote),
+                                             ("user", name) if name is not None else None)
+    if wait <= 0:
+        return None
+    return ApiError(429, f"too many failed sign-ins: try again in {wait} s", {"Retry-After": str(wait)})
+
+
+async def _check(console: Console, request: web.Request, kind: str, name: str, secret: str) -> gwauth.User | None:
+    """The user these credentials are, throttled (ApiError 429) and off the event loop (the hash check is
+    slow on purpose); a failure counts against the address and the name."""
+    auth = console.auth
+    user = auth.cached(kind, name, secret)
+    if user is not None:
+        return user
+    refused = _throttled(console, request, name if kind != "bearer" else None)
+    if refused is not None:
+        raise refused
+    if kind == "bearer":
+        user = await asyncio.to_thread(auth.by_token, secret)
+    else:
+        user = await asyncio.to_thread(auth.by_password, name, secret)
+    if user is None:
+        auth.throttle.failed(("address", request.remote))
+        if kind != "bearer":
+            auth.throttle.failed(("user", name))
+    else:
+        auth.throttle.succeeded(("user", user.name))
+    return user
+
+
+async def _identify(request: web.Request, console: Console) -> tuple[gwauth.User | None, gwauth.Session | None, str | None]:
     """``(user, session, via)``; via is "bearer", "basic" or "cookie". A present but wrong Authorization
     header yields no user (it does not fall back to the cookie)."""
     header = request.headers.get("Authorization")
@@ -229,10 +280,10 @@ def _identify(request: web.Request, console: Console) -> tuple[gwauth.User | Non
         scheme, _, value = header.partition(" ")
         scheme = scheme.lower()
         if scheme == "bearer":
-            return console.auth.by_token(value.strip()), None, "bearer"
+            return await _check(console, request, "bearer", "", value.strip()), None, "bearer"
         if scheme == "basic":
             creds = gwauth.basic_credentials(header)
-            user = console.auth.by_password(*creds) if creds else None
+            user = await _check(console, request, "basic", *creds) if creds else None
             return user, None, "basic"
         return None, None, scheme
     session = console.auth.session(request.cookies.get(gwauth.SESSION_COOKIE))
@@ -254,9 +305,9 @@ def _unauthorized(request: web.Request) -> web.Response:
 async def _guard(request: web.Request, handler):
     console = request.app[CONSOLE]
     path = request.path
-    user, session, via = _identify(request, console)
-    request[USER], request[SESSION], request[VIA] = user, session, via
     try:
+        user, session, via = await _identify(request, console)
+        request[USER], request[SESSION], request[VIA] = user, session, via
         if request.method not in SAFE_METHODS:
             origin = request.headers.get("Origin")
             if origin is not None and origin.rstrip("/").lower() != _own_origin(request, console.settings):
@@ -269,7 +320,7 @@ async def _guard(request: web.Request, handler):
                 raise ApiError(403, f"missing or wrong {gwauth.CSRF_HEADER} (take it from GET /api/me)")
         return await handler(request)
     except ApiError as exc:
-        return _error(exc.status, exc.message)
+        return _error(exc.status, exc.message, exc.headers)
     except web.HTTPException as exc:
         if exc.status >= 400 and not _is_page(path) and not path.startswith("/static/"):
             return _error(exc.status, exc.reason or "error")
@@ -290,14 +341,40 @@ def _require_operator(request: web.Request) -> gwauth.User:
     return user
 
 
+#: JSON bodies nested deeper than this are refused before they are parsed (a request body is a flat object)
+MAX_JSON_DEPTH = 32
+
+
+def _too_deep(text: str, limit: int = MAX_JSON_DEPTH) -> bool:
+    """More than ``limit`` brackets open at once (brackets inside strings counted too: an over-estimate that
+    only ever refuses bodies no endpoint would take)."""
+    depth = 0
+    for c in text:
+        if c in "[{":
+            depth += 1
+            if depth > limit:
+                return True
+        elif c in "]}":
+            depth -= 1
+    return False
+
+
 async def _body(request: web.Request) -> dict:
     if not request.body_exists:
         return {}
-    if request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
-        return {k: v for k, v in (await request.post()).items() if isinstance(v, str)}
     try:
-        data = json.loads(await request.text() or "{}")
-    except ValueError:
+        if request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
+            return {k: v for k, v in (await request.post()).items() if isinstance(v, str)}
+        text = await request.text()
+    except (UnicodeDecodeError, LookupError):  # not UTF-8, or an unknown charset
+        raise ApiError(400, "the body is not UTF-8") from None
+    except ValueError:  # a malformed form or multipart body
+        raise ApiError(400, "the body is not a well-formed form") from None
+    if _too_deep(text):
+        raise ApiError(400, f"the body is nested deeper than {MAX_JSON_DEPTH} levels")
+    try:
+        data = json.loads(text or "{}")
+    except (ValueError, RecursionError):
         raise ApiError(400, "the body is not JSON") from None
     if not isinstance(data, dict):
         raise ApiError(400, "the body must be a JSON object")
@@ -361,15 +438,25 @@ async def login(request: web.Request) -> web.Response:
     console = request.app[CONSOLE]
     as_json = request.content_type == "application/json"
     body = await _body(request)
-    name, secret = str(body.get("user") or "").strip(), str(body.get("secret") or "")
-    user = console.auth.by_password(name, secret)
+    name, secret = body.get("user"), body.get("secret")
+    name = name.strip()[:64] if isinstance(name, str) else ""
+    secret = secret if isinstance(secret, str) else ""
+    next_path = body.get("next") if isinstance(body.get("next"), str) else "/"
+    try:
+        user = await _check(console, request, "basic", name, secret) if name and secret else None
+    except ApiError as exc:  # throttled
+        log.info("console: sign-in refused while throttled")
+        if as_json:
+            return _error(exc.status, exc.message, exc.headers)
+        return web.Response(status=exc.status, content_type="text/html", headers=exc.headers,
+                            text=signin_page(error=f"Too many failed sign-ins: try again in "
+                                                   f"{exc.headers['Retry-After']} s.", next_path=next_path, user=name))
     if user is None:
         log.info("console: failed sign-in")
         if as_json:
             return _error(401, "wrong user or secret")
         return web.Response(status=401, content_type="text/html",
-                            text=signin_page(error="Wrong user or secret.", next_path=str(body.get("next") or "/"),
-                                             user=name[:64]))
+                            text=signin_page(error="Wrong user or secret.", next_path=next_path, user=name))
     old = request[SESSION]
     if old is not None:
         console.auth.close_session(old.id)
@@ -378,7 +465,7 @@ async def login(request: web.Request) -> web.Response:
     if as_json:
         response: web.Response = web.json_response({"user": user.name, "role": user.role, "csrf": session.csrf})
     else:
-        response = web.Response(status=303, headers={"Location": _safe_next(body.get("next"))})
+        response = web.Response(status=303, headers={"Location": _safe_next(next_path)})
     secure = (console.settings.console_url or "").lower().startswith("https:") or request.secure
     response.set_cookie(gwauth.SESSION_COOKIE, session.id, httponly=True, samesite="Strict", path="/",
                         secure=secure or None)
@@ -541,19 +628,25 @@ async def figures(request: web.Request) -> web.Response:
 
 async def events(request: web.Request) -> web.StreamResponse:
     console = request.app[CONSOLE]
+    user, session = request[USER], request[SESSION]
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream; charset=utf-8",
                                            "Cache-Control": "no-store", "X-Accel-Buffering": "no"})
-    queue = console.hub.subscribe()
+    queue = console.hub.subscribe(user.name, session.id if session else None)
+
+    def allowed() -> bool:  # sign-out and removal end the stream at once (EventHub.end); expiry here
+        return console.auth.alive(session) if session is not None else console.auth.current(user)
+
     try:
         await response.prepare(request)
         await response.write(b"retry: 3000\n: connected\n\n")
-        while True:
+        while allowed():
             try:
                 frame = await asyncio.wait_for(queue.get(), console.heartbeat_s)
             except asyncio.TimeoutError:
-                await response.write(b": heartbeat\n\n")
+                if allowed():
+                    await response.write(b": heartbeat\n\n")
                 continue
-            if frame is None:  # shut down, or too far behind
+            if frame is None:  # shut down, signed out, or too far behind
                 break
             await response.write(frame)
     except (ConnectionResetError, ConnectionError):
@@ -595,6 +688,7 @@ def make_app(settings: Settings | None, users: Iterable[gwauth.User] | gwauth.Au
                       offsets=offsets if offsets is not None else KafkaOffsets(settings),
                       heartbeat_s=heartbeat_s, static_dir=static_dir or STATIC_DIR, clock=clock)
     app[CONSOLE] = console
+    authenticator.on_end(console.hub.end)
     app.on_response_prepare.append(_security_headers)
 
     r = app.router
@@ -753,6 +847,7 @@ async def serve(settings: Settings, users: list[gwauth.User], host: str, port: i
                   "'Authorization: Bearer TOKEN'; the demo tokens end with this process", flush=True)
         if stop is None:
             stop = stop_event()
+        _reload_users_on_sighup(settings, console.auth, [u for u, _ in demo_tokens or []])
         try:
             await stop.wait()
         finally:
@@ -765,14 +860,54 @@ async def serve(settings: Settings, users: list[gwauth.User], host: str, port: i
     return 0
 
 
+def _reload_users_on_sighup(settings: Settings, authenticator: gwauth.Authenticator,
+                            keep: list[gwauth.User]) -> None:
+    """``kill -HUP``: read the users again; whoever was removed or changed is signed out and their live-event
+    streams end (the demo users stay)."""
+    import signal
+
+    def reload() -> None:
+        try:
+            users = gwauth.load_users(settings)
+        except gwauth.UsersError as exc:
+            log.warning("console: users not reloaded: %s", exc)
+            return
+        taken = {u.name for u in users}
+        authenticator.set_users(users + [u for u in keep if u.name not in taken])
+        log.info("console: %d users reloaded", len(authenticator.users))
+
+    try:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reload)
+    except (NotImplementedError, RuntimeError, AttributeError):  # pragma: no cover - non-Unix
+        pass
+
+
 # ----------------------------------------------------------------------------------------------- CLI
 
 NO_USERS = ("no console users configured: set GRIDWATCH_CONSOLE_USERS=name:role:secret[,...] (role viewer or "
-            "operator; the secret a token or password, or sha256:<hex> of it) or GRIDWATCH_CONSOLE_USERS_FILE=PATH "
-            "(one per line), or start a demo with `gridwatch console --demo-users`")
+            "operator; the secret a token or password, or its Argon2id hash from `gridwatch console --hash-secret`) "
+            "or GRIDWATCH_CONSOLE_USERS_FILE=PATH (one per line), or start a demo with "
+            "`gridwatch console --demo-users`")
+
+
+def hash_secret_command() -> int:
+    """Read a secret from stdin (one line) and print its Argon2id hash for the users list."""
+    if sys.stdin.isatty():
+        import getpass
+
+        secret = getpass.getpass("secret: ")
+    else:
+        secret = sys.stdin.readline().rstrip("\r\n")
+    if not secret:
+        print("gridwatch console: no secret given on stdin", file=sys.stderr)
+        return 2
+    print(gwauth.hash_secret(secret))
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
+    if getattr(args, "hash_secret", False):
+        return hash_secret_command()
     settings = Settings()
     if not getattr(args, "verbose", False):
         logging.getLogger("aiokafka").setLevel(logging.WARNING)
@@ -805,4 +940,7 @@ def register(subparsers) -> None:
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help="TCP port (default: %(default)s; 0 = any)")
     p.add_argument("--demo-users", action="store_true",
                    help="add users 'operator' and 'viewer' with random tokens, printed at start (for demos)")
+    p.add_argument("--hash-secret", action="store_true",
+                   help="read a secret from stdin, print its salted Argon2id hash for GRIDWATCH_CONSOLE_USERS "
+                        "(name:role:HASH) and exit")
     p.set_defaults(func=run)

@@ -16,12 +16,15 @@ COMMAND_MODULES = (
     "streams.replay",      # replay
     "notifiers.sandbox",   # sandbox
     "streams.webhooks",    # webhooks
+    "notifiers.webhook",   # webhook-secret (a customer's webhook signing secret)
     "streams.demo",        # demo
     "detectors.cli",       # detectors list, backtest
     "streams.operator",    # silence add|list|expire, alert ack|resolve|list
     "streams.deadletters", # dlq list|replay
     "console.app",         # console (the operations console's web API and pages)
 )
+# Commands that send SMS or check Twilio's signatures: they refuse partial or mixed Twilio settings.
+TWILIO_COMMANDS = ("worker", "webhooks", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,8 +51,15 @@ def main(argv: list[str] | None = None) -> int:
     if not args.verbose:
         # kafka-python logs every connection and metadata refresh at INFO
         logging.getLogger("kafka").setLevel(logging.WARNING)
+    from gridwatch.config import ConfigError, Settings, check_twilio
+
     try:
+        if args.command in TWILIO_COMMANDS:
+            check_twilio(Settings())
         return int(args.func(args) or 0)
+    except ConfigError as exc:
+        print(f"gridwatch {args.command}: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
 

@@ -87,10 +87,14 @@ class Settings:
     #: The From address of every email.
     email_from: str = field(
         default_factory=lambda: os.environ.get("GRIDWATCH_EMAIL_FROM") or "alerts@gridwatch.invalid")
-    #: Shared secret the webhook channel signs its payloads with (``X-Gridwatch-Signature``). Unset: a fixed
-    #: development secret, which is logged as a warning when a customer's webhook is not on this machine.
+    #: Master secret of the webhook channel: each customer's signing secret (``X-Gridwatch-Signature``) is
+    #: derived from it and the customer id (``gridwatch webhook-secret CUSTOMER_ID`` prints it). Unset: a fixed,
+    #: public development secret, used only towards the networks of ``webhook_allow``.
     webhook_secret: str | None = field(
         default_factory=lambda: os.environ.get("GRIDWATCH_WEBHOOK_SECRET") or None, repr=False)
+    #: Networks (comma-separated CIDRs) that may receive webhooks although they are loopback, private or
+    #: link-local, e.g. ``127.0.0.1/32`` for the local sandbox. Unset: only public addresses.
+    webhook_allow: str = field(default_factory=lambda: os.environ.get("GRIDWATCH_WEBHOOK_ALLOW", ""))
 
     #: Prepended to every topic name and the consumer group, to run several isolated pipelines on one
     #: cluster (tests use a fresh prefix per run). Empty by default: the contract's topic names as they are.
@@ -116,8 +120,8 @@ class Settings:
     fit_processes: int = field(default_factory=lambda: int(os.environ.get("GRIDWATCH_FIT_PROCESSES", "1")))
 
     #: Users of the operations console (``gridwatch console``): comma-separated ``name:role:secret`` with role
-    #: ``viewer`` or ``operator`` and the secret a token or password, or ``name:role:sha256:<hex>`` for a
-    #: hashed one. With neither this nor the users file the console refuses to start (except ``--demo-users``).
+    #: ``viewer`` or ``operator`` and the secret a token or password, or ``name:role:$argon2id$...`` for a
+    #: hashed one (``gridwatch console --hash-secret``). With neither this nor the users file the console refuses to start (except ``--demo-users``).
     console_users: str | None = field(
         default_factory=lambda: os.environ.get("GRIDWATCH_CONSOLE_USERS") or None, repr=False)  # secrets
     #: A file of console users, one ``name:role:secret`` per line (blank lines and ``#`` comments ignored).
@@ -145,3 +149,54 @@ class Settings:
     def uses_real_twilio(self) -> bool:
         return bool(self.twilio_account_sid and self.twilio_auth_token
                     and (self.twilio_from or self.twilio_messaging_service_sid))
+
+    @property
+    def twilio_configured(self) -> bool:
+        """Any ``TWILIO_*`` setting is present: then all of them must be, and nothing may fall back to the
+        local sandbox (see :meth:`twilio_problem`)."""
+        return any((self.twilio_account_sid, self.twilio_auth_token, self.twilio_from,
+                    self.twilio_messaging_service_sid))
+
+    def twilio_problem(self) -> str | None:
+        """Why the Twilio settings cannot be used as they are, or None.
+
+        Either no ``TWILIO_*`` variable is set (the local sandbox, with its public credentials), or the
+        account SID, the auth token and a sender (``TWILIO_FROM_NUMBER`` or ``TWILIO_MESSAGING_SERVICE_SID``)
+        all are. Anything in between is refused rather than guessed: with a partial set, SMS would silently
+        go to the sandbox and inbound requests would be checked against the sandbox's public token. The
+        sandbox's own credentials or URL next to real ones are refused too (a mixed configuration).
+        """
+        if not self.twilio_configured:
+            return None
+        missing = [name for name, value in (("TWILIO_ACCOUNT_SID", self.twilio_account_sid),
+                                            ("TWILIO_AUTH_TOKEN", self.twilio_auth_token)) if not value]
+        if not (self.twilio_from or self.twilio_messaging_service_sid):
+            missing.append("TWILIO_FROM_NUMBER or TWILIO_MESSAGING_SERVICE_SID")
+        if missing:
+            present = [name for name, value in (
+                ("TWILIO_ACCOUNT_SID", self.twilio_account_sid), ("TWILIO_AUTH_TOKEN", self.twilio_auth_token),
+                ("TWILIO_FROM_NUMBER", self.twilio_from),
+                ("TWILIO_MESSAGING_SERVICE_SID", self.twilio_messaging_service_sid)) if value]
+            return (f"partial Twilio configuration: {', '.join(present)} set but {', '.join(missing)} missing; "
+                    "set all of them to use Twilio, or none to use the local sandbox")
+        from notifiers.sandbox import SANDBOX_ACCOUNT_SID, SANDBOX_AUTH_TOKEN, sandbox_credentials
+
+        if {self.twilio_account_sid, self.twilio_auth_token} & {SANDBOX_ACCOUNT_SID, SANDBOX_AUTH_TOKEN,
+                                                                *sandbox_credentials()}:
+            return ("mixed Twilio configuration: TWILIO_ACCOUNT_SID/TWILIO_AUTH_TOKEN are the local sandbox's "
+                    "credentials; unset the TWILIO_* variables to use the sandbox")
+        if os.environ.get("GRIDWATCH_SANDBOX_URL"):
+            return ("mixed Twilio configuration: both real Twilio credentials (TWILIO_*) and "
+                    "GRIDWATCH_SANDBOX_URL are set; unset one of them")
+        return None
+
+
+class ConfigError(ValueError):
+    """Settings that must not be used; commands exit with status 2 and this message."""
+
+
+def check_twilio(settings: Settings) -> None:
+    """ConfigError when the Twilio settings are partial or mixed (:meth:`Settings.twilio_problem`)."""
+    problem = settings.twilio_problem()
+    if problem:
+        raise ConfigError(problem)

@@ -53,8 +53,9 @@ def build_notifier(settings: Any, channel: str, **sms_kwargs: Any) -> Notifier:
     ``sms``: :meth:`TwilioSms.from_settings <notifiers.sms.TwilioSms.from_settings>` with ``sms_kwargs``
     (``status_callback``, ``validity_period_s``, ``timeout_s``); ``email``:
     :meth:`EmailNotifier.from_settings <notifiers.email.EmailNotifier.from_settings>` (``GRIDWATCH_SMTP_URL``,
-    else the sandbox's SMTP sink); ``webhook``: :class:`~notifiers.webhook.WebhookNotifier` signing with
-    ``GRIDWATCH_WEBHOOK_SECRET``. ``sms_kwargs`` only apply to SMS and are ignored for the others.
+    else the sandbox's SMTP sink); ``webhook``: :class:`~notifiers.webhook.WebhookNotifier` signing with each
+    customer's secret derived from ``GRIDWATCH_WEBHOOK_SECRET``, to public addresses and the networks of
+    ``GRIDWATCH_WEBHOOK_ALLOW``. ``sms_kwargs`` only apply to SMS and are ignored for the others.
     """
     if channel == "sms":
         from notifiers.sms import TwilioSms

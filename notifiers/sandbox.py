@@ -60,11 +60,12 @@ Test hooks (not part of Twilio):
 
 The other delivery channels have sinks too (not Twilio):
 
-* **webhook receiver** ``POST /sandbox/webhook/{name}``: what a customer's webhook would be. Checks
-  ``X-Gridwatch-Signature`` with :func:`notifiers.webhook.verify_signature` (secret
+* **webhook receiver** ``POST /sandbox/webhook/{name}``: what a customer's webhook would be. Needs a UTF-8
+  JSON body (``400``) and checks ``X-Gridwatch-Signature`` and ``X-Gridwatch-Timestamp`` with
+  :func:`notifiers.webhook.verify_signature` under the secret of the payload's ``customer_id`` (derived from
   ``GRIDWATCH_WEBHOOK_SECRET``, else the development secret; ``401`` when it does not match), dedupes on
   ``Idempotency-Key`` per ``name`` (a repeat is answered ``200`` with the first delivery's ``id`` and
-  ``"duplicate": true``, and not recorded again), needs a JSON body (``400``), answers ``{"id": "WH..."}``.
+  ``"duplicate": true``, and not recorded again), answers ``{"id": "WH..."}``.
   ``GET /sandbox/webhooks`` → ``{"webhooks": [record, ...], "rejected": [...]}`` oldest first (record:
   ``id``, ``name``, ``idempotency_key``, ``timestamp``, ``payload``, ``received_at``, ``duplicates``);
   ``?name=`` filters; ``DELETE /sandbox/webhooks`` clears. ``--fail-webhook [NAME=]STATUS[xN]`` answers
@@ -576,7 +577,8 @@ def _json(payload: dict, status: int = 200, headers: dict | None = None) -> web.
 
 async def receive_webhook(request: web.Request) -> web.Response:
     """A customer's webhook: signature checked, deduped on Idempotency-Key, the JSON payload recorded."""
-    from notifiers.webhook import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
+    from notifiers.webhook import (IDEMPOTENCY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, customer_secret,
+                                   verify_signature)
 
     state = request.app[STATE]
     name = request.match_info["name"]
@@ -589,8 +591,16 @@ async def receive_webhook(request: web.Request) -> web.Response:
         log.info("sandbox webhook %s refused (key %s): HTTP %s %s", name, key, status, why)
         return _json({"error": why}, status, {"Retry-After": "1"} if status in (429, 503) else None)
 
-    if not verify_signature(state.webhook_secret or "", raw, request.headers.get(SIGNATURE_HEADER)):
-        return refuse(401, f"missing or wrong {SIGNATURE_HEADER}")
+    try:
+        payload = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return refuse(400, "body must be UTF-8 JSON")
+    customer_id = payload.get("customer_id") if isinstance(payload, dict) else None
+    # each customer checks with its own secret: here derived like the sender does, from the payload's customer
+    secret = customer_secret(state.webhook_secret or "", customer_id) if isinstance(customer_id, str) else ""
+    if not verify_signature(secret, raw, request.headers.get(SIGNATURE_HEADER),
+                            request.headers.get(TIMESTAMP_HEADER)):
+        return refuse(401, f"missing, wrong or stale {SIGNATURE_HEADER}")
     rule = state.webhook_fail.get(name) or state.webhook_fail.get("*")
     if rule is not None and rule.should_fail():
         return refuse(rule.status, f"simulated HTTP {rule.status} (attempt {rule.attempts})")
@@ -599,10 +609,6 @@ async def receive_webhook(request: web.Request) -> web.Response:
         seen["duplicates"] += 1
         log.info("sandbox webhook %s: key %s already received, not recorded again", name, key)
         return _json({"id": seen["id"], "duplicate": True})
-    try:
-        payload = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        return refuse(400, "body must be UTF-8 JSON")
     record = {"id": "WH" + uuid.uuid4().hex, "name": name, "idempotency_key": key,
               "timestamp": request.headers.get(TIMESTAMP_HEADER), "payload": payload,
               "received_at": _now().isoformat(), "duplicates": 0}

@@ -92,10 +92,14 @@ class TwilioSms(Notifier):
 
     @classmethod
     def from_settings(cls, settings: Any, **kwargs: Any) -> "TwilioSms":
-        """Real Twilio when ``settings.uses_real_twilio``, else the sandbox at ``settings.sandbox_url``.
+        """Real Twilio when ``settings.uses_real_twilio``, else the sandbox at ``settings.sandbox_url``;
+        :class:`~gridwatch.config.ConfigError` when the ``TWILIO_*`` settings are partial or mixed.
 
         Extra keyword arguments (``validity_period_s``, ``status_callback``, ``timeout_s``) pass through.
         """
+        from gridwatch.config import check_twilio
+
+        check_twilio(settings)  # never the sandbox when any TWILIO_* is set
         if settings.uses_real_twilio:
             log.info("SMS via Twilio (account %s)", settings.twilio_account_sid)
             return cls(settings.twilio_account_sid, settings.twilio_auth_token,

@@ -3,6 +3,10 @@
 Starts (or reuses) Kafka, creates the topics, starts the SMS sandbox and the worker, publishes a simulated
 utility with a transformer undervoltage, and prints alerts and SMS as they happen. Ctrl-C, or
 ``--duration``, stops everything it started — and nothing it did not start.
+
+The simulated customers' phone numbers are all in ranges reserved for fiction (:func:`streams.simulator.fiction_phone`),
+and SMS go to the local sandbox: with ``TWILIO_*`` set the demo refuses to start (exit 2) unless
+``--real-twilio`` says that real SMS to those numbers are meant.
 """
 
 from __future__ import annotations
@@ -89,6 +93,10 @@ def run(args) -> int:
     if hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(line_buffering=True)  # alerts and SMS show as they happen, even when piped
     base = Settings()
+    if base.twilio_configured and not args.real_twilio:
+        print("gridwatch demo: TWILIO_* is set, so the demo's SMS would go to real Twilio; pass --real-twilio if "
+              "that is meant, or unset TWILIO_* to use the local SMS sandbox", file=sys.stderr)
+        return 2
     settings = dataclasses.replace(base, run_dir=Path(args.run_dir).resolve())
     env = {**os.environ, "GRIDWATCH_RUN_DIR": str(settings.run_dir),
            "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers, "PYTHONUNBUFFERED": "1"}
@@ -131,6 +139,10 @@ def run(args) -> int:
                              "--truth", str(settings.run_dir / "truth.jsonl"))
         if args.speedup:
             sim += ["--speedup", str(args.speedup)]
+        if not settings.topic_prefix:
+            sim += ["--contract-topics"]  # our own broker, started for the demo
+        if args.real_twilio:
+            sim += ["--real-twilio"]
         procs.start("simulator", sim, env, settings.run_dir / "simulator.log")
         print(f"simulator: scenario {args.scenario!r} (ground truth: {settings.run_dir / 'truth.jsonl'})")
         print(f"\nSMS sandbox page: {sandbox_url}/   — alerts and SMS follow as they happen "
@@ -270,6 +282,9 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=7, help="simulator seed (default 7)")
     p.add_argument("--speedup", type=float, default=None,
                    help="simulated seconds per wall second (default: as fast as possible)")
+    p.add_argument("--real-twilio", action="store_true",
+                   help="with TWILIO_* set, send the demo's SMS through real Twilio (to numbers reserved for fiction, "
+                        "which Twilio will refuse); without this flag the demo refuses to start when TWILIO_* is set")
     p.add_argument("--console-port", type=int, default=8095, help="port of the operations console (default 8095)")
     p.add_argument("--run-dir", default=str(Settings().run_dir / "demo"),
                    help="where the demo keeps broker data, worker state and logs (default .run/demo)")

@@ -15,9 +15,13 @@ Topology
     customers ~80 % zh-CN / 20 % en (every CN transformer of >= 2 meters has both), elsewhere ~90 % en /
     10 % zh-CN. Opt-out: every transformer of >= 5 meters has max(1, round(10 %)) opted-out customers,
     smaller ones 10 % at random. Residential customers whose number is 2 mod 5 have a time-of-use tariff
-    (peak 17:00-22:00 at 1.5x, off-peak 23:00-07:00 at 0.5x the flat price). Phone numbers are in ranges
-    reserved for fiction where the country has one (UK 07700 900xxx, FR 06 39 98 xx xx, US 555-01xx); CN
-    numbers are +86 138 + the customer number.
+    (peak 17:00-22:00 at 1.5x, off-peak 23:00-07:00 at 0.5x the flat price). Phone numbers are only ever
+    in ranges reserved for fiction, one number per customer (:func:`fiction_phone`): GB customers
+    +44 7700 900xxx (Ofcom's drama range), FR +33 6 39 98 xx xx (ARCEP's), and every other customer, CN
+    included, +1 NXX 555-01xx (the North American fiction range, valid in every area code). China's
+    numbering plan reserves no range for fiction, and any made-up +86 number (138..., 199...) may belong
+    to a real subscriber; so CN customers get North American fiction numbers (nothing in gridwatch reads the
+    country from a number). GB/FR customers beyond their range's size also get one.
 
 Readings (``ts`` is the END of the interval; kwh per interval, 3 decimals; volts 1 decimal)
     load: per-segment daily shapes in the feeder's local time (residential morning + evening peaks and a
@@ -127,14 +131,23 @@ class Region:
     main_language_p: float
 
     def phone(self, n: int) -> str:
-        if self.code == "CN":
-            return f"+86138{n:08d}"
-        if self.code == "GB":
-            return f"+447700900{n % 1000:03d}"       # Ofcom drama range
-        if self.code == "FR":
-            return f"+3363998{n % 10000:04d}"        # ARCEP fiction range 06 39 98
-        area = (201, 212, 312, 415, 617)[(n // 100) % 5]
-        return f"+1{area}55501{n % 100:02d}"          # 555-0100..0199 fiction range
+        return fiction_phone(self.code, n)
+
+
+# North American area codes (NXX, N = 2-9; no N11 service codes, no N9X expansion codes): each holds the 100
+# fiction numbers 555-0100..0199
+_NANP_AREAS = tuple(a for a in range(201, 1000) if a % 100 != 11 and (a // 10) % 10 != 9)
+
+
+def fiction_phone(region: str, n: int) -> str:
+    """Customer ``n``'s phone number, in a range reserved for fiction, different for every ``n``."""
+    if region == "GB" and n < 1000:
+        return f"+447700900{n:03d}"                   # Ofcom: 07700 900000-900999, for drama
+    if region == "FR" and n < 10000:
+        return f"+3363998{n:04d}"                     # ARCEP: 06 39 98 00 00-99 99, for fiction
+    if n >= 100 * len(_NANP_AREAS):
+        raise ValueError(f"customer {n}: more customers than fiction phone numbers ({100 * len(_NANP_AREAS)})")
+    return f"+1{_NANP_AREAS[n // 100]}55501{n % 100:02d}"  # NANPA: 555-0100..0199 in every area code
 
 
 REGIONS: dict[str, Region] = {
@@ -1241,6 +1254,16 @@ def register(subparsers) -> None:
     p.add_argument("--speedup", type=float, default=None,
                    help="pace publishing: event time runs X times faster than wall time (3600 = one simulated "
                         "hour per second); default: as fast as possible")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--topic-prefix", default=None, metavar="PREFIX",
+                       help="publish to PREFIX + the topic names (default: GRIDWATCH_TOPIC_PREFIX); one of this, "
+                            "GRIDWATCH_TOPIC_PREFIX, --contract-topics or --out is required")
+    where.add_argument("--contract-topics", action="store_true",
+                       help="publish to the contract's own topic names (meter.readings, customers, ...) without "
+                            "a prefix: only for a cluster that holds nothing but simulated data")
+    p.add_argument("--real-twilio", action="store_true",
+                   help="publish although TWILIO_* is set (a worker with real credentials would send real SMS "
+                        "to the simulated customers' fiction numbers)")
     add_publish_options(p)
     p.set_defaults(func=run)
 
@@ -1272,7 +1295,8 @@ def publish_for_command(command: str, timed, total: int, args: argparse.Namespac
                 print(f"gridwatch {command}: cannot reach Kafka at {servers}: {exc} "
                       "(start it with 'gridwatch kafka start')", file=sys.stderr)
                 return 1, None
-            sink = TopicSink(producer)
+            prefix = getattr(args, "topic_prefix", None)  # simulate --topic-prefix
+            sink = TopicSink(producer, config.Settings(topic_prefix=prefix) if prefix else None)
         return 0, publish(timed, sink, speedup=args.speedup, total=total,
                           progress=not args.no_progress and args.out != "-", desc=command)
     except BrokenPipeError:  # --out - piped into head & co.
@@ -1313,8 +1337,28 @@ def _quiet_kafka_logs(args: argparse.Namespace) -> None:
         logging.getLogger("kafka").setLevel(logging.WARNING)
 
 
+def _topic_choice(args: argparse.Namespace) -> str | None:
+    """Why ``simulate`` may not publish as asked (None: it may). Writing the contract topics of a real
+    deployment takes an explicit choice, and so does publishing next to real Twilio credentials."""
+    if args.out:
+        return None
+    if not (getattr(args, "topic_prefix", None) or config.Settings().topic_prefix
+            or getattr(args, "contract_topics", False)):
+        return ("choose the topics: --topic-prefix PREFIX (or GRIDWATCH_TOPIC_PREFIX) for topics of their own, or "
+                "--contract-topics to write simulated data to the contract topics themselves (meter.readings, "
+                "customers, ...)")
+    if config.Settings().twilio_configured and not getattr(args, "real_twilio", False):
+        return ("TWILIO_* is set: a worker with these credentials would send real SMS to the simulated customers; "
+                "pass --real-twilio if that is meant, or unset TWILIO_* to use the SMS sandbox")
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     _quiet_kafka_logs(args)
+    refused = _topic_choice(args)
+    if refused:
+        print(f"gridwatch simulate: {refused}", file=sys.stderr)
+        return 2
     try:
         sim = Simulator(config_from_args(args))
     except ValueError as exc:

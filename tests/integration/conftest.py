@@ -135,6 +135,8 @@ def pipeline(kafka_broker, tmp_path, request):
     env = {**os.environ, "GRIDWATCH_TOPIC_PREFIX": settings.topic_prefix, "GRIDWATCH_RUN_DIR": str(settings.run_dir),
            "GRIDWATCH_SANDBOX_URL": settings.sandbox_url, "KAFKA_BOOTSTRAP_SERVERS": kafka_broker,
            "GRIDWATCH_WEBHOOK_URL": settings.webhook_url,
+           # the webhook channel may post to this machine's sandbox receiver (loopback is refused otherwise)
+           "GRIDWATCH_WEBHOOK_ALLOW": "127.0.0.1/32",
            "PYTHONUNBUFFERED": "1"}
     for var in ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_FROM_NUMBER", "TWILIO_MESSAGING_SERVICE_SID"):
         env.pop(var, None)
@@ -157,6 +159,12 @@ def pipeline(kafka_broker, tmp_path, request):
     procs.stop()
     if failed:
         sys.stderr.write("\n--- worker.log (tail) ---\n" + pipe.log_tail("worker", 120) + "\n")
+    # every pipeline's logs (worker, sandbox, webhooks, and whatever else the test ran in its run_dir)
+    from tests.integration.logscan import scan
+
+    findings = scan(settings.run_dir)
+    if findings:
+        pytest.fail("personal data or secrets in the logs:\n" + "\n".join(findings[:50]), pytrace=False)
 
 
 @pytest.hookimpl(hookwrapper=True)

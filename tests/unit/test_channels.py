@@ -26,8 +26,8 @@ from notifiers.privacy import mask_email
 from notifiers.sandbox import (SANDBOX_ACCOUNT_SID, SANDBOX_AUTH_TOKEN, STATE, SandboxState, make_app,
                                parse_rules, register, sandbox_smtp_address, serve, start_smtp_sink)
 from notifiers.sms import TwilioSms
-from notifiers.webhook import (DEV_WEBHOOK_SECRET, IDEMPOTENCY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER,
-                               WebhookNotifier, sign, verify_signature)
+from notifiers.webhook import (IDEMPOTENCY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, WebhookNotifier,
+                               customer_secret, sign, verify_signature)
 from tests.unit.test_sms import served
 
 # twilio 9.13's AsyncTwilioHttpClient uses aiohttp.BasicAuth / auth=, which aiohttp 3.14 deprecates.
@@ -40,6 +40,7 @@ ZH_BODY = "【国网示范】停电通知：您所在区域自 14:30 起停电�
 ZH_SUBJECT = "停电通知 – 预计 18:00 恢复"
 TO = "li.wei@example.com"
 SECRET = "test-shared-secret"
+LOCAL = "127.0.0.0/8"  # these tests' receivers listen on loopback, which webhooks need allowing for
 
 
 def run(coro):
@@ -280,11 +281,12 @@ async def receiver(status: int = 200, answer: dict | None = None, gate: asyncio.
 
 
 def test_a_webhook_is_signed_json_that_the_receiver_can_verify():
-    payload = {"notification_id": "N-10", "text": "电压偏低 Low voltage", "alert": {"kind": "voltage"}}
+    payload = {"notification_id": "N-10", "customer_id": "C1", "text": "电压偏低 Low voltage",
+               "alert": {"kind": "voltage"}}
 
     async def go():
         async with receiver(answer={"id": "rcv-77"}) as (url, got):
-            async with WebhookNotifier(SECRET) as hook:
+            async with WebhookNotifier(SECRET, allow=LOCAL) as hook:
                 delivery = await hook.send(url, "ignored when data is given", data=payload, key="N-10")
             return delivery, got
 
@@ -294,26 +296,31 @@ def test_a_webhook_is_signed_json_that_the_receiver_can_verify():
     assert json.loads(raw.decode("utf-8")) == payload and "电压偏低".encode() in raw  # UTF-8, not \u escapes
     assert headers["Content-Type"] == "application/json; charset=utf-8"
     assert headers[IDEMPOTENCY_HEADER] == "N-10" and headers[TIMESTAMP_HEADER].isdigit()
-    signature = headers[SIGNATURE_HEADER]
+    signature, ts = headers[SIGNATURE_HEADER], headers[TIMESTAMP_HEADER]
+    mine = customer_secret(SECRET, "C1")  # what customer C1 was given
     assert signature.startswith("sha256=") and len(signature) == len("sha256=") + 64
-    assert verify_signature(SECRET, raw, signature)
-    assert not verify_signature(SECRET, raw.replace("偏低".encode(), "正常".encode()), signature)  # forged body
-    assert not verify_signature("another-secret", raw, signature)
-    assert not verify_signature(SECRET, raw, None) and not verify_signature(SECRET, raw, "md5=00")
-    assert not verify_signature(SECRET, raw, signature[:-1] + ("0" if signature[-1] != "0" else "1"))
-    assert verify_signature(SECRET, raw, signature.upper().replace("SHA256=", "sha256="))
-    assert sign(SECRET, raw) == signature
+    assert verify_signature(mine, raw, signature, ts)
+    assert not verify_signature(mine, raw.replace("偏低".encode(), "正常".encode()), signature, ts)  # forged body
+    assert not verify_signature(SECRET, raw, signature, ts)  # the master secret is not the customer's
+    assert not verify_signature(customer_secret(SECRET, "C2"), raw, signature, ts)  # nor another customer's
+    assert not verify_signature(mine, raw, None, ts) and not verify_signature(mine, raw, "md5=00", ts)
+    assert not verify_signature(mine, raw, signature[:-1] + ("0" if signature[-1] != "0" else "1"), ts)
+    assert verify_signature(mine, raw, signature.upper().replace("SHA256=", "sha256="), ts)
+    assert sign(mine, raw, ts) == signature
 
 
-def test_without_an_id_in_the_answer_the_key_is_the_delivery_id_and_without_data_the_text_is_sent():
+def test_without_an_id_in_the_answer_the_key_is_the_delivery_id_and_without_a_customer_nothing_is_sent():
     async def go():
         async with receiver(status=202) as (url, got):
-            async with WebhookNotifier(SECRET) as hook:
-                return await hook.send(url, "短信正文", subject="主题", key="N-11"), got
+            async with WebhookNotifier(SECRET, allow=LOCAL) as hook:
+                delivery = await hook.send(url, "短信正文", data={"customer_id": "C1", "text": "短信正文"}, key="N-11")
+                anonymous = await error_of(hook.send(url, "短信正文", subject="主题", key="N-12"))
+                return delivery, anonymous, got
 
-    delivery, got = run(go())
+    delivery, anonymous, got = run(go())
     assert delivery == Delivery(provider_message_id="N-11", status="delivered")
-    assert json.loads(got[0][0]) == {"text": "短信正文", "subject": "主题"}
+    assert json.loads(got[0][0]) == {"customer_id": "C1", "text": "短信正文"} and len(got) == 1
+    assert not anonymous.retryable and "customer_id" in str(anonymous)
 
 
 @pytest.mark.parametrize("status, retryable", [(503, True), (500, True), (429, True), (408, True),
@@ -321,8 +328,8 @@ def test_without_an_id_in_the_answer_the_key_is_the_delivery_id_and_without_data
 def test_webhook_status_classification(status, retryable):
     async def go():
         async with receiver(status=status) as (url, got):
-            async with WebhookNotifier(SECRET) as hook:
-                return await error_of(hook.send(url, "x", data={"a": 1}, key="N-12"))
+            async with WebhookNotifier(SECRET, allow=LOCAL) as hook:
+                return await error_of(hook.send(url, "x", data={"customer_id": "C1", "a": 1}, key="N-12"))
 
     err = run(go())
     assert (err.status, err.retryable, err.maybe_sent) == (status, retryable, False)
@@ -333,10 +340,11 @@ def test_a_slow_receiver_times_out_as_maybe_sent_and_a_dead_one_as_not_sent():
     async def go():
         gate = asyncio.Event()
         async with receiver(gate=gate) as (url, got):
-            async with WebhookNotifier(SECRET, timeout_s=0.5) as hook:
-                slow = await error_of(hook.send(url, "x", data={"a": 1}, key="N-13"))
+            async with WebhookNotifier(SECRET, allow=LOCAL, timeout_s=0.5) as hook:
+                slow = await error_of(hook.send(url, "x", data={"customer_id": "C1", "a": 1}, key="N-13"))
                 gate.set()
-                refused = await error_of(hook.send(f"http://127.0.0.1:{free_port()}/h", "x", key="N-13"))
+                refused = await error_of(hook.send(f"http://127.0.0.1:{free_port()}/h", "x", data={"customer_id": "C1"},
+                                                   key="N-13"))
             return slow, refused, len(got)
 
     slow, refused, received = run(go())
@@ -346,9 +354,10 @@ def test_a_slow_receiver_times_out_as_maybe_sent_and_a_dead_one_as_not_sent():
 
 def test_webhook_input_errors_are_permanent_and_find_sent_is_none():
     async def go():
-        async with WebhookNotifier(SECRET) as hook:
+        async with WebhookNotifier(SECRET, allow=LOCAL) as hook:
             bad_url = await error_of(hook.send("ftp://example.com/x", "x", key="k"))
-            bad_data = await error_of(hook.send("http://127.0.0.1:9/x", "x", data={"t": object()}, key="k"))
+            bad_data = await error_of(hook.send("http://127.0.0.1:9/x", "x", data={"customer_id": "C1", "t": object()},
+                                                key="k"))
             found = await hook.find_sent("http://127.0.0.1:9/x", "x", 0.0)
             return bad_url, bad_data, found, hook
 
@@ -358,28 +367,32 @@ def test_webhook_input_errors_are_permanent_and_find_sent_is_none():
     assert SECRET not in repr(hook)
 
 
-def test_the_development_secret_warns_only_for_a_remote_receiver(caplog):
-    hook = WebhookNotifier()
-    assert hook.uses_dev_secret and sign(DEV_WEBHOOK_SECRET, b"{}") == sign(hook._secret, b"{}")
-    with caplog.at_level(logging.WARNING, logger="notifiers.webhook"):
-        hook._warn_dev_secret("http://127.0.0.1:8088/sandbox/webhook/x")
-        assert caplog.records == []
-        hook._warn_dev_secret("https://hooks.example.com/secret-path?token=t")
-        hook._warn_dev_secret("https://hooks.example.com/other")
-    [warning] = caplog.records
-    assert "GRIDWATCH_WEBHOOK_SECRET" in warning.getMessage() and "secret-path" not in warning.getMessage()
+def test_the_development_secret_signs_only_for_allowed_networks():
+    async def go():
+        async with receiver() as (url, got):
+            async with WebhookNotifier(allow=LOCAL) as local:
+                ok = await local.send(url, "x", data={"customer_id": "C1"}, key="N-14")
+            async with WebhookNotifier() as nowhere:  # the development secret and no allowed network
+                refused = await error_of(nowhere.send("https://93.184.215.14/hook", "x", data={"customer_id": "C1"},
+                                                      key="N-15"))
+            return ok, refused, got
+
+    ok, refused, got = run(go())
+    assert ok.status == "delivered" and len(got) == 1
+    assert not refused.retryable and "GRIDWATCH_WEBHOOK_SECRET" in str(refused)
+    assert WebhookNotifier().uses_dev_secret
     assert not WebhookNotifier.from_settings(Settings(webhook_secret="real")).uses_dev_secret
 
 
 def test_the_sandbox_receiver_verifies_and_dedupes_by_idempotency_key():
     async def go():
         async with sandbox(webhook_secret=SECRET) as (url, state):
-            async with WebhookNotifier(SECRET) as hook:
-                first = await hook.send(f"{url}/sandbox/webhook/acme", "x", data={"n": "停电"}, key="N-20")
-                again = await hook.send(f"{url}/sandbox/webhook/acme", "x", data={"n": "停电"}, key="N-20")
-                other = await hook.send(f"{url}/sandbox/webhook/acme", "x", data={"n": 2}, key="N-21")
-            async with WebhookNotifier("wrong-secret") as forged:
-                refused = await error_of(forged.send(f"{url}/sandbox/webhook/acme", "x", data={}, key="N-22"))
+            async with WebhookNotifier(SECRET, allow=LOCAL) as hook:
+                first = await hook.send(f"{url}/sandbox/webhook/acme", "x", data={"customer_id": "acme", "n": "停电"}, key="N-20")
+                again = await hook.send(f"{url}/sandbox/webhook/acme", "x", data={"customer_id": "acme", "n": "停电"}, key="N-20")
+                other = await hook.send(f"{url}/sandbox/webhook/acme", "x", data={"customer_id": "acme", "n": 2}, key="N-21")
+            async with WebhookNotifier("wrong-secret", allow=LOCAL) as forged:
+                refused = await error_of(forged.send(f"{url}/sandbox/webhook/acme", "x", data={"customer_id": "acme"}, key="N-22"))
             listed = await get_json(f"{url}/sandbox/webhooks")
             async with aiohttp.ClientSession() as http:
                 async with http.get(f"{url}/") as resp:
@@ -392,7 +405,7 @@ def test_the_sandbox_receiver_verifies_and_dedupes_by_idempotency_key():
     assert first.provider_message_id.startswith("WH") and again.provider_message_id == first.provider_message_id
     assert other.provider_message_id != first.provider_message_id
     assert [(w["idempotency_key"], w["payload"], w["duplicates"]) for w in listed["webhooks"]] == [
-        ("N-20", {"n": "停电"}, 1), ("N-21", {"n": 2}, 0)]
+        ("N-20", {"customer_id": "acme", "n": "停电"}, 1), ("N-21", {"customer_id": "acme", "n": 2}, 0)]
     assert refused.status == 401 and not refused.retryable
     assert [(r["status"], r["idempotency_key"]) for r in listed["rejected"]] == [(401, "N-22")]
     assert "Webhooks" in page and "N-20" in page and cleared == {"cleared": 2}
@@ -401,11 +414,11 @@ def test_the_sandbox_receiver_verifies_and_dedupes_by_idempotency_key():
 def test_the_sandbox_receiver_fail_rule_then_accepts():
     async def go():
         async with sandbox(webhook_secret=SECRET, fail_webhook=["flaky=503x2"]) as (url, state):
-            async with WebhookNotifier(SECRET) as hook:
-                errors = [await error_of(hook.send(f"{url}/sandbox/webhook/flaky", "x", data={}, key="N-30"))
+            async with WebhookNotifier(SECRET, allow=LOCAL) as hook:
+                errors = [await error_of(hook.send(f"{url}/sandbox/webhook/flaky", "x", data={"customer_id": "C1"}, key="N-30"))
                           for _ in range(2)]
-                ok = await hook.send(f"{url}/sandbox/webhook/flaky", "x", data={}, key="N-30")
-                steady = await hook.send(f"{url}/sandbox/webhook/steady", "x", data={}, key="N-30")
+                ok = await hook.send(f"{url}/sandbox/webhook/flaky", "x", data={"customer_id": "C1"}, key="N-30")
+                steady = await hook.send(f"{url}/sandbox/webhook/steady", "x", data={"customer_id": "C1"}, key="N-30")
             return errors, ok, steady, state
 
     errors, ok, steady, state = run(go())
@@ -508,7 +521,7 @@ def test_sms_accepts_and_ignores_the_new_arguments():
         async with sms_sandbox() as (url, state):
             sms = TwilioSms(SANDBOX_ACCOUNT_SID, SANDBOX_AUTH_TOKEN, from_number="+15005550006", base_url=url)
             try:
-                d = await sms.send("+8613812348000", "短信", subject="s", data={"a": 1}, key="N-40")
+                d = await sms.send("+8613812348000", "短信", subject="s", data={"customer_id": "C1", "a": 1}, key="N-40")
             finally:
                 await sms.close()
             return d, state.records
