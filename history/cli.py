@@ -57,7 +57,7 @@ def _cmd_project(args) -> int:
     from history.projector import Projector
 
     try:
-        engine = db.open_store()
+        engine = db.open_store(application_name="gridwatch-history-projector")
     except (server.ServerError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

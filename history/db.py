@@ -94,8 +94,8 @@ def head_revision() -> str:
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
-def open_store(settings: Settings | None = None) -> Engine:
+def open_store(settings: Settings | None = None, *, application_name: str = "gridwatch") -> Engine:
     """An engine on the history database, its schema migrated to head (the local server started if needed)."""
-    engine = make_engine(database_url(settings))
+    engine = make_engine(database_url(settings), connect_args={"application_name": application_name})
     migrate(engine)
     return engine
