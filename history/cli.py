@@ -76,11 +76,12 @@ def _cmd_project(args) -> int:
 
 
 def _cmd_report(args) -> int:
-    from history import db, reliability
+    from history import customer_figures, db, reliability
 
     engine = db.open_store()
     with engine.connect() as conn:
-        report = reliability.report(conn, year=args.year, feeder=args.feeder)
+        report = {"reliability": reliability.report(conn, year=args.year, feeder=args.feeder),
+                  "customers": customer_figures.report(conn, year=args.year)}
     print(json.dumps(report, indent=2, default=str))
     return 0
 

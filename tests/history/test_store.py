@@ -25,12 +25,13 @@ class Msg:
     timestamp: int = 1_700_000_000_000
 
 
-def msgs(topic: str, records: list, partition: int = 0, start: int = 0) -> list[Msg]:
+def msgs(topic: str, records: list, partition: int = 0, start: int = 0, ts_ms: int = 1_700_000_000_000) -> list[Msg]:
+    """Consumer records of ``records`` as one partition holds them; the i-th written at ``ts_ms`` + i seconds."""
     out = []
     for i, rec in enumerate(records):
         key = None if rec is None else (rec.get("customer_id") or rec.get("alert_id") or "k")
         out.append(Msg(topic, partition, start + i, key.encode() if key else b"C1",
-                       None if rec is None else json.dumps(rec).encode(), 1_700_000_000_000 + i * 1000))
+                       None if rec is None else json.dumps(rec).encode(), ts_ms + i * 1000))
     return out
 
 
