@@ -17,8 +17,9 @@ CUSTOMERS = [{"customer_id": f"C{i:02d}", "meter_id": f"M{i:02d}", "transformer_
 
 
 def outage(aid, start, end, customers, kind="outage", **kw):
+    # no feeder in the evidence: the history takes it from the customers' directory entries
     return alert(aid, status="resolved" if end else "open", customers=customers, kind=kind,
-                 started_at=start, resolved_at=end, **kw)
+                 started_at=start, resolved_at=end, evidence={}, **kw)
 
 
 def scenario() -> list[Msg]:
