@@ -238,6 +238,7 @@ def _init_cluster(bin_dir: Path, paths: ServerPaths, account) -> None:
     """initdb once: a superuser ``gridwatch`` with a generated password, scram-sha-256, UTF-8, no locale."""
     if (paths.data_dir / "PG_VERSION").is_file():
         return
+    began = time.monotonic()
     shutil.rmtree(paths.data_dir, ignore_errors=True)  # a half-made one from an interrupted initdb
     paths.password_file.write_text(secrets.token_urlsafe(24) + "\n")
     os.chmod(paths.password_file, 0o600)
@@ -254,6 +255,8 @@ def _init_cluster(bin_dir: Path, paths: ServerPaths, account) -> None:
     if proc.returncode != 0:
         tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
         raise ServerError(f"initdb in {paths.data_dir} failed:\n{tail}")
+    print(f"postgres: initialised {paths.data_dir} in {time.monotonic() - began:.1f} s"
+          + (f" (runs as {account.pw_name}: PostgreSQL refuses root)" if account else ""), flush=True)
 
 
 def start(settings: Settings | None = None, *, port: int | None = None, timeout: float = 60) -> str:
