@@ -93,13 +93,15 @@ WITH messaged AS (
   SELECT to_char(sent_at AT TIME ZONE 'UTC', 'YYYY-MM') AS month, customer_id, min(sent_at) AS first_sent,
          max(sent_at) AS last_sent
   FROM notifications WHERE sent_at >= :lo AND sent_at < :hi AND customer_id IS NOT NULL GROUP BY 1, 2
+), opted AS (
+  SELECT DISTINCT m.month, m.customer_id
+  FROM feedback f JOIN messaged m ON m.customer_id = f.customer_id
+  WHERE f.intent = 'opt_out' AND f.received_at >= m.first_sent
+    AND f.received_at < m.last_sent + make_interval(days => :days)
 )
-SELECT m.month, count(*) AS messaged,
-       count(*) FILTER (WHERE EXISTS (
-         SELECT 1 FROM feedback f WHERE f.customer_id = m.customer_id AND f.intent = 'opt_out'
-           AND f.received_at >= m.first_sent
-           AND f.received_at < m.last_sent + make_interval(days => :days))) AS opted_out
-FROM messaged m GROUP BY m.month ORDER BY m.month
+SELECT m.month, count(*) AS messaged, count(o.customer_id) AS opted_out
+FROM messaged m LEFT JOIN opted o ON o.month = m.month AND o.customer_id = m.customer_id
+GROUP BY m.month ORDER BY m.month
 """
 
 
@@ -110,6 +112,7 @@ def _rows(conn: Connection, sql: str, params: dict) -> list[dict[str, Any]]:
 def report(conn: Connection, *, year: int | None = None, report_window_s: int = REPORT_WINDOW_S,
            optout_window_days: int = OPTOUT_WINDOW_DAYS) -> dict[str, Any]:
     year = year or datetime.now(timezone.utc).year
+    conn.execute(text("SET LOCAL work_mem = '64MB'"))  # until the transaction ends
     params = {"lo": datetime(year, 1, 1, tzinfo=timezone.utc), "hi": datetime(year + 1, 1, 1, tzinfo=timezone.utc)}
     first = _rows(conn, _FIRST_MESSAGE, params)
     for r in first:

@@ -73,20 +73,23 @@ FROM merged m LEFT JOIN customers c ON c.customer_id = m.customer_id
 WHERE m.s >= :lo AND m.s < :hi
 """
 
+# the interruptions are computed once per report into a temporary table (dropped with the transaction)
+TEMP = "gw_interruptions"
+WHERE = "s >= :lo AND s < :hi AND NOT (day = ANY(:excluded_days))"
+
 AGGREGATE = f"""
-WITH x AS ({INTERRUPTIONS}), x2 AS (SELECT * FROM x WHERE NOT (day = ANY(:excluded_days)))
 SELECT feeder_id, month,
        count(*) FILTER (WHERE NOT momentary) AS sustained,
        coalesce(sum(minutes) FILTER (WHERE NOT momentary), 0) AS cmi,
        count(*) FILTER (WHERE momentary) AS momentary
-FROM x2 GROUP BY GROUPING SETS ((feeder_id, month), (feeder_id))
+FROM {TEMP} WHERE {WHERE} GROUP BY GROUPING SETS ((feeder_id, month), (feeder_id))
 """
 
 # customers with more than n sustained interruptions, per feeder and month and per feeder over the period
 CEMI = f"""
-WITH x AS ({INTERRUPTIONS}), k AS (
-  SELECT customer_id, feeder_id, month, count(*) AS k FROM x
-  WHERE NOT momentary AND NOT (day = ANY(:excluded_days))
+WITH k AS (
+  SELECT customer_id, feeder_id, month, count(*) AS k FROM {TEMP}
+  WHERE NOT momentary AND {WHERE}
   GROUP BY GROUPING SETS ((customer_id, feeder_id, month), (customer_id, feeder_id))
 )
 SELECT feeder_id, month, {", ".join(f"count(*) FILTER (WHERE k > {n}) AS cemi_{n}" for n in CEMI_N)}
@@ -94,8 +97,7 @@ FROM k GROUP BY feeder_id, month
 """
 
 DAILY = f"""
-WITH x AS ({INTERRUPTIONS})
-SELECT day, sum(minutes) AS cmi FROM x WHERE NOT momentary GROUP BY day ORDER BY day
+SELECT day, sum(minutes) AS cmi FROM {TEMP} WHERE NOT momentary AND s >= :lo AND s < :hi GROUP BY day ORDER BY day
 """
 
 SERVED = "SELECT COALESCE(feeder_id, '(unknown)') AS feeder_id, count(*) AS n FROM customers GROUP BY 1"
@@ -138,7 +140,7 @@ def _params(lo: datetime, hi: datetime, excluded: list[date]) -> dict:
 def major_event_days(conn: Connection, year: int, served: int) -> dict[str, Any]:
     """The 2.5 β rule for ``year`` from the five years before it (see the module's docstring)."""
     lo, hi = _year_bounds(year)
-    history_lo = datetime(year - MED_HISTORY_YEARS, 1, 1, tzinfo=timezone.utc)
+    history_lo = datetime(year - MED_HISTORY_YEARS, 1, 1, tzinfo=timezone.utc)  # within the temporary table
     past = conn.execute(text(DAILY), _params(history_lo, lo, [])).all()
     result: dict[str, Any] = {"method": "IEEE 1366 2.5 beta", "history_years": MED_HISTORY_YEARS,
                               "applied": False, "threshold_saidi_minutes": None, "days": []}
@@ -196,6 +198,11 @@ def report(conn: Connection, *, year: int | None = None, feeder: str | None = No
     """Every index per month and year to date, for the system (or one ``feeder``) and each feeder."""
     year = year or datetime.now(timezone.utc).year
     lo, hi = _year_bounds(year)
+    history_lo = datetime(year - MED_HISTORY_YEARS, 1, 1, tzinfo=timezone.utc)
+    # sorts of a few hundred thousand interruptions stay in memory; both settings end with the transaction
+    conn.execute(text("SET LOCAL work_mem = '64MB'"))
+    conn.execute(text(f"DROP TABLE IF EXISTS pg_temp.{TEMP}"))
+    conn.execute(text(f"CREATE TEMP TABLE {TEMP} ON COMMIT DROP AS {INTERRUPTIONS}"), _params(history_lo, hi, []))
     served = {r.feeder_id: r.n for r in conn.execute(text(SERVED))}
     med = major_event_days(conn, year, sum(served.values()))
     body = _collect(conn, lo, hi, [], served, feeder)
@@ -204,6 +211,7 @@ def report(conn: Connection, *, year: int | None = None, feeder: str | None = No
     if med["applied"] and med["days"]:
         excluded = [date.fromisoformat(d) for d in med["days"]]
         out["excluding_major_event_days"] = _collect(conn, lo, hi, excluded, served, feeder)
+    conn.execute(text(f"DROP TABLE IF EXISTS pg_temp.{TEMP}"))
     return out
 
 

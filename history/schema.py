@@ -79,7 +79,8 @@ notifications = Table(
     Column("outcome_at", TS),
     Column("first_record_at", TS),                 # broker timestamp of the first record
 )
-Index("notifications_alert", notifications.c.alert_id)
+Index("notifications_alert_customer", notifications.c.alert_id, notifications.c.customer_id)  # 0002
+Index("notifications_sent", notifications.c.sent_at)  # 0002
 Index("notifications_customer", notifications.c.customer_id)
 Index("notifications_created", notifications.c.created_at)
 
@@ -96,6 +97,7 @@ feedback = Table(
 )
 Index("feedback_alert", feedback.c.alert_id)
 Index("feedback_received", feedback.c.received_at)
+Index("feedback_customer_received", feedback.c.customer_id, feedback.c.received_at)  # 0002
 
 alert_actions = Table(
     "alert_actions", metadata,
