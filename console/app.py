@@ -173,7 +173,7 @@ def _error(status: int, message: str, headers: dict | None = None) -> web.Respon
 
 
 def _is_page(path: str) -> bool:
-    return path == "/" or path.startswith("/alerts/")
+    return path in ("/", "/history") or path.startswith("/alerts/")
 
 
 def _is_public(path: str) -> bool:

@@ -65,6 +65,7 @@ def install(app: web.Application, settings, engine: Engine | None = None) -> Non
     """Add the history paths to the console's app (``engine``: a given one, e.g. in tests)."""
     app[HISTORY] = HistoryStore(settings, engine)
     r = app.router
+    r.add_get("/history", history_page)
     r.add_get("/api/history/alerts", list_alerts)
     r.add_get("/api/history/alerts/{alert_id}", alert_record)
     r.add_get("/api/history/reliability", reliability_report)
@@ -166,6 +167,12 @@ async def _run(request: web.Request, fn, *args):
 
 
 # ------------------------------------------------------------------------------------------ handlers
+
+async def history_page(request: web.Request) -> web.StreamResponse:
+    from console.app import CONSOLE
+
+    return web.FileResponse(request.app[CONSOLE].static_dir / "history.html", headers={"Cache-Control": "no-store"})
+
 
 ALERT_COLUMNS = (t.alerts.c.alert_id, t.alerts.c.kind, t.alerts.c.severity, t.alerts.c.status,
                  t.alerts.c.scope_level, t.alerts.c.scope_id, t.alerts.c.feeder_id, t.alerts.c.transformer_ids,
