@@ -20,7 +20,12 @@
   function fill(id, rows, empty) {
     var body = $(id);
     body.textContent = "";
-    if (!rows.length) { body.appendChild(row([cell(empty || "nothing in this period", "muted")])); return; }
+    if (!rows.length) {
+      var only = cell(empty || "nothing in this period", "muted");
+      only.colSpan = body.parentNode.querySelectorAll("thead th").length || 1;
+      body.appendChild(row([only]));
+      return;
+    }
     rows.forEach(function (r) { body.appendChild(r); });
   }
   function num(v, digits) { return v === null || v === undefined ? "–" : Number(v).toFixed(digits); }

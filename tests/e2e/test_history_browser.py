@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import time
 import uuid
 
 import pytest
 
 from gridwatch.config import Settings
-from tests.e2e.conftest import CHROMIUM_ARGS, SCREENSHOTS, http_status
+from tests.e2e.conftest import CHROMIUM_ARGS, SCREENSHOTS
 from tests.history.test_reliability import scenario
 from tests.history.test_store import project
 from tests.integration.conftest import free_port
@@ -24,7 +23,7 @@ TOKEN = "e2e-history-viewer-token-5b1e"
 
 @pytest.fixture
 def history_console(chromium, kafka_broker, history_engine, tmp_path):
-    from streams.demo import Processes, gridwatch_argv
+    from streams.demo import Processes, gridwatch_argv, wait_http
     from streams.topics import create_topics
 
     settings = dataclasses.replace(Settings(), bootstrap_servers=kafka_broker,
@@ -40,10 +39,7 @@ def history_console(chromium, kafka_broker, history_engine, tmp_path):
     log = settings.run_dir / "console.log"
     proc = procs.start("console", gridwatch_argv("console", "--port", str(port)), env, log)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while http_status(url + "/static/console.css") != 200:
-        assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
-        time.sleep(0.3)
+    assert wait_http(url + "/static/console.css", 90) and proc.poll() is None, log.read_text()[-3000:]
     try:
         yield url
     finally:
@@ -51,7 +47,7 @@ def history_console(chromium, kafka_broker, history_engine, tmp_path):
 
 
 def test_the_history_page_shows_the_indices_ranking_figures_and_search(history_console, chromium):
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
     problems: list[str] = []
     with sync_playwright() as pw:
@@ -80,18 +76,18 @@ def test_the_history_page_shows_the_indices_ranking_figures_and_search(history_c
 
             page.select_option("#feeder", "F2")
             page.click("#period button[type=submit]")
-            page.wait_for_function("document.querySelectorAll('#reliability-rows tr').length == 3 && "
-                                   "document.querySelector('#reliability-rows').textContent.includes('30.0')")
+            expect(page.locator("#reliability-rows tr")).to_have_count(3)  # January, February, year to date
+            expect(page.locator("#reliability-rows tr", has_text="2026-01")).to_contain_text("30.0")
             page.select_option("#feeder", "")
             page.click("#period button[type=submit]")
             page.wait_for_selector("body[data-loaded=true]")
             page.fill("#q", "A7")
             page.click("#search button[type=submit]")
-            page.wait_for_function("document.querySelectorAll('#alert-rows tr').length == 1")
+            expect(page.locator("#alert-rows tr")).to_have_count(1)
             assert "A7" in page.locator("#alert-rows").inner_text()
             page.fill("#q", "")
             page.click("#search button[type=submit]")
-            page.wait_for_function("document.querySelectorAll('#alert-rows tr').length == 9")
+            expect(page.locator("#alert-rows tr")).to_have_count(9)
 
             SCREENSHOTS.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(SCREENSHOTS / "history.png"), full_page=True)
