@@ -133,11 +133,13 @@ def _popen_kwargs(account: pwd.struct_passwd | None) -> dict:
     return {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": []}
 
 
-def _check_reachable(home: Path, account: pwd.struct_passwd | None) -> None:
+def check_reachable(home: Path, account: pwd.struct_passwd | None) -> None:
     """Root runs the server as ``account``, which must be able to walk down to the run directory."""
     if account is None:
         return
     for parent in reversed(home.parents):
+        if not parent.exists():
+            break  # the rest is made by us, world-traversable (umask 022)
         st = parent.stat()
         if st.st_uid != account.pw_uid and not st.st_mode & 0o001:
             raise ServerError(f"PostgreSQL runs as {account.pw_name!r} (we are root), which cannot enter {parent} "
@@ -284,7 +286,7 @@ def start(settings: Settings | None = None, *, port: int | None = None, timeout:
                               f"free port, or GRIDWATCH_DATABASE_URL to use that server")
         bin_dir = find_bin_dir()
         account = run_as()
-        _check_reachable(paths.home, account)
+        check_reachable(paths.home, account)
         _init_cluster(bin_dir, paths, account)
         # a server killed hard leaves postmaster.pid behind; postgres itself checks whether it is stale
         if paths.log_file.exists():

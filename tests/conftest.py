@@ -70,6 +70,15 @@ def postgres_admin_url() -> Iterator[str]:
     # inside the checkout, not pytest's temporary directory: run as root the server runs as 'postgres',
     # which cannot enter the root-only /tmp/pytest-of-root
     run_dir = Path(__file__).resolve().parent.parent / ".run" / f"test-postgres-{os.getpid()}"
+    remove = run_dir
+    try:
+        server.check_reachable(run_dir / "postgres", server.run_as())
+    except server.ServerError:  # a checkout under a root-only directory (/root/...): a traversable one
+        import tempfile
+
+        base = Path(tempfile.mkdtemp(prefix="gridwatch-pg-"))
+        os.chmod(base, 0o711)
+        run_dir, remove = base / "run", base
     settings = dataclasses.replace(Settings(), run_dir=run_dir, database_url=None)
     try:
         url = server.start(settings, port=port)
@@ -82,7 +91,7 @@ def postgres_admin_url() -> Iterator[str]:
         yield url
     finally:
         server.stop(settings)
-        shutil.rmtree(run_dir, ignore_errors=True)
+        shutil.rmtree(remove, ignore_errors=True)
 
 
 @pytest.fixture
