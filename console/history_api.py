@@ -258,9 +258,42 @@ def _year(request: web.Request) -> int:
     return _int(request, "year", datetime.now(timezone.utc).year, 1970, 9999)
 
 
+def _fresh(request: web.Request) -> bool:
+    return request.query.get("fresh", "") in ("1", "true")
+
+
+def _slice(rep: dict, feeder: str) -> dict:
+    """One feeder's view of the whole report (as reliability.report(feeder=…) makes it)."""
+    out = {**rep, "feeder": feeder}
+    for part in ("", "excluding_major_event_days"):
+        body = rep.get(part) if part else rep
+        if not body:
+            continue
+        periods = body["feeders"].get(feeder, {})
+        view = {"system": periods, "feeders": {feeder: periods} if periods else {}}
+        if part:
+            out[part] = view
+        else:
+            out.update(view)
+    return out
+
+
+def _report(conn, name: str, year: int, fresh: bool) -> dict:
+    """The kept report (history/reports.py) unless there is none or a fresh one is asked for."""
+    from history import reports
+
+    rep = None if fresh else reports.cached(conn, name, year)
+    if rep is None:
+        rep = json.loads(json.dumps(reports.compute(conn, name, year), default=str))
+        rep["computed_at"] = datetime.now(timezone.utc).isoformat()
+    return rep
+
+
 async def reliability_report(request: web.Request) -> web.Response:
-    year, feeder = _year(request), (request.query.get("feeder") or None)
-    rep = await _run(request, lambda conn: reliability.report(conn, year=year, feeder=feeder))
+    year, feeder, fresh = _year(request), (request.query.get("feeder") or None), _fresh(request)
+    rep = await _run(request, lambda conn: _report(conn, "reliability", year, fresh))
+    if feeder is not None:
+        rep = _slice(rep, feeder)
     rep["ranking"] = sorted(({"feeder_id": f, **v["ytd"]} for f, v in rep["feeders"].items()),
                             key=lambda r: (-(r["saidi"] or 0), r["feeder_id"]))
     if _wants_csv(request):
@@ -270,7 +303,8 @@ async def reliability_report(request: web.Request) -> web.Response:
 
 async def customer_report(request: web.Request) -> web.Response:
     year = _year(request)
-    rep = await _run(request, lambda conn: customer_figures.report(conn, year=year))
+    fresh = _fresh(request)
+    rep = await _run(request, lambda conn: _report(conn, "customers", year, fresh))
     if _wants_csv(request):
         table = request.query.get("table")
         if table not in CUSTOMER_TABLES:
@@ -290,6 +324,8 @@ def openapi_paths() -> dict[str, Any]:
 
     fmt = q("format", "json (default) or csv (a file to download)", {"enum": ["json", "csv"]})
     year = q("year", "the year (default the current one, UTC)", {"type": "integer"})
+    fresh = q("fresh", "1: compute now instead of answering from the report kept by the projector "
+                       "(`computed_at` says when that was)", {"enum": ["0", "1"]})
     unavailable = _error("The history store cannot be reached (no GRIDWATCH_DATABASE_URL and no local server).")
     number = {"type": ["number", "null"]}
     indices = {"type": "object", "properties": {
@@ -326,7 +362,7 @@ def openapi_paths() -> dict[str, Any]:
                            "interrupted, from the outage incidents and the customers they named; the 2.5 beta "
                            "major event days when a year of history exists; `ranking`: feeders by SAIDI year to "
                            "date. CSV: one row per scope and period.",
-            "parameters": [year, q("feeder", "one feeder only"), fmt],
+            "parameters": [year, q("feeder", "one feeder only"), fresh, fmt],
             "responses": {"200": {"description": "The report", "content": {
                 "application/json": {"schema": {"type": "object", "properties": {
                     "year": {"type": "integer"}, "system": periods,
@@ -336,7 +372,7 @@ def openapi_paths() -> dict[str, Any]:
         "/api/history/customers": {"get": {
             "summary": "What customers saw, per month: fault to first message, told before they could report, "
                        "delivery outcomes, replies, satisfaction by kind and segment, opt-outs after messages",
-            "parameters": [year, fmt, q("table", f"with format=csv: one of {', '.join(CUSTOMER_TABLES)}")],
+            "parameters": [year, fresh, fmt, q("table", f"with format=csv: one of {', '.join(CUSTOMER_TABLES)}")],
             "responses": {"200": {"description": "The figures", "content": {
                 "application/json": {"schema": {"type": "object", "properties": {
                     name: row for name in CUSTOMER_TABLES}}}, **csv_body}},

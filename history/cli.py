@@ -64,13 +64,22 @@ def _cmd_project(args) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    projector = Projector(engine, batch_size=args.batch)
+    from history.reports import Refresher
+
+    # its own connections, named apart from the projector's in pg_stat_activity
+    refresher = Refresher(db.make_engine(engine.url.render_as_string(hide_password=False),
+                                         connect_args={"application_name": "gridwatch-history-reports"}))
+    refresher.start()
+    refresher.changed()  # the cached reports are brought up to date once at start
+    projector = Projector(engine, batch_size=args.batch, on_commit=lambda batch: refresher.changed())
     print(f"projecting into {engine.url.render_as_string(hide_password=True)}", flush=True)
     try:
         stats = projector.run(stop, until_caught_up=args.once)
     except RuntimeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    finally:
+        refresher.stop()
     print(json.dumps(stats), flush=True)
     return 0
 
@@ -83,6 +92,18 @@ def _cmd_report(args) -> int:
         report = {"reliability": reliability.report(conn, year=args.year, feeder=args.feeder),
                   "customers": customer_figures.report(conn, year=args.year)}
     print(json.dumps(report, indent=2, default=str))
+    return 0
+
+
+def _cmd_refresh(args) -> int:
+    from history import db, reports
+
+    engine = db.open_store()
+    with engine.connect() as conn:
+        years = [args.year] if args.year else reports.years_with_data(conn)
+    for year in years:
+        took = reports.refresh(engine, year)
+        print(f"{year}: " + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in took.items()), flush=True)
     return 0
 
 
@@ -116,6 +137,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch", type=int, default=2000, help="records per transaction at most (default 2000)")
     p.add_argument("--once", action="store_true", help="stop when every partition has been read to its end")
     p.set_defaults(func=_cmd_project)
+    p = actions.add_parser("refresh", help="compute the cached reports the console answers from",
+                           description="What the projector does in the background every GRIDWATCH_REPORT_REFRESH_S "
+                                       "(60) seconds after new rows: the reliability report and the customer "
+                                       "figures of every year with data (or --year), kept in report_cache.")
+    p.add_argument("--year", type=int, default=None, help="one year only")
+    p.set_defaults(func=_cmd_refresh)
     p = actions.add_parser("report", help="IEEE 1366 reliability indices and customer figures as JSON",
                            description="Per month and year to date, per feeder and for the system.")
     p.add_argument("--year", type=int, default=None, help="the year (default: the current one)")

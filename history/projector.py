@@ -301,8 +301,9 @@ class Projector:
     """Reads the five topics on ``settings``' cluster (with its topic prefix) into ``engine``'s database."""
 
     def __init__(self, engine: Engine, settings: Settings | None = None, *, batch_size: int = DEFAULT_BATCH,
-                 on_batch: Callable[[Batch], None] | None = None):
+                 on_batch: Callable[[Batch], None] | None = None, on_commit: Callable[[Batch], None] | None = None):
         self.engine, self.settings = engine, settings or Settings()
+        self.on_commit = on_commit
         self.batch_size, self.on_batch = batch_size, on_batch
         self.topic_names = {self.settings.topic(n): n for n in TOPICS}
         self.stats = {"records": 0, "batches": 0, "dead_letters": 0}
@@ -341,7 +342,7 @@ class Projector:
                                    "run `gridwatch topics create`")
             partitions += [TopicPartition(name, p) for p in sorted(found)]
         consumer.assign(partitions)
-        with self.engine.connect() as conn:
+        with self.engine.begin() as conn:  # committed, not rolled back: an abort means a lost batch
             stored = {(r.topic, r.partition): r.next_offset for r in conn.execute(select(t.projector_offsets))}
         for tp in partitions:
             if (tp.topic, tp.partition) in stored:
@@ -374,6 +375,8 @@ class Projector:
                 self.on_batch(batch)
         self.stats["records"] += batch.count
         self.stats["batches"] += 1
+        if self.on_commit is not None:
+            self.on_commit(batch)
         return batch.count
 
     @staticmethod

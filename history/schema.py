@@ -11,7 +11,8 @@ the next offset to read per topic partition, written in the same transaction as 
 
 from __future__ import annotations
 
-from sqlalchemy import (BigInteger, Boolean, Column, DateTime, Index, Integer, MetaData, SmallInteger, Table, Text)
+from sqlalchemy import (BigInteger, Boolean, Column, DateTime, Float, Index, Integer, MetaData, SmallInteger, Table,
+                        Text)
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
 metadata = MetaData()
@@ -118,4 +119,14 @@ projector_offsets = Table(
     Column("partition", Integer, primary_key=True),
     Column("next_offset", BigInteger, nullable=False),
     Column("updated_at", TS, nullable=False),
+)
+
+# reports computed in the background (history/reports.py), one per name and year
+report_cache = Table(
+    "report_cache", metadata,
+    Column("name", Text, primary_key=True),
+    Column("year", Integer, primary_key=True),
+    Column("computed_at", TS, nullable=False),
+    Column("seconds", Float, nullable=False),
+    Column("body", JSONB, nullable=False),
 )

@@ -45,7 +45,18 @@ def kafka_broker() -> Iterator[str]:
 # --- PostgreSQL (the operations history) ----------------------------------------------------------------
 
 @pytest.fixture(scope="session")
-def postgres_admin_url() -> Iterator[str]:
+def postgres_admin_url(postgres_server) -> str:
+    return postgres_server[0]
+
+
+@pytest.fixture(scope="session")
+def postgres_log(postgres_server):
+    """The server's log file when the tests started the server themselves, else None."""
+    return postgres_server[1]
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[tuple[str, "Path | None"]]:
     """A real PostgreSQL for the whole test session: GRIDWATCH_DATABASE_URL when set, else a server of its own.
 
     Started from the installed server binaries (history.server) in a temporary run directory on a free
@@ -59,7 +70,7 @@ def postgres_admin_url() -> Iterator[str]:
     from history import db, server
 
     if os.environ.get("GRIDWATCH_DATABASE_URL"):
-        yield db.normalize_url(os.environ["GRIDWATCH_DATABASE_URL"])
+        yield db.normalize_url(os.environ["GRIDWATCH_DATABASE_URL"]), None
         return
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -88,7 +99,7 @@ def postgres_admin_url() -> Iterator[str]:
             pytest.fail(reason, pytrace=False)
         pytest.skip(reason)
     try:
-        yield url
+        yield url, server.ServerPaths.for_settings(settings).log_file
     finally:
         server.stop(settings)
         shutil.rmtree(remove, ignore_errors=True)
