@@ -73,10 +73,16 @@ def _cmd_project(args) -> int:
     refresher.changed()  # the cached reports are brought up to date once at start
     projector = Projector(engine, batch_size=args.batch, on_commit=lambda batch: refresher.changed())
     print(f"projecting into {engine.url.render_as_string(hide_password=True)}", flush=True)
+    from kafka.errors import KafkaError
+
     try:
         stats = projector.run(stop, until_caught_up=args.once)
     except RuntimeError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KafkaError as exc:
+        print(f"error: cannot read Kafka at {projector.settings.bootstrap_servers} ({type(exc).__name__}: {exc}): "
+              "start it with `gridwatch kafka start`", file=sys.stderr)
         return 1
     finally:
         refresher.stop()
