@@ -20,7 +20,7 @@ COMMAND_MODULES = (
     "detectors.cli",       # detectors list, backtest
     "streams.operator",    # silence add|list|expire, alert ack|resolve|list
     "console.app",         # console (the operations console's web API and pages)
-    "history.cli",         # db start|stop|status|url|migrate|backup, history project|report
+    "history.cli",         # db start|stop|status|url|migrate|backup, history project|refresh|report
 )
 
 
