@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import random
 import statistics
 import time
@@ -188,6 +189,7 @@ def main(argv=None) -> int:
 
     from history import db, server
 
+    started = not os.environ.get("GRIDWATCH_DATABASE_URL") and server.managed_pid() is None
     base = db.database_url()
     name = f"bench_{uuid.uuid4().hex[:8]}"
     server.create_database(base, name)
@@ -208,6 +210,8 @@ def main(argv=None) -> int:
         engine.dispose()
         if not args.keep:
             server.drop_database(base, name)
+        if started:  # the local server this run started
+            server.stop()
     return 0
 
 
