@@ -39,8 +39,8 @@ def history_console(chromium, kafka_broker, history_engine, tmp_path):
     log = settings.run_dir / "console.log"
     proc = procs.start("console", gridwatch_argv("console", "--port", str(port)), env, log)
     url = f"http://127.0.0.1:{port}"
-    assert wait_http(url + "/static/console.css", 90) and proc.poll() is None, log.read_text()[-3000:]
     try:
+        assert wait_http(url + "/static/console.css", 90) and proc.poll() is None, log.read_text()[-3000:]
         yield url
     finally:
         procs.stop()
