@@ -39,7 +39,7 @@ from urllib.parse import quote, urlsplit
 from aiohttp import web
 
 from console import auth as gwauth
-from console import evidence, openapi
+from console import evidence, history_api, openapi
 from console.metrics import KafkaOffsets, render as render_metrics
 from console.model import ConsoleModel
 from gridwatch import config as names
@@ -185,7 +185,7 @@ def _error(status: int, message: str, headers: dict | None = None) -> web.Respon
 
 
 def _is_page(path: str) -> bool:
-    return path == "/" or path.startswith("/alerts/")
+    return path in ("/", "/history") or path.startswith("/alerts/")
 
 
 def _is_public(path: str) -> bool:
@@ -711,6 +711,7 @@ def make_app(settings: Settings | None, users: Iterable[gwauth.User] | gwauth.Au
     r.add_get("/api/events", events)
     r.add_get("/api/openapi.json", openapi_document)
     r.add_get("/metrics", metrics)
+    history_api.install(app, settings)  # /api/history/*: the history store (console/history_api.py)
     if console.static_dir.is_dir():
         r.add_static("/static", console.static_dir, follow_symlinks=False, show_index=False)
 

@@ -299,6 +299,9 @@ def document() -> dict[str, Any]:
             "responses": {"200": {"description": "Prometheus text format", "content": {"text/plain": {}}},
                           **common}}},
     }
+    from console.history_api import openapi_paths
+
+    paths.update(openapi_paths())
     return {
         "openapi": "3.1.0",
         "info": {"title": "gridwatch operations console", "version": "1.0.0",

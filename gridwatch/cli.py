@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "streams.operator",    # silence add|list|expire, alert ack|resolve|list
     "streams.deadletters", # dlq list|replay
     "console.app",         # console (the operations console's web API and pages)
+    "history.cli",         # db start|stop|status|url|migrate|backup, history project|refresh|report
 )
 # Commands that send SMS or check Twilio's signatures: they refuse partial or mixed Twilio settings.
 TWILIO_COMMANDS = ("worker", "webhooks", "demo")

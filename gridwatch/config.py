@@ -133,6 +133,11 @@ class Settings:
     #: Unset: the origin of the request itself (scheme and Host header).
     console_url: str | None = field(default_factory=lambda: os.environ.get("GRIDWATCH_CONSOLE_URL") or None)
 
+    #: The operations history's PostgreSQL (``postgresql://user:pass@host:5432/db``). Unset: gridwatch starts its
+    #: own local server under ``<run dir>/postgres`` (history/server.py).
+    database_url: str | None = field(default_factory=lambda: os.environ.get("GRIDWATCH_DATABASE_URL") or None,
+                                     repr=False)  # may carry a password
+
     def topic(self, name: str) -> str:
         """The deployed name of a contract or internal topic."""
         return f"{self.topic_prefix}{name}"

@@ -103,7 +103,7 @@ def run(args) -> int:
     t_begin = time.monotonic()
     since_ms = int(time.time() * 1000)
     procs = Processes()
-    started_broker = False
+    started_broker = started_db = False
     try:
         if not broker.is_reachable(settings.bootstrap_servers):
             # A broker of our own: start it from a clean slate so the demo shows its alerts every time.
@@ -117,6 +117,7 @@ def run(args) -> int:
             env["GRIDWATCH_TOPIC_PREFIX"] = settings.topic_prefix
             print(f"   the demo uses its own topics on it: {settings.topic_prefix}*")
         topics.create_topics(settings)
+        started_db = start_history(procs, settings, env)
 
         sandbox_url = settings.sandbox_url
         if settings.uses_real_twilio:
@@ -192,8 +193,40 @@ def run(args) -> int:
     finally:
         print("\nstopping what the demo started…")
         procs.stop()
+        if started_db:
+            from history import server
+
+            server.stop(settings)
         if started_broker:
             broker.stop(settings)
+
+
+def start_history(procs: Processes, settings: Settings, env: dict) -> bool:
+    """The history store (GRIDWATCH_DATABASE_URL, else a local PostgreSQL) and its projector; True when the
+    demo started that PostgreSQL (so it stops it). A demo on its own topic prefix gets its own database.
+    Without PostgreSQL binaries the demo goes on without the history, and says so."""
+    from sqlalchemy.engine import make_url
+
+    from history import db, server
+
+    try:
+        started = not settings.database_url and server.managed_pid(settings) is None
+        url = db.database_url(settings)
+        if settings.topic_prefix:
+            name = "gridwatch_" + re.sub(r"\W+", "_", settings.topic_prefix).strip("_").lower()
+            server.create_database(url, name)
+            url = make_url(url).set(database=name).render_as_string(hide_password=False)
+    except (server.ServerError, ValueError) as exc:
+        print(f"history: not started, the demo goes on without it ({exc})")
+        return False
+    except Exception as exc:  # the configured database refuses us
+        print(f"history: not started, the demo goes on without it ({type(exc).__name__}: {exc})")
+        return False
+    env["GRIDWATCH_DATABASE_URL"] = url
+    log = settings.run_dir / "projector.log"
+    procs.start("projector", gridwatch_argv("history", "project"), env, log)
+    print(f"history: PostgreSQL {db.redacted(url)} ({'started' if started else 'reusing'}), projector log {log}")
+    return started
 
 
 def start_console(procs: Processes, port: int, env: dict, run_dir: Path) -> str | None:
