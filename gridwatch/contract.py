@@ -173,6 +173,8 @@ def loads(payload: bytes | str | None) -> Any:
         raise ContractError(f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", "not_json") from None
     except RecursionError:
         raise ContractError("not JSON we accept: nested too deeply", "not_json") from None
+    except ContractError:
+        raise
     except ValueError as exc:  # an integer literal of thousands of digits
         raise ContractError(f"not JSON we accept: {exc}", "not_json") from None
     if "\\u" in payload and _SURROGATE.search(payload):
