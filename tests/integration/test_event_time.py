@@ -2,8 +2,9 @@
 
 A feed dated up to the wall clock, paced so that no partition ever goes quiet (a partition with no batch for
 20 s of wall time moves on regardless, which would hide a frozen watermark): one reading of a meter with a
-wrong clock, five years ahead, and a meter that is not in the customer directory and keeps reporting. A
-transformer undervoltage after both is still found, and no outage is declared.
+wrong clock, five years ahead, a meter that is not in the customer directory and keeps reporting, and an
+eight-day-old reading of another such meter. A transformer undervoltage after them is still found, no outage
+is declared, and the old reading is given up as a replayable dead letter.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections import Counter
 
 import pytest
 
-from gridwatch.contract import format_ts
+from gridwatch.contract import decode_readings, format_ts
 from streams.worker import partition_for
 from tests.integration.test_pipeline import PrefixedSink
 
@@ -43,6 +44,11 @@ def test_a_live_feed_with_a_wrong_clock_and_an_unknown_meter_still_finds_a_later
         ts = start + k * 900
         extra.append((ts, "meter.readings", unknown, [{"meter_id": unknown, "ts": format_ts(ts), "interval_s": 900,
                                                        "kwh": 0.2, "v_avg": 221.5, "v_min": 220.0, "v_max": 223.0}]))
+    # and one reading, eight days old, of a meter that never joins the directory: held, then given up as
+    # one replayable dead letter once its partition's watermark is a week past it
+    stale = next(f"M8{i:05d}" for i in range(10**5) if partition_for(f"M8{i:05d}", n) == partition_for(t1[2], n))
+    extra.append((start + 600, "meter.readings", stale, [{"meter_id": stale, "ts": format_ts(start - 8 * 86400),
+                                                          "interval_s": 900, "kwh": 0.1, "v_avg": 230.0}]))
     future = start + 3600 + 5 * 365 * 86400
     extra.append((start + 3600 + 1, "meter.readings", wrong_clock, [{
         "meter_id": wrong_clock, "ts": format_ts(future), "interval_s": 900, "kwh": 0.3, "v_avg": 221.0,
@@ -59,9 +65,13 @@ def test_a_live_feed_with_a_wrong_clock_and_an_unknown_meter_still_finds_a_later
     assert [a for a in alerts if a["kind"] == "outage"] == [], "no outage may be declared"
     assert {a["kind"] for a in alerts} == {"undervoltage"}
 
-    dlq = pipeline.settle("gridwatch.dlq", seconds=2)
-    assert Counter(d["reason"] for d in dlq) == {"ts_in_future": 1}, dlq
-    (refused,) = dlq
+    dlq = pipeline.settle("gridwatch.dlq", seconds=2)  # (a handful of records: one poll reads them all)
+    assert Counter(d["reason"] for d in dlq) == {"ts_in_future": 1, "unknown_meter": 1}, dlq
+    (given_up,) = [d for d in dlq if d["reason"] == "unknown_meter"]
+    assert given_up["key"] == stale and given_up["offset"] is None
+    (r,) = decode_readings(stale.encode(), given_up["payload"])
+    assert r.ts == start - 8 * 86400
+    (refused,) = [d for d in dlq if d["reason"] == "ts_in_future"]
     assert refused["key"] == wrong_clock and format_ts(future) in refused["payload"]
     assert "ahead of the wall clock" in refused["error"]
     # held readings are reported; the unknown meter's readings are held, not dead-lettered
