@@ -56,6 +56,7 @@ class PartitionClock:
         self.parked: dict[str, int] = {}        # meter -> oldest parked reading
         self.parked_count: dict[str, int] = {}  # meter -> readings and events parked for it
         self.hold_parked = True                 # False while quiet: parked meters hold nothing back
+        self._held = 0                          # sum of parked_count
         self.idle_floor: int | None = None      # set while the partition is quiet
         self.span = 0                           # longest batch seen (event time from first to last reading)
 
@@ -108,16 +109,17 @@ class PartitionClock:
         self.parked_since.setdefault(meter_id, self._wall())
         self.parked[meter_id] = min(oldest_ts, self.parked.get(meter_id, oldest_ts))
         self.parked_count[meter_id] = self.parked_count.get(meter_id, 0) + count
+        self._held += count
 
     def unpark(self, meter_id: str) -> None:
         self.parked.pop(meter_id, None)
         self.parked_since.pop(meter_id, None)
-        self.parked_count.pop(meter_id, None)
+        self._held -= self.parked_count.pop(meter_id, 0)
 
     @property
     def held(self) -> int:
         """Readings and events held on this partition for meters not in the directory."""
-        return sum(self.parked_count.values())
+        return self._held
 
     def expired(self, max_age_s: int) -> list[str]:
         """Meters whose oldest held reading is more than ``max_age_s`` of event time behind the watermark."""
