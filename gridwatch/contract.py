@@ -7,7 +7,7 @@ puts on the dead-letter topic with the original text.
 Time inside the pipeline is an ``int`` of UTC epoch seconds ("event time"); it is formatted back to RFC 3339
 with ``Z`` on the way out.
 
-What cannot be true is refused, and every refusal carries a short ``reason`` code for the dead letter:
+What cannot be true is refused, and every refusal carries a short ``code`` for the dead letter:
 
 - ``not_json``: not UTF-8, not JSON, nested deeper than the parser goes, an integer of thousands of digits,
   a lone UTF-16 surrogate (``"\\ud800"``, not encodable as UTF-8);
@@ -53,12 +53,12 @@ MAX_KW = 10_000.0
 
 
 class ContractError(ValueError):
-    """An input that breaks the wire contract; the message says where and why, ``reason`` is a short code
+    """An input that breaks the wire contract; the message says where and why, ``code`` is a short code
     for the dead letter (see the module docstring)."""
 
-    def __init__(self, message: str, reason: str = "invalid"):
+    def __init__(self, message: str, code: str = "invalid"):
         super().__init__(message)
-        self.reason = reason
+        self.code = code
 
 
 @cache
@@ -237,7 +237,7 @@ def decode_readings(key: bytes | str | None, payload: bytes | str | None) -> lis
         try:
             ts = parse_ts(item["ts"])
         except ContractError as exc:
-            raise ContractError(f"{where}ts: {exc}", exc.reason) from None
+            raise ContractError(f"{where}ts: {exc}", exc.code) from None
         interval = item.get("interval_s", 900)
         kwh, v_min, v_max = item.get("kwh"), item.get("v_min"), item.get("v_max")
         if kwh is not None and kwh > MAX_KW * interval / 3600:
@@ -262,7 +262,7 @@ def decode_event(key: bytes | str | None, payload: bytes | str | None) -> MeterE
     try:
         ts = parse_ts(value["ts"])
     except ContractError as exc:
-        raise ContractError(f"ts: {exc}", exc.reason) from None
+        raise ContractError(f"ts: {exc}", exc.code) from None
     return MeterEvent(meter_id=value["meter_id"], ts=ts, type=value["type"])
 
 

@@ -58,7 +58,7 @@ IDLE_PARTITION_WALL_S = 20.0
 WATERMARK_STEP_S = 900
 WATERMARK_EVERY_S = 1.0
 #: Readings of a meter not yet in the directory are held back, up to this many per meter (a week of
-#: 15-minute readings); a message beyond that goes to the dead-letter topic (reason ``unknown_meter``).
+#: 15-minute readings); a message beyond that goes to the dead-letter topic (code ``unknown_meter``).
 PARKED_MAX = 672
 #: A meter new to the directory holds its partition's watermark below its held readings for this long (wall
 #: time: its customer record is usually on its way), then by at most ALLOWED_LATENESS_S (streams/watermarks.py).
@@ -223,16 +223,16 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
 
     pacer = Pacer(s.sms_per_second)
 
-    async def dead_letter(msg, error: str, reason: str) -> None:
-        await dead_letter_raw(msg.topic, msg.partition, msg.offset, msg.key, msg.value, error, reason)
+    async def dead_letter(msg, error: str, code: str) -> None:
+        await dead_letter_raw(msg.topic, msg.partition, msg.offset, msg.key, msg.value, error, code)
 
-    async def dead_letter_raw(topic_name, partition, offset, key, value, error: str, reason: str) -> None:
+    async def dead_letter_raw(topic_name, partition, offset, key, value, error: str, code: str) -> None:
         stats["dlq"] += 1
-        stats[f"dlq_{reason}"] += 1
-        log.warning("dead letter %s[%s]@%s (%s): %s", topic_name, partition, offset, reason, error[:300])
+        stats[f"dlq_{code}"] += 1
+        log.warning("dead letter %s[%s]@%s (%s): %s", topic_name, partition, offset, code, error[:300])
         await dlq_t.send(key=key, value=_dumps({
             "topic": topic_name, "partition": partition, "offset": offset,
-            "key": _text(key), "payload": _text(value), "error": error, "reason": reason}))
+            "key": _text(key), "payload": _text(value), "error": error, "code": code}))
 
     @contextlib.asynccontextmanager
     async def guard(msg, stage: str):
@@ -241,7 +241,7 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
         try:
             yield
         except ContractError as exc:
-            await dead_letter(msg, str(exc), exc.reason)
+            await dead_letter(msg, str(exc), exc.code)
         except Exception as exc:  # noqa: BLE001
             log.exception("%s: unexpected error at %s[%s]@%s", stage, msg.topic, msg.partition, msg.offset)
             stats[f"errors_{stage}"] += 1
@@ -270,7 +270,7 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
 
     async def give_up_held(partition: int) -> None:
         """Readings held for meters still not in the directory long after the partition moved on: one
-        replayable dead letter per meter and topic, reason ``unknown_meter``."""
+        replayable dead letter per meter and topic, code ``unknown_meter``."""
         c = clock(partition)
         for meter_id in c.expired(PARKED_MAX_AGE_S):
             held, held_events = parked_tb.pop(meter_id, None), parked_events_tb.pop(meter_id, None)

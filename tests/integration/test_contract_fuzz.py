@@ -116,7 +116,7 @@ def test_ten_thousand_generated_inputs_are_refused_or_processed_and_detection_is
     assert _summary(read_all(pipeline, "alerts")) == expected
 
     # every dead letter has a contract reason; none is an internal error
-    reasons = Counter(d.get("reason") for d in dlq)
+    reasons = Counter(d.get("code") for d in dlq)
     print("dead letters by reason:", dict(reasons))
     assert set(reasons) <= CONTRACT_REASONS, reasons
     by_offset = fuzz_dead_letters(dlq)
@@ -124,12 +124,12 @@ def test_ten_thousand_generated_inputs_are_refused_or_processed_and_detection_is
     for key, d in by_offset.items():
         assert key in sent, f"a dead letter for a message that was not a generated input: {d}"
         inp = sent[key]
-        assert inp.expect != "ts_in_future" or d["reason"] == "ts_in_future", (inp.why, d["error"])
+        assert inp.expect != "ts_in_future" or d["code"] == "ts_in_future", (inp.why, d["error"])
         assert d["payload"] == (None if inp.value is None else inp.value.decode("utf-8", errors="replace"))
     # readings held for unknown meters and given up are dead-lettered as one replayable message each
     for d in dlq:
         if d["offset"] is None:
-            assert d["reason"] == "unknown_meter"
+            assert d["code"] == "unknown_meter"
             contract.decode_readings(d["key"].encode(), d["payload"]) if d["topic"].endswith("meter.readings") \
                 else contract.decode_event(d["key"].encode(), d["payload"])
     accepted = [i for k, i in sent.items() if k not in by_offset]

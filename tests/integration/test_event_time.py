@@ -66,12 +66,12 @@ def test_a_live_feed_with_a_wrong_clock_and_an_unknown_meter_still_finds_a_later
     assert {a["kind"] for a in alerts} == {"undervoltage"}
 
     dlq = pipeline.settle("gridwatch.dlq", seconds=2)  # (a handful of records: one poll reads them all)
-    assert Counter(d["reason"] for d in dlq) == {"ts_in_future": 1, "unknown_meter": 1}, dlq
-    (given_up,) = [d for d in dlq if d["reason"] == "unknown_meter"]
+    assert Counter(d["code"] for d in dlq) == {"ts_in_future": 1, "unknown_meter": 1}, dlq
+    (given_up,) = [d for d in dlq if d["code"] == "unknown_meter"]
     assert given_up["key"] == stale and given_up["offset"] is None
     (r,) = decode_readings(stale.encode(), given_up["payload"])
     assert r.ts == start - 8 * 86400
-    (refused,) = [d for d in dlq if d["reason"] == "ts_in_future"]
+    (refused,) = [d for d in dlq if d["code"] == "ts_in_future"]
     assert refused["key"] == wrong_clock and format_ts(future) in refused["payload"]
     assert "ahead of the wall clock" in refused["error"]
     # held readings are reported; the unknown meter's readings are held, not dead-lettered

@@ -79,7 +79,7 @@ def test_bad_readings_are_refused_with_a_reason(payload, fragment):
 def test_what_cannot_be_true_is_refused_with_a_reason_code(payload, reason, fragment):
     with pytest.raises(ContractError) as err:
         decode_readings(b"M000123", payload)
-    assert err.value.reason == reason and fragment in str(err.value), (err.value.reason, str(err.value))
+    assert err.value.code == reason and fragment in str(err.value), (err.value.code, str(err.value))
 
 
 def test_a_reading_at_the_limits_is_accepted():
@@ -111,7 +111,7 @@ def test_customer_example_validates_and_a_null_value_deletes():
 def test_bad_customers_are_refused(field, value):
     with pytest.raises(ContractError) as err:
         decode_customer(b"C000123", b({**CUSTOMER, field: value}))
-    assert err.value.reason == "invalid"
+    assert err.value.code == "invalid"
 
 
 @pytest.mark.parametrize("literal", [b"NaN", b"Infinity", b"-Infinity", b"1e999"])
@@ -119,7 +119,7 @@ def test_a_customer_with_a_non_finite_nominal_voltage_is_refused(literal):
     text = json.dumps({**CUSTOMER, "nominal_voltage": 0}).replace('"nominal_voltage": 0', '"nominal_voltage": X')
     with pytest.raises(ContractError) as err:
         decode_customer(b"C000123", text.encode().replace(b"X", literal))
-    assert err.value.reason == "not_finite"
+    assert err.value.code == "not_finite"
 
 
 @pytest.mark.parametrize("tz", ["Asia/Shanghai", "Europe/London", "America/New_York", "UTC", "Etc/GMT-8"])
