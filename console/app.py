@@ -43,10 +43,22 @@ from console import evidence, history_api, openapi
 from console.metrics import KafkaOffsets, render as render_metrics
 from console.model import ConsoleModel
 from gridwatch import config as names
+from gridwatch import contract
 from gridwatch.config import Settings
 from gridwatch.signals import stop_event
 
 __all__ = ["CONSOLE", "Console", "EventHub", "make_app", "serve", "run", "register", "SECURITY_HEADERS"]
+
+
+
+def _api_dumps(value: Any) -> str:
+    """JSON of what the console serves: always valid JSON. A NaN or Infinity in a record written before the
+    contract refused them is served as null rather than as ``NaN`` (which no browser's JSON.parse takes)."""
+    return json.dumps(contract.finite(value), ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def _json(data: Any, **kwargs: Any) -> web.Response:
+    return web.json_response(data, dumps=_api_dumps, **kwargs)
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +122,7 @@ class EventHub:
 
     def publish(self, events: Iterable[tuple[str, dict]]) -> None:
         for name, payload in events:
-            data = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+            data = _api_dumps(payload)
             frame = f"event: {name}\ndata: {data}\n\n".encode("utf-8")
             for queue in list(self._queues):
                 try:
@@ -158,7 +170,7 @@ class Console:
 
     async def publish(self, topic: str, key: str, value: dict) -> None:
         """Publish one JSON record (acks=all) and wait for the broker; ApiError 503 when it does not take it."""
-        payload = json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        payload = contract.dumps(value)
         name = self.settings.topic(topic)
         if self.publisher is None:
             raise ApiError(503, "the console has no Kafka producer")
@@ -181,7 +193,7 @@ VIA = _RequestKey("gridwatch_auth_via", object) if _RequestKey else "gridwatch_a
 # ------------------------------------------------------------------------------------------- helpers
 
 def _error(status: int, message: str, headers: dict | None = None) -> web.Response:
-    return web.json_response({"error": message}, status=status, headers=headers)
+    return _json({"error": message}, status=status, headers=headers)
 
 
 def _is_page(path: str) -> bool:
@@ -463,7 +475,7 @@ async def login(request: web.Request) -> web.Response:
     session = console.auth.open_session(user)
     log.info("console: %s signed in", user.name)
     if as_json:
-        response: web.Response = web.json_response({"user": user.name, "role": user.role, "csrf": session.csrf})
+        response: web.Response = _json({"user": user.name, "role": user.role, "csrf": session.csrf})
     else:
         response = web.Response(status=303, headers={"Location": _safe_next(next_path)})
     secure = (console.settings.console_url or "").lower().startswith("https:") or request.secure
@@ -477,14 +489,14 @@ async def logout(request: web.Request) -> web.Response:
     session = request[SESSION]
     if session is not None:
         console.auth.close_session(session.id)
-    response = web.json_response({"signed_out": True})
+    response = _json({"signed_out": True})
     response.del_cookie(gwauth.SESSION_COOKIE, path="/")
     return response
 
 
 async def me(request: web.Request) -> web.Response:
     user, session = request[USER], request[SESSION]
-    return web.json_response({"user": user.name, "role": user.role, "csrf": session.csrf if session else None})
+    return _json({"user": user.name, "role": user.role, "csrf": session.csrf if session else None})
 
 
 async def list_alerts(request: web.Request) -> web.Response:
@@ -493,7 +505,7 @@ async def list_alerts(request: web.Request) -> web.Response:
                                status=_values(request, "status"), feeder=_values(request, "feeder"),
                                transformer=_values(request, "transformer"),
                                limit=_limit(request, ALERT_LIMIT_DEFAULT))
-    return web.json_response(result)
+    return _json(result)
 
 
 def _alert_or_404(request: web.Request) -> tuple[str, dict]:
@@ -508,7 +520,7 @@ async def alert_detail(request: web.Request) -> web.Response:
     aid, alert = _alert_or_404(request)
     model = request.app[CONSOLE].model
     url = evidence_url(aid) if evidence.chart_kind(alert) else None
-    return web.json_response(model.detail(aid, reveal_phones=request[USER].can_act, evidence_url=url))
+    return _json(model.detail(aid, reveal_phones=request[USER].can_act, evidence_url=url))
 
 
 async def alert_evidence(request: web.Request) -> web.Response:
@@ -538,7 +550,7 @@ async def _act(request: web.Request, action: str) -> web.Response:
         raise ApiError(409, problem)
     await console.publish(names.ALERT_ACTIONS, aid, record)
     log.info("console: %s sent %s of %s", user.name, action, aid)
-    return web.json_response({"accepted": True, "action": record}, status=202)
+    return _json({"accepted": True, "action": record}, status=202)
 
 
 async def acknowledge(request: web.Request) -> web.Response:
@@ -551,7 +563,7 @@ async def resolve(request: web.Request) -> web.Response:
 
 async def list_silences(request: web.Request) -> web.Response:
     console = request.app[CONSOLE]
-    return web.json_response({"silences": console.model.list_silences(console.clock())})
+    return _json({"silences": console.model.list_silences(console.clock())})
 
 
 def _silence_view(console: Console, record: dict) -> dict:
@@ -594,7 +606,7 @@ async def add_silence(request: web.Request) -> web.Response:
     await console.publish(names.SILENCES, record["silence_id"], record)
     console.apply("silences", record["silence_id"], record, None)
     log.info("console: %s added silence %s", user.name, record["silence_id"])
-    return web.json_response(_silence_view(console, record), status=201)
+    return _json(_silence_view(console, record), status=201)
 
 
 async def expire_silence(request: web.Request) -> web.Response:
@@ -613,17 +625,17 @@ async def expire_silence(request: web.Request) -> web.Response:
     await console.publish(names.SILENCES, sid, ended)
     console.apply("silences", sid, ended, None)
     log.info("console: %s expired silence %s", user.name, sid)
-    return web.json_response(_silence_view(console, ended))
+    return _json(_silence_view(console, ended))
 
 
 async def list_feedback(request: web.Request) -> web.Response:
     model = request.app[CONSOLE].model
-    return web.json_response({"feedback": model.list_feedback(_limit(request, FEEDBACK_LIMIT_DEFAULT)),
+    return _json({"feedback": model.list_feedback(_limit(request, FEEDBACK_LIMIT_DEFAULT)),
                               "satisfaction": model.satisfaction()})
 
 
 async def figures(request: web.Request) -> web.Response:
-    return web.json_response(request.app[CONSOLE].model.figures())
+    return _json(request.app[CONSOLE].model.figures())
 
 
 async def events(request: web.Request) -> web.StreamResponse:
@@ -657,7 +669,7 @@ async def events(request: web.Request) -> web.StreamResponse:
 
 
 async def openapi_document(request: web.Request) -> web.Response:
-    return web.json_response(openapi.document())
+    return _json(openapi.document())
 
 
 async def metrics(request: web.Request) -> web.Response:

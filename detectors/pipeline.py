@@ -415,9 +415,6 @@ def customer_alert(f: dict, customer: dict) -> dict:
     }
 
 
-#: the backtest's watermark ignores a reading dated more than this ahead of its record's time
-FUTURE_S = 86400
-
 
 class Pipeline:
     """All stages in one process, driven in event-time order: the backtest's (and tests') worker.
@@ -445,6 +442,13 @@ class Pipeline:
         self.findings: list[dict] = []
         self.watermark: int | None = None
         self.fits = 0
+        #: what the worker would dead-letter: ``(reason, meter_id, first ts, last ts)``
+        self.dead_letters: list[tuple[str, str, int, int]] = []
+        #: readings and events of meters not (yet) in the directory, decided on when their record comes
+        self.held: dict[str, list] = {}
+        from streams.watermarks import PartitionClock  # plain Python: the worker's event-time rules
+
+        self.clock = PartitionClock(lateness_s=900)
 
     # -- inputs -------------------------------------------------------------------------------------
     def add_customer(self, rec: dict) -> None:
@@ -455,12 +459,24 @@ class Pipeline:
         feeder = self.feeders.get(fid) or self.feeder_stage.new_feeder(fid)
         self.feeders[fid], self.transformers[tid] = self.feeder_stage.member(
             feeder, self.transformers.get(tid), {**entry, "partition": 0})
+        held = self.held.pop(rec["meter_id"], None)
+        if held:  # as the worker: what came before the customer record is decided on now (late, if it is)
+            self.clock.unpark(rec["meter_id"])
+            readings = [x for x in held if isinstance(x, Reading)]
+            if readings:
+                self.add_readings(readings)
+            events = [x for x in held if isinstance(x, MeterEvent)]
+            if events:
+                self.add_events(events)
 
     def add_readings(self, readings: list[Reading]) -> None:
         meter = readings[0].meter_id
         entry = self.directory.get(meter)
         if entry is None:
+            self.held.setdefault(meter, []).extend(readings)
+            self.clock.park(meter, min(r.ts for r in readings), len(readings))
             return
+        self.clock.batch(meter, min(r.ts for r in readings), max(r.ts for r in readings))
         before = self.meter_states.get(meter)
         states, findings, days = self.meter_stage.process(before, readings, entry)
         self.meter_states[meter] = states
@@ -494,6 +510,8 @@ class Pipeline:
             entry = self.directory.get(ev.meter_id)
             if entry is not None:
                 by_feeder.setdefault(entry["feeder_id"], []).append(ev)
+            else:
+                self.held.setdefault(ev.meter_id, []).append(ev)
         for fid, evs in by_feeder.items():
             self.feeders[fid] = self.feeder_stage.events(self.feeders[fid], evs, self._transformers_of(fid))
 
@@ -516,7 +534,11 @@ class Pipeline:
         """Feed ``(event_time, topic, key, value)`` tuples (the simulator's ``timed_records()``, or a replay)
         in time order. The watermark trails the newest reading by twice the longest batch seen (at least an
         hour): messages of one time window may come in any order, and deciding late changes nothing —
-        decisions are made at the event times they concern, as in the worker, whose watermark trails too."""
+        decisions are made at the event times they concern, as in the worker, whose watermark trails too.
+
+        As the worker, it refuses a batch dated ahead of the rest of the feed (``ts_in_future``, in
+        :attr:`dead_letters`; see :mod:`streams.watermarks`) and holds readings of meters not yet in the
+        directory until their customer record comes."""
         last, span = None, 3600
         for t, topic, key, value in timed_records:
             if topic == topics.CUSTOMERS:
@@ -525,14 +547,19 @@ class Pipeline:
                 items = value if isinstance(value, list) else [value]
                 rs = [_reading(v) for v in items]
                 first, newest = min(r.ts for r in rs), max(r.ts for r in rs)
-                span = max(span, newest - first + rs[0].interval_s)
-                self.add_readings(rs)
-                if newest <= t + FUTURE_S:  # a wrong clock, years ahead of when it came, moves nothing
+                if self.clock.ahead(rs[0].meter_id, first, newest, len(rs), min(r.interval_s for r in rs)):
+                    self.clock.claim(rs[0].meter_id, newest)
+                    self.dead_letters.append(("ts_in_future", rs[0].meter_id, first, newest))
+                else:
+                    span = max(span, newest - first + rs[0].interval_s)
+                    self.add_readings(rs)
                     last = newest if last is None else max(last, newest)
-                if last is not None:
                     self.advance(last - 2 * span)
             elif topic == topics.EVENTS:
-                self.add_events([MeterEvent(value["meter_id"], parse_ts(value["ts"]), value["type"])])
+                ev = MeterEvent(value["meter_id"], parse_ts(value["ts"]), value["type"])
+                if ev.type in ("power_fail", "power_restore"):
+                    self.clock.claim(ev.meter_id, ev.ts)
+                self.add_events([ev])
             if progress is not None:
                 progress.update(1)
         if last is not None:

@@ -6,11 +6,28 @@ puts on the dead-letter topic with the original text.
 
 Time inside the pipeline is an ``int`` of UTC epoch seconds ("event time"); it is formatted back to RFC 3339
 with ``Z`` on the way out.
+
+What cannot be true is refused, and every refusal carries a short ``code`` for the dead letter:
+
+- ``not_json``: not UTF-8, not JSON, nested deeper than the parser goes, an integer of thousands of digits,
+  a lone UTF-16 surrogate (``"\\ud800"``, not encodable as UTF-8);
+- ``not_finite``: ``NaN``, ``Infinity``, ``-Infinity`` or a number beyond a double (``1e400``), anywhere in
+  the value; :func:`dumps` refuses them on the way out too;
+- ``invalid``: the topic's JSON Schema (types, required fields, ranges: voltages 0 - 1,500 V, energy at most
+  the 10 MW of :data:`MAX_KW` over the interval, nominal voltage 100 - 690 V, an E.164 phone) and the checks a
+  schema cannot say (an IANA time zone, ``v_min`` <= ``v_max``, a real calendar date);
+- ``key_mismatch``: the message key is not the record's id;
+- ``ts_out_of_range``: a timestamp before :data:`EARLIEST_TS` (2000-01-01), which no smart meter sent.
+
+Timestamps ahead of the wall clock or of the rest of their partition (``ts_in_future``) and readings of
+meters that are not in the directory (``unknown_meter``) are judged by the worker, which knows both.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import cache
@@ -20,17 +37,28 @@ from typing import Any
 import fastjsonschema
 
 __all__ = [
-    "ContractError", "Reading", "MeterEvent", "SCHEMA_NAMES",
-    "schema", "validator", "parse_ts", "format_ts",
-    "decode_readings", "decode_event", "decode_customer", "check",
+    "ContractError", "Reading", "MeterEvent", "SCHEMA_NAMES", "EARLIEST_TS", "MAX_KW",
+    "schema", "validator", "parse_ts", "format_ts", "loads", "dumps", "finite",
+    "decode_readings", "decode_event", "decode_customer", "decode_key", "check",
 ]
 
 SCHEMA_NAMES = ("meter.readings", "meter.events", "customers", "alerts", "notifications", "feedback",
                 "gridwatch.dlq")
 
 
+#: no reading or event is dated before this (epoch s of 2000-01-01T00:00:00Z)
+EARLIEST_TS = 946684800
+#: the largest power a meter's reading may imply (kWh over the interval): 10 MW, beyond any LV / MV customer
+MAX_KW = 10_000.0
+
+
 class ContractError(ValueError):
-    """An input that breaks the wire contract; the message says where and why."""
+    """An input that breaks the wire contract; the message says where and why, ``code`` is a short code
+    for the dead letter (see the module docstring)."""
+
+    def __init__(self, message: str, code: str = "invalid"):
+        super().__init__(message)
+        self.code = code
 
 
 @cache
@@ -60,6 +88,8 @@ def check(name: str, value: Any) -> Any:
         return validator(name)(value)
     except fastjsonschema.JsonSchemaValueException as exc:
         raise ContractError(f"{name}: {exc.message}") from None
+    except RecursionError:
+        raise ContractError(f"{name}: nested too deeply", "not_json") from None
 
 
 def check_item(where: str, value: Any) -> Any:
@@ -67,17 +97,23 @@ def check_item(where: str, value: Any) -> Any:
         return validator("reading")(value)
     except fastjsonschema.JsonSchemaValueException as exc:
         raise ContractError(f"{where}: {exc.message}") from None
+    except RecursionError:
+        raise ContractError(f"{where}: nested too deeply", "not_json") from None
 
 
 def parse_ts(text: str) -> int:
-    """RFC 3339 with an offset -> UTC epoch seconds. A timestamp without an offset is refused."""
+    """RFC 3339 with an offset -> UTC epoch seconds. A timestamp without an offset, or before
+    :data:`EARLIEST_TS`, is refused."""
     try:
         dt = datetime.fromisoformat(text)
-    except (TypeError, ValueError):
+        epoch = dt.timestamp()
+    except (TypeError, ValueError, OverflowError):
         raise ContractError(f"not an RFC 3339 timestamp: {text!r}") from None
     if dt.tzinfo is None:
         raise ContractError(f"timestamp without a UTC offset: {text!r}")
-    return int(dt.timestamp())
+    if epoch < EARLIEST_TS:
+        raise ContractError(f"timestamp {text!r} is before 2000-01-01", "ts_out_of_range")
+    return int(epoch)
 
 
 def format_ts(epoch: float | int | None) -> str | None:
@@ -106,27 +142,81 @@ class MeterEvent:
     type: str
 
 
-def _loads(payload: bytes | str | None) -> Any:
+def _no_constant(name: str) -> Any:
+    raise ContractError(f"{name} is not a number the contract allows (no NaN or Infinity)", "not_finite")
+
+
+def _finite_float(text: str) -> float:
+    x = float(text)
+    if not math.isfinite(x):
+        raise ContractError(f"number {text[:40]}{'...' if len(text) > 40 else ''} is beyond a double",
+                            "not_finite")
+    return x
+
+
+_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def loads(payload: bytes | str | None) -> Any:
+    """JSON text (UTF-8) -> value, refusing what JSON's own grammar does not allow (NaN, Infinity) and
+    numbers or strings Python would accept but cannot pass on (an overflowing float, a lone surrogate)."""
     if payload is None:
-        raise ContractError("empty message value")
+        raise ContractError("empty message value", "not_json")
     if isinstance(payload, (bytes, bytearray)):
         try:
             payload = payload.decode("utf-8")  # the contract says UTF-8; json would guess UTF-16/32 too
         except UnicodeDecodeError:
-            raise ContractError("message value is not UTF-8") from None
+            raise ContractError("message value is not UTF-8", "not_json") from None
     try:
-        return json.loads(payload)
+        value = json.loads(payload, parse_constant=_no_constant, parse_float=_finite_float)
     except json.JSONDecodeError as exc:
-        raise ContractError(f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        raise ContractError(f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", "not_json") from None
+    except RecursionError:
+        raise ContractError("not JSON we accept: nested too deeply", "not_json") from None
+    except ContractError:
+        raise
+    except ValueError as exc:  # an integer literal of thousands of digits
+        raise ContractError(f"not JSON we accept: {exc}", "not_json") from None
+    if "\\u" in payload and _SURROGATE.search(payload):
+        try:
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise ContractError("a string holds a lone UTF-16 surrogate (not encodable as UTF-8)",
+                                "not_json") from None
+    return value
 
 
-def _key(key: bytes | str | None) -> str | None:
+_loads = loads
+
+
+def finite(value: Any) -> Any:
+    """``value`` with every non-finite float replaced by ``None``: for records written before the contract
+    refused them, so that what we serve is still valid JSON."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(v) for v in value]
+    return value
+
+
+def dumps(value: Any) -> bytes:
+    """A record we publish or serve: compact UTF-8 JSON; a NaN or Infinity in it is a bug and raises
+    ``ValueError`` rather than going out as invalid JSON."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
+
+
+def decode_key(key: bytes | str | None) -> str | None:
     if isinstance(key, bytes):
         try:
             return key.decode("utf-8")
         except UnicodeDecodeError:
-            raise ContractError("message key is not UTF-8") from None
+            raise ContractError("message key is not UTF-8", "not_json") from None
     return key
+
+
+_key = decode_key
 
 
 def decode_readings(key: bytes | str | None, payload: bytes | str | None) -> list[Reading]:
@@ -142,14 +232,22 @@ def decode_readings(key: bytes | str | None, payload: bytes | str | None) -> lis
     for i, item in enumerate(items):
         where = f"[{i}] " if isinstance(value, list) else ""
         if key_s is not None and item["meter_id"] != key_s:
-            raise ContractError(f"{where}meter_id {item['meter_id']!r} does not match the message key {key_s!r}")
+            raise ContractError(f"{where}meter_id {item['meter_id']!r} does not match the message key {key_s!r}",
+                                "key_mismatch")
         try:
             ts = parse_ts(item["ts"])
         except ContractError as exc:
-            raise ContractError(f"{where}ts: {exc}") from None
+            raise ContractError(f"{where}ts: {exc}", exc.code) from None
+        interval = item.get("interval_s", 900)
+        kwh, v_min, v_max = item.get("kwh"), item.get("v_min"), item.get("v_max")
+        if kwh is not None and kwh > MAX_KW * interval / 3600:
+            raise ContractError(f"{where}kwh: {kwh} kWh in {interval} s is {kwh * 3600 / interval:.0f} kW, "
+                                f"more than any meter's {MAX_KW:.0f} kW")
+        if v_min is not None and v_max is not None and v_min > v_max:
+            raise ContractError(f"{where}v_min {v_min} is above v_max {v_max}")
         out.append(Reading(
-            meter_id=item["meter_id"], ts=ts, interval_s=item.get("interval_s", 900),
-            kwh=item.get("kwh"), v_avg=item.get("v_avg"), v_min=item.get("v_min"), v_max=item.get("v_max"),
+            meter_id=item["meter_id"], ts=ts, interval_s=interval,
+            kwh=kwh, v_avg=item.get("v_avg"), v_min=v_min, v_max=v_max,
             quality=item.get("quality", "actual"),
         ))
     return out
@@ -159,8 +257,20 @@ def decode_event(key: bytes | str | None, payload: bytes | str | None) -> MeterE
     value = check("meter.events", _loads(payload))
     key_s = _key(key)
     if key_s is not None and value["meter_id"] != key_s:
-        raise ContractError(f"meter_id {value['meter_id']!r} does not match the message key {key_s!r}")
-    return MeterEvent(meter_id=value["meter_id"], ts=parse_ts(value["ts"]), type=value["type"])
+        raise ContractError(f"meter_id {value['meter_id']!r} does not match the message key {key_s!r}",
+                            "key_mismatch")
+    try:
+        ts = parse_ts(value["ts"])
+    except ContractError as exc:
+        raise ContractError(f"ts: {exc}", exc.code) from None
+    return MeterEvent(meter_id=value["meter_id"], ts=ts, type=value["type"])
+
+
+@cache
+def _zones() -> frozenset[str]:
+    from zoneinfo import available_timezones
+
+    return frozenset(available_timezones())
 
 
 def decode_customer(key: bytes | str | None, payload: bytes | str | None) -> dict | None:
@@ -170,7 +280,10 @@ def decode_customer(key: bytes | str | None, payload: bytes | str | None) -> dic
     value = check("customers", _loads(payload))
     key_s = _key(key)
     if key_s is not None and value["customer_id"] != key_s:
-        raise ContractError(f"customer_id {value['customer_id']!r} does not match the message key {key_s!r}")
+        raise ContractError(f"customer_id {value['customer_id']!r} does not match the message key {key_s!r}",
+                            "key_mismatch")
+    if value["timezone"] not in _zones():
+        raise ContractError(f"customers: timezone {value['timezone'][:64]!r} is not an IANA time zone")
     prefs = value.setdefault("preferences", {})
     prefs.setdefault("quiet_hours", ["22:00", "08:00"])
     prefs.setdefault("bill_alert_pct", 30)

@@ -44,6 +44,8 @@ from gridwatch.config import Settings
 log = logging.getLogger("gridwatch.dlq")
 
 INVALID, INTERNAL, REFUSED = "invalid", "internal", "refused"
+#: a dead letter's ``code`` (why, in a word) when its cause gives none
+DEFAULT_CODES = {INVALID: "invalid", INTERNAL: "internal_error", REFUSED: "refused"}
 #: Header of a record `dlq replay` put back on its source topic: the dead letter's id.
 REPLAY_HEADER = "gridwatch-replay-of"
 #: The notify stage's retries of an internal error stop when the next would start after this (seconds).
@@ -146,14 +148,14 @@ def _text(raw: bytes | None) -> str | None:
     return None if raw is None else raw.decode("utf-8", errors="replace")
 
 
-def letter(*, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None, error: str,
-           reason: str, stage: str) -> tuple[bytes, dict]:
+def letter(*, topic: str, partition: int, offset: int | None, key: bytes | None, value: bytes | None, error: str,
+           reason: str, stage: str, code: str | None = None) -> tuple[bytes, dict]:
     """The dead-letter record of one input: (its Kafka key, its value)."""
     lid = letter_id(topic, key, value)
     return lid.encode("ascii"), {
         "dlq_id": lid, "topic": topic, "partition": partition, "offset": offset,
         "key": _text(key), "payload": _text(value), "key_b64": _b64(key), "value_b64": _b64(value),
-        "stage": stage, "reason": reason, "error": error,
+        "stage": stage, "reason": reason, "code": code or DEFAULT_CODES[reason], "error": error,
         "at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")}
 
 

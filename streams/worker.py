@@ -31,6 +31,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import time
 import uuid
 from collections import Counter
@@ -38,7 +39,8 @@ from datetime import datetime, timezone
 
 from gridwatch import config as topics
 from gridwatch.config import Settings
-from gridwatch.contract import ContractError, MeterEvent, decode_customer, decode_event, decode_readings
+from gridwatch.contract import (ContractError, MeterEvent, decode_customer, decode_event, decode_key, decode_readings,
+                                dumps, format_ts)
 from notifiers.path import RESTORATION_KINDS, NotificationPath, Policy
 from notifiers.privacy import mask_phone
 from streams import deadletters
@@ -57,8 +59,19 @@ IDLE_PARTITION_WALL_S = 20.0
 WATERMARK_STEP_S = 900
 WATERMARK_EVERY_S = 1.0
 #: Readings of a meter not yet in the directory are held back, up to this many per meter (a week of
-#: 15-minute readings); a message beyond that goes to the dead-letter topic.
+#: 15-minute readings); a message beyond that goes to the dead-letter topic (code ``unknown_meter``).
 PARKED_MAX = 672
+#: A meter new to the directory holds its partition's watermark below its held readings for this long (wall
+#: time: its customer record is usually on its way), then by at most ALLOWED_LATENESS_S (streams/watermarks.py).
+HELD_GRACE_S = float(os.environ.get("GRIDWATCH_HELD_GRACE_S", "30"))
+#: ... and up to this many per partition, all meters together (a message beyond: dead-lettered the same way)
+PARKED_PARTITION_MAX = int(os.environ.get("GRIDWATCH_HELD_MAX", "20000"))
+#: Held readings (and events) whose meter is still not in the directory when the partition's watermark is
+#: this far past them (event time) are given up: dead-lettered as one replayable message, ``unknown_meter``.
+PARKED_MAX_AGE_S = int(os.environ.get("GRIDWATCH_HELD_MAX_AGE_S", str(7 * 86400)))
+#: A reading or event dated more than this after the wall clock is refused (``ts_in_future``): meter clocks
+#: drift by minutes. Event time far *behind* the wall clock (a replay of old history) is never refused.
+MAX_FUTURE_S = int(os.environ.get("GRIDWATCH_MAX_FUTURE_S", "900"))
 
 
 def partition_for(key: str, partitions: int) -> int:
@@ -68,8 +81,7 @@ def partition_for(key: str, partitions: int) -> int:
     return (murmur2(key.encode("utf-8")) & 0x7FFFFFFF) % partitions
 
 
-def _dumps(value: dict) -> bytes:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+_dumps = dumps  # every record we publish: compact UTF-8 JSON, and never NaN or Infinity (allow_nan=False)
 
 
 def _utc_now() -> str:
@@ -193,10 +205,11 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
     wm_sent: dict[int, tuple[int, float]] = {}  # readings partition -> (last broadcast watermark, wall time)
     last_active: dict[int, float] = {}     # readings partition -> wall time of its last batch
     read_upto: dict[int, int] = {}         # readings partition -> offset after the last message processed
+    held_checked: dict[int, int] = {}      # readings partition -> watermark at which to look for expired held
 
     def clock(p: int) -> PartitionClock:
         if p not in clocks:
-            clocks[p] = PartitionClock(lateness_s=ALLOWED_LATENESS_S)
+            clocks[p] = PartitionClock(lateness_s=ALLOWED_LATENESS_S, hold_grace_s=HELD_GRACE_S)
         return clocks[p]
 
     by_partition: dict[int, set[str]] = {}  # meter-status partition -> feeder ids, built lazily
@@ -209,12 +222,21 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
     if faults.left:
         log.warning("GRIDWATCH_FAULTS is set: injecting %s", faults.left)
 
-    async def dead_letter(msg, error: str, reason: str = deadletters.REFUSED, stage: str = "") -> None:
+    async def dead_letter(msg, error: str, reason: str = deadletters.REFUSED, stage: str = "",
+                          code: str | None = None) -> None:
+        await dead_letter_raw(msg.topic, msg.partition, msg.offset, msg.key, msg.value, error, reason, stage, code)
+
+    async def dead_letter_raw(topic_name, partition, offset, key, value, error: str, reason: str, stage: str,
+                              code: str | None = None) -> None:
+        """One dead letter: ``reason`` is the category (invalid, internal, refused: what to do about it),
+        ``code`` says why in a word (ts_in_future, unknown_meter, not_finite ...)."""
+        code = code or deadletters.DEFAULT_CODES[reason]
         stats["dlq"] += 1
-        log.warning("dead letter (%s) %s[%s]@%s: %s", reason, msg.topic, msg.partition, msg.offset, error)
-        key, value = deadletters.letter(topic=msg.topic, partition=msg.partition, offset=msg.offset, key=msg.key,
-                                        value=msg.value, error=error, reason=reason, stage=stage)
-        await dlq_t.send(key=key, value=_dumps(value))
+        stats[f"dlq_{code}"] += 1
+        log.warning("dead letter (%s, %s) %s[%s]@%s: %s", reason, code, topic_name, partition, offset, error[:300])
+        k, v = deadletters.letter(topic=topic_name, partition=partition, offset=offset, key=key, value=value,
+                                  error=error, reason=reason, stage=stage, code=code)
+        await dlq_t.send(key=k, value=_dumps(v))
 
     @contextlib.asynccontextmanager
     async def guard(msg, stage: str):
@@ -224,7 +246,7 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
         try:
             yield
         except ContractError as exc:
-            await dead_letter(msg, str(exc), deadletters.INVALID, stage)
+            await dead_letter(msg, str(exc), deadletters.INVALID, stage, exc.code)
         except Exception as exc:  # noqa: BLE001
             if deadletters.classify(exc) == deadletters.INVALID:
                 await dead_letter(msg, f"invalid input in {stage}: {exc!r}", deadletters.INVALID, stage)
@@ -255,14 +277,53 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
         else:
             log.info("metadata: every topic of the worker known with its partitions")
 
+    def not_in_future(partition: int, meter_id: str, readings: list) -> None:
+        """Refuse (``ts_in_future``) a batch dated after the wall clock, or ahead of the rest of its partition
+        (streams/watermarks.py): processed, it would move the partition's watermark past what the other
+        meters have yet to send, and their silence would look like an outage."""
+        first, last = min(r.ts for r in readings), max(r.ts for r in readings)
+        if last > time.time() + MAX_FUTURE_S:
+            stats["ts_in_future"] += 1
+            raise ContractError(f"ts {format_ts(last)} is ahead of the wall clock (by more than {MAX_FUTURE_S} s)",
+                                "ts_in_future")
+        c = clock(partition)
+        ref = c.ahead(meter_id, first, last, len(readings), min(r.interval_s for r in readings))
+        if ref is not None:
+            c.claim(meter_id, last)
+            stats["ts_in_future"] += 1
+            raise ContractError(f"readings {format_ts(first)} .. {format_ts(last)} of {meter_id!r} are ahead of the "
+                                f"rest of partition {partition}, which has got to {format_ts(ref)}", "ts_in_future")
+
+    def count_held() -> None:
+        stats["held_readings"] = sum(c.held for c in clocks.values())
+        stats["held_meters"] = sum(len(c.parked_count) for c in clocks.values())
+
+    async def give_up_held(partition: int) -> None:
+        """Readings held for meters still not in the directory long after the partition moved on: one
+        replayable dead letter per meter and topic, code ``unknown_meter``."""
+        c = clock(partition)
+        for meter_id in c.expired(PARKED_MAX_AGE_S):
+            held, held_events = parked_tb.pop(meter_id, None), parked_events_tb.pop(meter_id, None)
+            c.unpark(meter_id)
+            why = (f"meter {meter_id!r} is still not in the customer directory {PARKED_MAX_AGE_S} s of event "
+                   f"time after its oldest held reading")
+            if held:
+                await dead_letter_raw(readings_t.get_topic_name(), partition, None, meter_id.encode(), _dumps(
+                    [{**r, "ts": format_ts(r["ts"])} for r in held]), why, deadletters.REFUSED, "readings", "unknown_meter")
+            for ev in held_events or ():
+                await dead_letter_raw(events_t.get_topic_name(), partition, None, meter_id.encode(), _dumps(
+                    {**ev, "ts": format_ts(ev["ts"])}), why, deadletters.REFUSED, "meter-events", "unknown_meter")
+        count_held()
+
     # -- customers and the meter directory --------------------------------------------------------
     @app.agent(customers_t, name="customers")
     async def on_customers(stream):
         async for event in stream.events():
             msg = event.message
             async with guard(msg, "customers"):
-                cid = (msg.key or b"").decode("utf-8")
+                # an invalid record is dead-lettered here, before anything changes: the previous one stays
                 cust = decode_customer(msg.key, msg.value)
+                cid = decode_key(msg.key) or ""
                 if not cid:
                     raise ContractError("customers: a record without a key (customer_id)")
                 old = customers_tb.get(cid)
@@ -319,6 +380,7 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
 
                     # same partition number as the readings: both topics are keyed by meter_id
                     clock(msg.partition).unpark(meter_id)
+                    log.info("meter %s is in the directory now: deciding on its %d held readings", meter_id, len(held))
                     await detect(msg.partition, [Reading(**r) for r in held])
                 held_events = parked_events_tb.get(meter_id)
                 if held_events:
@@ -327,6 +389,7 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
                     for ev in held_events:
                         await forward_event(meters_tb[meter_id], MeterEvent(**ev))
                 if held or held_events:
+                    count_held()
                     await broadcast_watermark(msg.partition, force=True)
 
     # -- readings -> per-meter voltage state ---------------------------------------------------------
@@ -335,15 +398,24 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
         entry = meters_tb.get(meter_id)
         if entry is None:
             held = list(parked_tb.get(meter_id) or [])
+            c = clock(partition)
+            # Not silently dropped: the caller dead-letters the message, which can be replayed once the
+            # customer record exists.
             if len(held) + len(readings) > PARKED_MAX:
-                # Not silently dropped: the caller dead-letters the message, which can be replayed once
-                # the customer record exists.
                 raise ContractError(f"meter {meter_id!r} is not in the customer directory and already has "
-                                    f"{len(held)} readings held for it (limit {PARKED_MAX})")
+                                    f"{len(held)} readings held for it (limit {PARKED_MAX})", "unknown_meter")
+            if c.held + len(readings) > PARKED_PARTITION_MAX:
+                raise ContractError(f"meter {meter_id!r} is not in the customer directory and partition {partition} "
+                                    f"already holds {c.held} readings for such meters (limit {PARKED_PARTITION_MAX})",
+                                    "unknown_meter")
+            if not held:
+                log.warning("meter %s is not in the customer directory: holding its readings until it is "
+                            "(partition %d holds %d)", meter_id, partition, c.held + len(readings))
             held.extend({f: getattr(r, f) for f in r.__slots__} for r in readings)
             parked_tb[meter_id] = held
             stats["parked"] += len(readings)
-            clock(partition).park(meter_id, held[0]["ts"])
+            c.park(meter_id, min(r["ts"] for r in held), len(readings))
+            count_held()
             return
         before = meter_state_tb.get(meter_id) or {}
         after, findings, days = meter_stage.process(before, readings, entry)
@@ -427,9 +499,14 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
             read_upto[msg.partition] = msg.offset + 1
             async with guard(msg, "readings"):
                 readings = decode_readings(msg.key, msg.value)
+                not_in_future(msg.partition, readings[0].meter_id, readings)
                 last_active[msg.partition] = time.monotonic()
                 await detect(msg.partition, readings)
                 await broadcast_watermark(msg.partition)
+                c = clock(msg.partition)
+                if c.parked and (c.watermark() or 0) >= held_checked.get(msg.partition, -(10**12)):
+                    held_checked[msg.partition] = (c.watermark() or 0) + WATERMARK_STEP_S
+                    await give_up_held(msg.partition)
 
     async def forward_event(entry: dict, ev) -> None:
         await status_t.send(key=entry["feeder_id"].encode(), value=_dumps(
@@ -441,9 +518,15 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
             msg = event.message
             async with guard(msg, "meter-events"):
                 ev = decode_event(msg.key, msg.value)
+                if ev.ts > time.time() + MAX_FUTURE_S:  # (events move no watermark: only the wall clock bounds them)
+                    stats["ts_in_future"] += 1
+                    raise ContractError(f"ts {format_ts(ev.ts)} is ahead of the wall clock (by more than "
+                                        f"{MAX_FUTURE_S} s)", "ts_in_future")
                 stats["events"] += 1
                 if ev.type not in ("power_fail", "power_restore"):
                     continue  # kept on the topic; no detector uses other types yet
+                # the meter vouches for this time: lets the others' readings after a dark spell in (watermarks.py)
+                clock(msg.partition).claim(ev.meter_id, ev.ts)
                 entry = meters_tb.get(ev.meter_id)
                 if entry is not None:
                     await forward_event(entry, ev)
@@ -451,11 +534,14 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
                 # the directory entry may still be on its way (as for readings): hold the event, and hold
                 # this partition's watermark below it, until the meter is known
                 held = list(parked_events_tb.get(ev.meter_id) or [])
-                if len(held) >= PARKED_MAX:
+                c = clock(msg.partition)
+                if len(held) >= PARKED_MAX or c.held >= PARKED_PARTITION_MAX:
                     raise ContractError(f"event of meter {ev.meter_id!r}, which is not in the customer directory "
-                                        f"and already has {len(held)} events held for it")
+                                        f"and already has {len(held)} events held for it (partition "
+                                        f"{msg.partition}: {c.held})", "unknown_meter")
                 parked_events_tb[ev.meter_id] = held + [{"meter_id": ev.meter_id, "ts": ev.ts, "type": ev.type}]
-                clock(msg.partition).park(ev.meter_id, ev.ts)
+                c.park(ev.meter_id, ev.ts)
+                count_held()
                 stats["events_parked"] += 1
 
     # -- per-transformer correlation -> alerts -----------------------------------------------------
@@ -579,7 +665,8 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
                 else:
                     rec, error = apply_action(current, body)
                     if error:
-                        await dead_letter(msg, f"alert action refused: {error}", deadletters.REFUSED, "lifecycle")
+                        await dead_letter(msg, f"alert action refused: {error}", deadletters.REFUSED, "lifecycle",
+                                          "action_refused")
                         continue
                     stats[f"actions_{body.get('action')}"] += 1
                     if rec is not None and rec["alert_id"] != aid:  # a new alert (a reopened outage)
@@ -834,7 +921,7 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
         by_partition.clear()
         for tp in revoked:
             if tp.topic == readings_t.get_topic_name():
-                for d in (clocks, wm_sent, last_active, read_upto):
+                for d in (clocks, wm_sent, last_active, read_upto, held_checked):
                     d.pop(tp.partition, None)
 
     @app.on_before_shutdown.connect

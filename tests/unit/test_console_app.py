@@ -484,3 +484,21 @@ def test_static_placeholder_and_page_fallback(tmp_path):
             assert r.status == 200 and r.headers["X-Content-Type-Options"] == "nosniff"
             assert (await c.get("/static/..%2fapp.py")).status in (403, 404)
     arun(go())
+
+
+def test_an_alert_with_a_non_finite_number_is_still_served_as_valid_json():
+    """A record written before the contract refused NaN and Infinity: the API serves null, never ``Infinity``."""
+    async def go():
+        m = build()
+        a1 = m.alerts["A1"]
+        m.apply("alerts", "A1", {**a1, "evidence": {"v_extreme": float("inf"), "pu": float("nan")}}, None)
+        async with console(m) as c:
+            for path in ("/api/alerts/A1", "/api/alerts"):
+                r = await c.get(path, headers=OP)
+                text = await r.text()
+                assert r.status == 200 and "Infinity" not in text and "NaN" not in text
+                json.loads(text, parse_constant=lambda name: pytest.fail(f"{path} served {name}"))
+            detail = json.loads(await (await c.get("/api/alerts/A1", headers=OP)).text())
+            ev = (detail.get("alert") or detail)["evidence"]
+            assert ev["v_extreme"] is None and ev["pu"] is None
+    arun(go())

@@ -48,13 +48,92 @@ def test_a_meter_waiting_for_its_next_long_batch_is_not_taken_for_dark():
     assert c.watermark() == 8 * H
 
 
-def test_parked_readings_hold_the_watermark_until_decided():
-    c = PartitionClock()
-    c.batch("A", 900, 4 * H)
-    c.park("B", 1800)
-    assert c.watermark() == 1799
+def test_parked_readings_hold_the_watermark_back_by_at_most_the_lateness():
+    c = PartitionClock(lateness_s=900)
+    c.batch("A", 900, 1 * H)
+    c.park("B", 3000)
+    assert c.watermark() == 2999                 # held below B's reading while it is within the lateness
+    c.batch("A", 1 * H + 900, 4 * H)
+    assert c.watermark() == 4 * H - 900          # no further: a meter not in the directory never freezes it
     c.unpark("B")
     assert c.watermark() == 4 * H
+
+
+def test_a_meter_new_to_the_directory_holds_it_fully_for_a_grace_of_wall_time():
+    """A burst of history published right behind the customer records: the readings may come before the
+    directory. For ``hold_grace_s`` of wall time the held meter holds the watermark below its readings."""
+    now = [100.0]
+    c = PartitionClock(lateness_s=900, hold_grace_s=30, wall=lambda: now[0])
+    c.park("B", 900)
+    c.batch("A", 900, 8 * H)
+    assert c.watermark() == 899
+    now[0] += 31
+    assert c.watermark() == 8 * H - 900
+
+
+def test_held_readings_are_counted_and_expire_by_event_time():
+    c = PartitionClock(lateness_s=900)
+    c.batch("A", 900, 1 * H)
+    c.park("B", 1800, count=4)
+    c.park("B", 2700)
+    c.park("C", 2 * H)
+    assert c.held == 6 and c.expired(max_age_s=2 * H) == []
+    c.batch("A", 1 * H + 900, 4 * H)
+    assert c.expired(max_age_s=2 * H) == ["B"]   # B's oldest is more than 2 h behind the watermark (3 h 45)
+    c.unpark("B")
+    assert c.held == 1
+
+
+def test_a_reading_far_ahead_of_the_rest_of_the_partition_is_ahead():
+    c = PartitionClock(lateness_s=900)
+    for m in ("A", "B", "C"):
+        c.batch(m, 1 * H, 1 * H)
+    assert c.ahead("W", 5 * 365 * 24 * H, 5 * 365 * 24 * H, 1, 900) == 1 * H   # a wrong clock, years ahead
+    assert c.ahead("A", 1 * H + 900, 1 * H + 900, 1, 900) is None              # the next reading
+    assert c.ahead("A", 1 * H + 1800, 1 * H + 1800, 1, 900) is None            # one reading missed: still fine
+    assert c.ahead("A", 1 * H + 2700, 1 * H + 2700, 1, 900) == 1 * H           # its start leaves the others behind
+    # an array of 24 hourly readings, published in time order with the others: not ahead
+    assert c.ahead("A", 2 * H, 25 * H, 24, 3600) is None
+    # an array whose last reading is years ahead of where its readings could reach
+    assert c.ahead("A", 1 * H + 900, 9 * 365 * 24 * H, 2, 900) == 1 * H
+    c.batch("A", 1 * H + 900, 1 * H + 900)
+    assert c.ahead("B", 1 * H + 2700, 1 * H + 2700, 1, 900) is None            # measured from the newest one
+
+
+def test_a_refused_batch_does_not_move_the_watermark_and_a_jump_two_meters_agree_on_is_real():
+    c = PartitionClock(lateness_s=900)
+    for m in ("A", "B", "C"):
+        c.batch(m, 1 * H, 1 * H)
+    wm = c.watermark()
+    assert c.ahead("W", 40000 * H, 40000 * H, 1, 900) is not None
+    c.claim("W", 40000 * H)
+    assert c.watermark() == wm                                 # refused: nothing moved
+    assert c.ahead("W", 40000 * H + 900, 40000 * H + 900, 1, 900) is not None   # a lone wrong clock stays refused
+    # a replay resuming after a two-day gap: the first meter is refused, the second confirms the jump
+    jump = 1 * H + 48 * H
+    assert c.ahead("A", jump, jump, 1, 900) is not None
+    c.claim("A", jump)
+    assert c.ahead("B", jump, jump, 1, 900) is None
+    c.batch("B", jump, jump)
+    assert c.ahead("A", jump + 900, jump + 900, 1, 900) is None
+    assert c.ahead("W", 40000 * H + 1800, 40000 * H + 1800, 1, 900) is not None
+
+
+def test_a_partition_that_accepted_nothing_has_no_reference_then_its_own_series_bounds_it():
+    c = PartitionClock()
+    assert c.ahead("A", 10 * H, 10 * H, 1, 900) is None        # only the wall clock bounds the first batch
+    c.batch("A", 10 * H, 10 * H)
+    assert c.ahead("A", 10 * H + 900, 10 * H + 900, 1, 900) is None
+    assert c.ahead("A", 99 * H, 99 * H, 1, 900) == 10 * H      # a meter's own clock jumping ahead
+
+
+def test_meters_back_from_an_outage_that_darkened_the_partition_are_confirmed_by_restore_events():
+    c = PartitionClock()
+    for m in ("A", "B"):
+        c.batch(m, 3 * H, 3 * H)
+    back = 3 * H + 2 * H
+    c.claim("B", back - 300)                                    # B's power_restore event
+    assert c.ahead("A", back, back + 2700, 4, 900) is None
 
 
 def test_a_quiet_partition_moves_up_to_the_worker_newest():
