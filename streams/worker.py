@@ -693,6 +693,11 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
             if channel == "sms":
                 await pacer.wait()
 
+        def owns(self):
+            """Fencing: the request's partition is still this worker's (checked right before a claim, a
+            send and a record; a rebalance in between hands the request to the partition's new owner)."""
+            return current_tp[0] is None or current_tp[0] in owned
+
     notifiers: dict = {}
     path = NotificationPath(TableEnv())
     # operator silences: the whole topic on every worker (any customer may fall under any silence)
@@ -716,9 +721,25 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
         async for event in stream.events():
             msg = event.message
             async with guard(msg, "notify"):
-                await path.handle(json.loads(msg.value))
+                current_tp[0] = (msg.topic, msg.partition)
+                for d in await path.handle(json.loads(msg.value)):
+                    if str(d.record.get("reason") or "").startswith("fenced"):
+                        # the partition moved mid-request: its owner (maybe this worker again, after the
+                        # rebalance) takes the request up from its partition and settles any claim
+                        stats["notify_fenced"] += 1
+                        log.warning("notify: partition %s moved during a request for customer %s; handed "
+                                    "to its owner", msg.partition, d.customer_id)
+                        await asyncio.sleep(1.0)
+                        await requests_t.send(key=msg.key, value=_dumps({**d.request, "channel": d.channel}))
 
     released: set[str] = set()  # outbox keys whose release was asked for (in memory; a repeat is harmless)
+    owned: set[tuple[str, int]] = set()  # (topic, partition) this worker owns, from the rebalance signals
+    current_tp: list = [None]            # the notify request being handled: its (topic, partition)
+
+    @app.on_partitions_assigned.connect
+    async def own_partitions(app, assigned, **kwargs):
+        owned.clear()
+        owned.update((tp.topic, tp.partition) for tp in assigned)
 
     @app.timer(interval=5.0)
     async def release_deferred():
@@ -839,6 +860,7 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
     async def forget_partitions(app, revoked, **kwargs):
         """After a rebalance the in-memory views are rebuilt from the tables for what this worker owns."""
         by_partition.clear()
+        owned.difference_update((tp.topic, tp.partition) for tp in revoked)
         for tp in revoked:
             if tp.topic == readings_t.get_topic_name():
                 for d in (clocks, wm_sent, last_active, read_upto):
