@@ -302,11 +302,19 @@ async def deliver(d: Decision, env: Env) -> str:
 
 async def record(d: Decision, env: Env) -> str:
     """Every decision becomes a ``notifications`` record; the outbox key is done; a sent message counts
-    toward the budget and the dedup window and is what a reply ("still out", a rating) refers to."""
+    toward the budget and the dedup window and is what a reply ("still out", a rating) refers to.
+
+    After a claim the record is on the broker *before* the key is marked done: a crash in between leaves
+    the claim, which is settled again (the record may then be written twice, with the same notification
+    id), never a done key without its record."""
     now = env.now()
     if d.key and d.record["status"] == "sent" and not _owns(env):
         return DROP  # sent, then the partition moved: its new owner settles the claim with the provider
     d.record["body"] = d.body
+    d.record["created_at"] = _rfc3339(now)
+    await env.emit(d.record)
+    if d.key and (env.outbox(d.key) or {}).get("state") == "claimed":
+        await env.flush()
     env.set_outbox(d.key, {"state": "done", "status": d.record["status"]})
     if d.record["status"] == "sent":
         c = dict(env.contact(d.customer_id))
@@ -322,8 +330,6 @@ async def record(d: Decision, env: Env) -> str:
             if d.channel == "sms":
                 c["last_alert_id"] = d.alert["alert_id"]
         env.set_contact(d.customer_id, c)
-    d.record["created_at"] = _rfc3339(now)
-    await env.emit(d.record)
     return GO
 
 
@@ -485,8 +491,9 @@ async def _reconcile(d: Decision, env: Env) -> str:
     until = d.claim.get("until", at + p.send_deadline_s + _attempt_s(notifier))
     outcome, found, why = await _settle(d, env, until + p.list_lag_s + WORKER_SKEW_S)
     if outcome == "sent":
+        later = d.request.get("released_settle")
         d.record.update(status="sent", provider_message_id=found.provider_message_id,
-                        reason="reconciled: sent before a restart")
+                        reason="reconciled: the provider had it" if later else "reconciled: sent before a restart")
         return GO
     if outcome == "unsettled":
         return _unsettled(d, env, why)

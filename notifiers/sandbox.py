@@ -65,8 +65,9 @@ Test hooks (not part of Twilio):
   ``created-5xx[:STATUS]``    the message is created, the answer is a 500 (or STATUS) error
   ``list-lag:S``              a message appears in the message list only S seconds after it was created
   ``list-error:STATUS``       a list of the number's messages is answered with STATUS (429, 500, 503)
-  ``smart-encoding``          the stored body has Twilio's Smart Encoding applied (curly quotes, dashes,
-                              ellipsis, non-breaking spaces ... become their GSM-7 look-alikes)
+  ``smart-encoding``          the stored body is changed the way Smart Encoding and Unicode
+                              normalisation change it (curly quotes, dashes, ellipsis, non-breaking and
+                              full-width forms become their GSM-7 / ASCII look-alikes)
   ==========================  ====================================================================
 
   ``xN``: only the first N sends (lists, for ``list-error``) to that number. ``GET /sandbox/messages``
@@ -110,6 +111,7 @@ import json
 import logging
 import os
 import re
+import unicodedata
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -514,7 +516,7 @@ async def create_message(request: web.Request) -> web.Response:
         return _error(rule.code, rule.status, to=to)
 
     if state.fault(to, "smart-encoding"):
-        body = body.translate(SMART_ENCODING)
+        body = unicodedata.normalize("NFKC", body).translate(SMART_ENCODING)
     encoding, segments = sms_segments(body)
     now = _now()
     sid = "SM" + uuid.uuid4().hex

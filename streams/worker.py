@@ -122,9 +122,10 @@ def transformer_watermark(parts: set[int], view: dict[str, int]) -> int | None:
 
 
 #: A worker that stops heart-beating (killed, host gone) loses its partitions after this long. With static
-#: membership a restarted worker takes them back at once; this only bounds the time until the others take
-#: over the partitions of a worker that does not come back.
-SESSION_TIMEOUT_S = float(os.environ.get("GRIDWATCH_SESSION_TIMEOUT_S", "10"))
+#: membership a restarted worker takes them back at once, so this only bounds the time until the others
+#: take over the partitions of a worker that does not come back. Not shorter: opening and recovering the
+#: tables can keep a busy worker from heart-beating for over 10 s, and an expired session is a rebalance.
+SESSION_TIMEOUT_S = float(os.environ.get("GRIDWATCH_SESSION_TIMEOUT_S", "30"))
 #: ``gridwatch worker`` on SIGTERM: a graceful stop (commit offsets, close tables) gets this long, then the
 #: process exits at once, which is safe: the next start recovers exactly as after a crash.
 STOP_GRACE_S = float(os.environ.get("GRIDWATCH_STOP_GRACE_S", "7"))
@@ -176,10 +177,10 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
         # Recovery in seconds (README "Guarantees"): a static group member keeps its partitions when it is
         # restarted under the same instance id, so the replacement of a killed worker resumes at once
         # instead of waiting for the dead member's session to expire; a worker gone for good is dropped
-        # from the group after the (short) session timeout.
+        # from the group after the session timeout.
         consumer_group_instance_id=group_instance_id(s, datadir),
         broker_session_timeout=SESSION_TIMEOUT_S,
-        broker_heartbeat_interval=SESSION_TIMEOUT_S / 5,
+        broker_heartbeat_interval=min(3.0, SESSION_TIMEOUT_S / 5),
     )
     app.conf.table_standby_replicas = 0
 
