@@ -116,6 +116,10 @@ class Settings:
     dedup_window_s: int = field(default_factory=lambda: int(os.environ.get("GRIDWATCH_DEDUP_WINDOW_S", "43200")))
     #: Retries of one send (429, 5xx, refused connections) stop when the next would start after this.
     send_deadline_s: float = field(default_factory=lambda: float(os.environ.get("GRIDWATCH_SEND_DEADLINE_S", "30")))
+    #: How late a message the provider created may first appear in its message list. An interrupted send
+    #: counts as not sent only when the list, read this long after the last attempt, does not have it.
+    provider_list_lag_s: float = field(
+        default_factory=lambda: float(os.environ.get("GRIDWATCH_PROVIDER_LIST_LAG_S", "30")))
     #: Processes for model fits (Prophet), so a fit never blocks the event loop.
     fit_processes: int = field(default_factory=lambda: int(os.environ.get("GRIDWATCH_FIT_PROCESSES", "1")))
 

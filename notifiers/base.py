@@ -113,10 +113,11 @@ class Notifier(Protocol):
         email's Message-ID is derived from it, a webhook sends it as ``Idempotency-Key``."""
         ...
 
-    async def find_sent(self, to: str, body: str, since: float) -> Delivery | None:
+    async def find_sent(self, to: str, body: str, since: float, *, exclude=()) -> Delivery | None:
         """The message with this body sent to ``to`` at or after ``since`` (epoch s), if the provider has
-        one: how an interrupted send is reconciled instead of being sent again. Raises NotifierError when
-        the provider cannot be asked."""
+        one, other than the message ids in ``exclude`` (sent for other notifications): how an interrupted
+        send is reconciled instead of being sent again. Raises NotifierError when the provider cannot be
+        asked. A channel that can never be asked sets ``reconcilable = False``."""
         ...
 
     async def close(self) -> None:

@@ -132,6 +132,7 @@ class EmailNotifier(Notifier):
 
     channel = "email"
     idempotent = False  # a receiving server does not dedupe on Message-ID: a resend is a second email
+    reconcilable = False  # an SMTP server cannot be asked what it accepted: an unknown outcome stays unknown
 
     def __init__(self, host: str, port: int, *, sender: str = DEFAULT_FROM, username: str | None = None,
                  password: str | None = None, use_tls: bool = False, start_tls: bool | None = None,
@@ -269,7 +270,7 @@ class EmailNotifier(Notifier):
         return NotifierError(f"email: SMTP {code} at {phase}: {detail}", code=code, retryable=retryable,
                              secrets=(self._password,))
 
-    async def find_sent(self, to: str, body: str, since: float) -> Delivery | None:
+    async def find_sent(self, to: str, body: str, since: float, **_: object) -> Delivery | None:
         """Always raises: SMTP has no way to ask a server what it accepted, so the outcome of an
         interrupted send cannot be checked (the caller records it as unknown and does not resend)."""
         raise NotifierError("email: the outcome of an interrupted send cannot be checked (an SMTP server "

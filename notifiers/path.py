@@ -62,6 +62,7 @@ class Policy:
     dedup_window_s: int = 43200       # the same kind for the same scope again within this: not re-sent
     max_hold_s: int = 86400           # a message held for an outage goes out after this at the latest
     send_deadline_s: float = 30.0     # retries of one send stop when the next would start after this
+    list_lag_s: float = 30.0          # a created message is in the provider's list at the latest this late
     max_segments: int = 2             # SMS body budget, in segments
     brand: str = "GridWatch"
 
@@ -69,7 +70,8 @@ class Policy:
     def from_settings(cls, s: Any) -> "Policy":
         return cls(budget_messages=s.budget_messages, budget_window_s=s.budget_window_s,
                    dedup_window_s=s.dedup_window_s, send_deadline_s=s.send_deadline_s,
-                   max_segments=s.sms_max_segments)
+                   max_segments=s.sms_max_segments,
+                   list_lag_s=float(getattr(s, "provider_list_lag_s", cls.list_lag_s)))
 
 
 class Env(Protocol):
@@ -91,6 +93,8 @@ class Env(Protocol):
     async def release_held(self, cid: str, why: str) -> None: ...        # release what ``why`` held
     async def emit(self, record: dict) -> None: ...           # a notifications record (and what was sent)
     async def pace(self, channel: str) -> None: ...           # wait for the sender's rate
+    # optional: ``owns() -> bool``, False once this worker no longer owns the request's partition (a
+    # rebalance gave it to another): then nothing is claimed, sent or recorded here (fencing)
 
 
 @dataclass
@@ -106,7 +110,7 @@ class Decision:
     key: str = ""                      # outbox key
     claim: dict | None = None          # an unfinished claim found in the outbox (a send was interrupted)
     due: float | None = None           # HOLD: when to try again
-    hold_why: str | None = None        # HOLD: "quiet" | "outage" | "budget"
+    hold_why: str | None = None        # HOLD: "quiet" | "outage" | "budget" | "settle"
     body: str | None = None
     subject: str | None = None
     data: dict | None = None
@@ -242,24 +246,47 @@ async def render(d: Decision, env: Env) -> str:
 
 async def deliver(d: Decision, env: Env) -> str:
     """Claim in the outbox (on the broker before anything leaves), then send, retrying what certainly did
-    not reach the provider (429, 5xx, refused connections) with back-off under a deadline; permanent errors
-    (21211, 21610, 21612, 21614, 21635, other 4xx) and maybe-sent ones (a timeout) are not retried unless
-    the channel is idempotent (a webhook with an Idempotency-Key)."""
+    not reach the provider (429, 503, refused connections) with back-off under a deadline; permanent errors
+    (21211, 21610, 21612, 21614, 21635, other 4xx) are not retried. What may have reached the provider (a
+    timeout, a 5xx after the message was created) is looked up before anything else happens (:func:`_settle`):
+    found -> sent, proven absent -> sent again, unknown -> the claim stays and is settled later. Nothing is
+    claimed or sent by a worker that no longer owns the request's partition."""
     if d.record.get("status") == "sent":
         return GO  # reconciled: the provider had it
-    env.set_outbox(d.key, {"state": "claimed", "at": env.now(), "body": d.body})
-    await env.flush()
+    if not _owns(env):
+        return _fenced(d)
+    p = _policy(env)
     notifier = env.notifier(d.channel)
-    deadline = time.monotonic() + _policy(env).send_deadline_s
+    now = env.now()
+    # ``until``: no attempt of this claim is in flight after it (the last starts before the deadline and
+    # takes at most the notifier's timeout) -- what a successor needs to prove a message absent
+    env.set_outbox(d.key, {"state": "claimed", "at": now, "body": d.body,
+                           "until": now + p.send_deadline_s + _attempt_s(notifier)})
+    await env.flush()
+    deadline = time.monotonic() + p.send_deadline_s
     delay, attempt = 1.0, 0
     while True:
         attempt += 1
         await env.pace(d.channel)
+        if not _owns(env):  # checked right before each attempt: a rebalance may have moved the partition
+            return _fenced(d)
         try:
             delivery = await notifier.send(_address(d), d.body, subject=d.subject, data=d.data,
                                            key=d.record["notification_id"])
         except NotifierError as exc:
-            again = exc.retryable and (not exc.maybe_sent or getattr(notifier, "idempotent", False))
+            idempotent = getattr(notifier, "idempotent", False)
+            if exc.maybe_sent and not idempotent and getattr(notifier, "reconcilable", True):
+                d.claim = env.outbox(d.key) or {}
+                outcome, found, why = await _settle(d, env, env.now() + p.list_lag_s)
+                if outcome == "sent":
+                    d.record.update(status="sent", provider_message_id=found.provider_message_id,
+                                    reason=f"reconciled: sent, though the answer was lost ({exc})")
+                    return GO
+                if outcome == "unsettled":
+                    return _unsettled(d, env, why)
+                again = True  # proven absent: not sent, so it may be sent (again) under the deadline
+            else:
+                again = exc.retryable and (not exc.maybe_sent or idempotent)
             wait = delay * (0.5 + random.random())  # jitter: many workers backing off do not move in step
             if not again or time.monotonic() + wait >= deadline:
                 why = "outcome unknown, not retried" if exc.maybe_sent and not again else "provider error"
@@ -276,14 +303,26 @@ async def deliver(d: Decision, env: Env) -> str:
 
 async def record(d: Decision, env: Env) -> str:
     """Every decision becomes a ``notifications`` record; the outbox key is done; a sent message counts
-    toward the budget and the dedup window and is what a reply ("still out", a rating) refers to."""
+    toward the budget and the dedup window and is what a reply ("still out", a rating) refers to.
+
+    After a claim the record is on the broker *before* the key is marked done: a crash in between leaves
+    the claim, which is settled again (the record may then be written twice, with the same notification
+    id), never a done key without its record."""
     now = env.now()
+    if d.key and d.record["status"] == "sent" and not _owns(env):
+        return DROP  # sent, then the partition moved: its new owner settles the claim with the provider
     d.record["body"] = d.body
+    d.record["created_at"] = _rfc3339(now)
+    await env.emit(d.record)
+    if d.key and (env.outbox(d.key) or {}).get("state") == "claimed":
+        await env.flush()
     env.set_outbox(d.key, {"state": "done", "status": d.record["status"]})
     if d.record["status"] == "sent":
         c = dict(env.contact(d.customer_id))
         p = _policy(env)
         c["sent_at"] = [t for t in c.get("sent_at") or [] if now - t < p.budget_window_s] + [now]
+        if d.record.get("provider_message_id"):  # what a lookup must not take for another message
+            c["sids"] = ((c.get("sids") or []) + [d.record["provider_message_id"]])[-KNOWN_SIDS:]
         if not _is_reply(d):
             scope = d.alert.get("scope") or {}
             c["recent"] = [s for s in c.get("recent") or [] if now - s.get("at", 0) < p.dedup_window_s] + [
@@ -292,8 +331,6 @@ async def record(d: Decision, env: Env) -> str:
             if d.channel == "sms":
                 c["last_alert_id"] = d.alert["alert_id"]
         env.set_contact(d.customer_id, c)
-    d.record["created_at"] = _rfc3339(now)
-    await env.emit(d.record)
     return GO
 
 
@@ -438,21 +475,99 @@ def _for_one_customer(alert: dict) -> dict:
 
 
 async def _reconcile(d: Decision, env: Env) -> str:
+    """A claim without an outcome: a worker died (or lost the partition) between claiming and recording.
+    Settled with the provider, never decided anew: found -> recorded sent; proven absent -> sent now
+    (unless opted out meanwhile); unknown -> the claim stays and the request comes back later."""
     notifier = env.notifier(d.channel)
     if getattr(notifier, "idempotent", False):
         return GO  # re-sending with the same key cannot reach the customer twice
     d.body = d.claim.get("body")
     if d.body is None:
         _render_into(d, env)
-    try:
-        found = await notifier.find_sent(_address(d), d.body, d.claim.get("at", 0))
-    except NotifierError as exc:
-        return d.stop(RECORD, "failed", f"outcome unknown after a restart, not resent: {exc}")
-    if found is not None:
+    if not getattr(notifier, "reconcilable", True):
+        return d.stop(RECORD, "failed", "outcome unknown after a restart, not resent: the channel cannot "
+                                        "be asked what it accepted")
+    if not _owns(env):
+        return _fenced(d)
+    p = _policy(env)
+    at = d.claim.get("at", 0)
+    until = d.claim.get("until", at + p.send_deadline_s + _attempt_s(notifier))
+    outcome, found, why = await _settle(d, env, until + p.list_lag_s + WORKER_SKEW_S)
+    if outcome == "sent":
+        later = d.request.get("released_settle")
         d.record.update(status="sent", provider_message_id=found.provider_message_id,
-                        reason="reconciled: sent before a restart")
+                        reason="reconciled: the provider had it" if later else "reconciled: sent before a restart")
         return GO
+    if outcome == "unsettled":
+        return _unsettled(d, env, why)
     if _opted_out(d, env):
         d.body = None
         return d.stop(RECORD, "suppressed", "opted_out")
     return GO
+
+
+#: how many lookups one settling makes at most before it gives the claim back to be settled later
+SETTLE_LOOKUPS = 6
+#: how far the clocks of two workers may disagree (a claim's ``until`` is the claiming worker's clock)
+WORKER_SKEW_S = 5.0
+#: message ids remembered per customer, so a lookup never takes an earlier message for this one
+KNOWN_SIDS = 50
+#: an attempt lasts at most this long when the notifier does not say (``timeout_s``)
+DEFAULT_ATTEMPT_S = 15.0
+
+
+async def _settle(d: Decision, env: Env, absent_after: float) -> tuple[str, Any, str | None]:
+    """Look the claimed message up at the provider: ``("sent", delivery, None)``, ``("absent", None,
+    None)`` -- only once the provider's list, read after ``absent_after`` (no attempt in flight and the
+    list's lag past), does not have it -- or ``("unsettled", None, why)``. Failed lookups (429, 5xx,
+    timeouts) are retried with back-off under the send deadline; waiting for ``absent_after`` happens here
+    when it is near, else the claim is given back to be settled later."""
+    p, notifier = _policy(env), env.notifier(d.channel)
+    deadline = time.monotonic() + p.send_deadline_s
+    exclude = tuple(env.contact(d.customer_id).get("sids") or ())
+    delay, why = 1.0, None
+    for _ in range(SETTLE_LOOKUPS):
+        try:
+            found = await notifier.find_sent(_address(d), d.body, d.claim.get("at", 0), exclude=exclude)
+        except NotifierError as exc:
+            why = f"provider lookup failed: {exc}"
+            if not exc.retryable:
+                break
+            wait = delay * (0.5 + random.random())
+            delay *= 2
+        else:
+            if found is not None:
+                return "sent", found, None
+            left = absent_after - env.now()
+            if left <= 0:
+                return "absent", None, None
+            why = f"not listed by the provider yet; absent only if still not listed at {_rfc3339(absent_after)}"
+            wait = left + 0.5
+        if time.monotonic() + wait >= deadline:
+            break
+        await asyncio.sleep(wait)
+    return "unsettled", None, why
+
+
+def _unsettled(d: Decision, env: Env, why: str | None) -> str:
+    """The claim stays as it is (neither sent again nor given up): the request is held and comes back
+    through the path, to be settled with the provider then."""
+    d.due = env.now() + max(5.0, min(60.0, _policy(env).list_lag_s))
+    d.hold_why = "settle"
+    return d.stop(HOLD, "deferred", f"unsettled, checked again at {_rfc3339(d.due)}: {why}")
+
+
+def _owns(env: Env) -> bool:
+    owns = getattr(env, "owns", None)
+    return True if owns is None else bool(owns())
+
+
+def _fenced(d: Decision) -> str:
+    """This worker no longer owns the partition: nothing more is done here; the new owner re-reads the
+    request, finds the claim (if any) and settles it."""
+    d.record.update(status=None, reason="fenced: the partition moved to another worker")
+    return DROP
+
+
+def _attempt_s(notifier: Any) -> float:
+    return float(getattr(notifier, "timeout_s", None) or DEFAULT_ATTEMPT_S)

@@ -57,6 +57,21 @@ Test hooks (not part of Twilio):
   ``{"sid", "webhook_status", "webhook_body"}``; the replies are listed under ``"inbound"`` in
   ``GET /sandbox/messages``.
 * ``--delay SECONDS``: an accepted send is stored at once but answered only after SECONDS (crash tests).
+* **provider faults** per number: ``--fault NUMBER=KIND[xN]`` (repeatable; or env ``GRIDWATCH_SANDBOX_FAULTS``
+  comma-separated; or ``make_app(faults=...)``), what Twilio does on a bad day (README "Guarantees"):
+
+  ==========================  ====================================================================
+  ``timeout[:S]``             the message is created, the answer never comes (held S s, default 120)
+  ``created-5xx[:STATUS]``    the message is created, the answer is a 500 (or STATUS) error
+  ``list-lag:S``              a message appears in the message list only S seconds after it was created
+  ``list-error:STATUS``       a list of the number's messages is answered with STATUS (429, 500, 503)
+  ``smart-encoding``          the stored body is changed the way Smart Encoding and Unicode
+                              normalisation change it (curly quotes, dashes, ellipsis, non-breaking and
+                              full-width forms become their GSM-7 / ASCII look-alikes)
+  ==========================  ====================================================================
+
+  ``xN``: only the first N sends (lists, for ``list-error``) to that number. ``GET /sandbox/messages``
+  shows every created message at once, whatever ``list-lag`` says.
 
 The other delivery channels have sinks too (not Twilio):
 
@@ -97,6 +112,7 @@ import json
 import logging
 import os
 import re
+import unicodedata
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -310,6 +326,73 @@ def parse_rules(spec: Mapping[str, int | str] | Iterable[str] | str | None, *,
     return rules
 
 
+ENV_FAULTS = "GRIDWATCH_SANDBOX_FAULTS"
+FAULT_KINDS = ("timeout", "created-5xx", "list-lag", "list-error", "smart-encoding")
+
+# Twilio's Smart Encoding: characters with a GSM-7 look-alike are replaced by it (a subset of its table)
+SMART_ENCODING = str.maketrans({
+    "\u00a0": " ", "\u2002": " ", "\u2003": " ", "\u2009": " ", "\u200b": "",
+    "\u2018": "'", "\u2019": "'", "\u201a": "'", "\u201b": "'", "\u2032": "'",
+    "\u201c": '"', "\u201d": '"', "\u201e": '"', "\u2033": '"', "\u00ab": '"', "\u00bb": '"',
+    "\u2010": "-", "\u2011": "-", "\u2012": "-", "\u2013": "-", "\u2014": "-", "\u2015": "-",
+    "\u2026": "...", "\u2022": "-", "\u02c6": "^", "\u02dc": "~", "\u2039": "<", "\u203a": ">",
+})
+
+
+@dataclass
+class Fault:
+    """One provider fault of one number (see the module docs): ``kind``, its argument, ``times``."""
+
+    kind: str
+    arg: float | None = None
+    times: int | None = None
+    uses: int = 0
+
+    def applies(self) -> bool:
+        self.uses += 1
+        return self.times is None or self.uses <= self.times
+
+
+def parse_faults(spec: Mapping[str, str] | Iterable[str] | str | None) -> dict[str, list[Fault]]:
+    """Faults from ``"NUMBER=KIND[:ARG][xN]"`` entries (a list, a comma-separated string or a mapping of
+    number to ``"KIND[:ARG][xN]"``); raises ``ValueError`` on a malformed entry."""
+    if not spec:
+        return {}
+    if isinstance(spec, Mapping):
+        items = [(str(k), str(v)) for k, v in spec.items()]
+    else:
+        entries = spec.split(",") if isinstance(spec, str) else [e for x in spec for e in str(x).split(",")]
+        items = []
+        for entry in (e.strip() for e in entries if e.strip()):
+            number, sep, value = entry.partition("=")
+            if not sep:
+                raise ValueError(f"fault entry must be NUMBER=KIND[:ARG][xN]: {entry!r}")
+            items.append((number.strip(), value.strip()))
+    faults: dict[str, list[Fault]] = {}
+    for number, value in items:
+        if not _E164_RE.match(number):
+            raise ValueError(f"fault number must be E.164: {number!r}")
+        text, times = value.lower(), None
+        head, sep, n = text.rpartition("x")
+        if sep and n.isdigit() and head:
+            text, times = head, int(n)
+            if times < 1:
+                raise ValueError(f"fault count must be >= 1: {value!r}")
+        kind, _, arg = text.partition(":")
+        if kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault {kind!r} (one of {', '.join(FAULT_KINDS)}): {value!r}")
+        try:
+            number_arg = float(arg) if arg else None
+        except ValueError:
+            raise ValueError(f"fault argument must be a number: {value!r}") from None
+        if kind in ("list-lag",) and number_arg is None:
+            raise ValueError(f"{kind} needs seconds, e.g. {kind}:20: {value!r}")
+        if kind in ("list-error",) and (number_arg is None or not 400 <= number_arg <= 599):
+            raise ValueError(f"{kind} needs an HTTP status 400-599, e.g. {kind}:429: {value!r}")
+        faults.setdefault(number, []).append(Fault(kind, number_arg, times))
+    return faults
+
+
 # ----------------------------------------------------------------------------------------------------
 # State
 # ----------------------------------------------------------------------------------------------------
@@ -337,6 +420,14 @@ class SandboxState:
     email_rejected: list[dict] = field(default_factory=list)
     email_fail: dict[str, FailRule] = field(default_factory=dict)  # address (or "*") -> SMTP reply code
     smtp_port: int | None = None  # where the SMTP sink listens once started (None: not running)
+    faults: dict[str, list["Fault"]] = field(default_factory=dict)  # number -> provider faults
+
+    def fault(self, to: str | None, *kinds: str) -> "Fault | None":
+        """The first fault of one of ``kinds`` for ``to`` that still applies (counting this use)."""
+        for f in self.faults.get(to or "", ()):
+            if f.kind in kinds and f.applies():
+                return f
+        return None
 
     def add(self, record: dict) -> None:
         self.records.append(record)
@@ -425,6 +516,8 @@ async def create_message(request: web.Request) -> web.Response:
                  rule.status, rule.attempts)
         return _error(rule.code, rule.status, to=to)
 
+    if state.fault(to, "smart-encoding"):
+        body = unicodedata.normalize("NFKC", body).translate(SMART_ENCODING)
     encoding, segments = sms_segments(body)
     now = _now()
     sid = "SM" + uuid.uuid4().hex
@@ -467,6 +560,14 @@ async def create_message(request: web.Request) -> web.Response:
         task.add_done_callback(state.tasks.discard)
     if state.delay_s:
         await asyncio.sleep(state.delay_s)
+    fault = state.fault(to, "timeout", "created-5xx")
+    if fault is not None and fault.kind == "timeout":
+        log.info("sandbox fault: %s created, the answer held back", sid)
+        await asyncio.sleep(fault.arg or 120.0)
+    elif fault is not None:
+        log.info("sandbox fault: %s created, answered with an error", sid)
+        status = int(fault.arg or 500)
+        return _error(_STATUS_ALIASES.get(status), status)
     return web.json_response(_resource(record), status=201)
 
 
@@ -518,8 +619,19 @@ async def list_messages(request: web.Request) -> web.Response:
     if not _authorized(request, state):
         return _error(20003)
     q = request.query
+    fault = state.fault(q.get("To"), "list-error")
+    if fault is not None:
+        log.info("sandbox fault: a message list answered with HTTP %s", int(fault.arg))
+        return _error(_STATUS_ALIASES.get(int(fault.arg)), int(fault.arg))
+    now = _now()
+
+    def listed(r: dict) -> bool:  # list-lag: the list shows a message only some time after its creation
+        lag = next((f.arg for f in state.faults.get(r["to"], ()) if f.kind == "list-lag"), None)
+        return lag is None or (now - datetime.fromisoformat(r["sandbox"]["received_at"])).total_seconds() >= lag
+
     rows = [r for r in reversed(state.records)
-            if (not q.get("To") or r["to"] == q["To"]) and (not q.get("From") or r["from"] == q["From"])]
+            if (not q.get("To") or r["to"] == q["To"]) and (not q.get("From") or r["from"] == q["From"])
+            and listed(r)]
     try:
         page_size = max(1, min(1000, int(q.get("PageSize", 50))))
         page = max(0, int(q.get("Page", 0)))
@@ -952,11 +1064,12 @@ async def not_found(request: web.Request) -> web.Response:
 def make_app(account_sid: str, auth_token: str, fail=None, store: str | os.PathLike | None = None,
              delay_s: float = 0.0, inbound_url: str | None = None, *, webhook_secret: str | None = None,
              fail_webhook=None, fail_email=None, smtp_port: int | None = None,
-             smtp_host: str = DEFAULT_HOST, smtp_required: bool = True) -> web.Application:
+             smtp_host: str = DEFAULT_HOST, smtp_required: bool = True, faults=None) -> web.Application:
     """The sandbox as an aiohttp application.
 
     ``fail``: see :func:`parse_fail` (mapping number → code/status, or ``"NUMBER=CODE[xN]"`` strings).
     ``store``: path of a JSON-lines file that every accepted message is appended to.
+    ``faults``: provider faults per number, see :func:`parse_faults`.
     ``delay_s``: keep an accepted send waiting this long for its answer (the message is already stored),
     to reproduce a worker dying between the provider taking a message and the worker recording it.
     ``inbound_url``: where ``/sandbox/reply`` posts replies (else derived from a message's status callback).
@@ -979,6 +1092,7 @@ def make_app(account_sid: str, auth_token: str, fail=None, store: str | os.PathL
     app[STATE].webhook_secret = _webhook_secret(webhook_secret or os.environ.get("GRIDWATCH_WEBHOOK_SECRET"))
     app[STATE].webhook_fail = parse_rules(fail_webhook)
     app[STATE].email_fail = parse_rules(fail_email, lowercase=True)
+    app[STATE].faults = parse_faults(faults)
     prefix = f"/{API_VERSION}/Accounts/{{AccountSid}}"
     app.router.add_post(f"{prefix}/Messages.json", create_message)
     app.router.add_get(f"{prefix}/Messages.json", list_messages)
@@ -1031,7 +1145,7 @@ def make_app(account_sid: str, auth_token: str, fail=None, store: str | os.PathL
 async def serve(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *, fail=None,
                 store: str | os.PathLike | None = None, stop: asyncio.Event | None = None,
                 delay_s: float = 0.0, inbound_url: str | None = None, smtp_port: int | None = None,
-                fail_webhook=None, fail_email=None) -> None:
+                fail_webhook=None, fail_email=None, faults=None) -> None:
     """Run the sandbox until ``stop`` is set (or SIGINT/SIGTERM when ``stop`` is not given).
 
     ``smtp_port``: the SMTP sink's port; ``None`` (default) is ``port`` + 1 (any free port when ``port`` is
@@ -1044,7 +1158,7 @@ async def serve(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *, fail=None
         smtp_port = None
     app = make_app(account_sid, auth_token, fail=fail, store=store, delay_s=delay_s, inbound_url=inbound_url,
                    fail_webhook=fail_webhook, fail_email=fail_email, smtp_port=smtp_port, smtp_host=host,
-                   smtp_required=required)
+                   smtp_required=required, faults=faults)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
@@ -1074,6 +1188,10 @@ def _run(args: argparse.Namespace) -> int:
         parse_fail(fail)
         parse_rules(args.fail_webhook)
         parse_rules(args.fail_email)
+        faults = list(args.fault or [])
+        if os.environ.get(ENV_FAULTS):
+            faults.insert(0, os.environ[ENV_FAULTS])
+        parse_faults(faults)
     except ValueError as exc:
         print(f"gridwatch sandbox: {exc}")
         return 2
@@ -1087,7 +1205,7 @@ def _run(args: argparse.Namespace) -> int:
         inbound_url = os.environ["GRIDWATCH_WEBHOOK_URL"].rstrip("/") + INBOUND_PATH
     asyncio.run(serve(args.host, args.port, fail=fail, store=args.store, delay_s=args.delay,
                       inbound_url=inbound_url, smtp_port=args.smtp_port, fail_webhook=args.fail_webhook,
-                      fail_email=args.fail_email))
+                      fail_email=args.fail_email, faults=faults))
     return 0
 
 
@@ -1112,6 +1230,12 @@ def register(subparsers) -> None:
     p.add_argument("--delay", type=float, default=0.0, metavar="SECONDS",
                    help="answer each accepted send only after SECONDS (the message is stored at once): a slow "
                         "provider, for crash tests")
+    p.add_argument("--fault", metavar="NUMBER=KIND[xN]", action="append",
+                   help="a provider fault for sends to NUMBER: timeout[:S] (created, never answered), "
+                        "created-5xx[:STATUS] (created, answered with an error), list-lag:S (listed only S s "
+                        "after creation), list-error:STATUS (its message list fails), smart-encoding (the "
+                        "body is stored with GSM look-alikes); xN = only the first N times. Repeatable; also "
+                        f"env {ENV_FAULTS}=NUMBER=KIND,...")
     p.add_argument("--inbound-url", metavar="URL", default=None,
                    help="where replies typed on the page (or POSTed to /sandbox/reply) are delivered, signed like "
                         "Twilio's incoming-message webhook (default: $GRIDWATCH_WEBHOOK_URL/twilio/inbound, else "

@@ -14,15 +14,18 @@ Things about the twilio client (9.13) this module works around:
   to do that outside a running event loop, so the client is built lazily in the first ``send``.
 * Its ``timeout`` argument is never applied (every request passes ``timeout=None`` explicitly, which aiohttp
   takes as "no timeout at all"), so ``send`` enforces ``timeout_s`` itself.
-* ``messages.create`` is not idempotent: a timeout after Twilio accepted the request may still have sent
-  the SMS. Timeouts are reported ``retryable=True`` (as the contract asks); callers that retry can
-  double-send and should bound retries accordingly.
+* ``messages.create`` is not idempotent: a timeout, a connection lost mid-request or a 5xx (other than
+  503) after Twilio accepted the request may still have sent the SMS. Those are reported
+  ``maybe_sent=True``: the notification path looks the message up (:meth:`TwilioSms.find_sent`) before
+  it would send again, never retrying blindly.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import unicodedata
+from collections.abc import Iterable
 from typing import Any
 
 import aiohttp
@@ -38,7 +41,7 @@ except ImportError:  # pragma: no cover
 from notifiers.base import Delivery, Notifier, NotifierError, is_retryable
 from notifiers.privacy import mask_phone
 
-__all__ = ["SANDBOX_FROM_NUMBER", "TWILIO_API_BASE_URL", "TwilioSms"]
+__all__ = ["SANDBOX_FROM_NUMBER", "TWILIO_API_BASE_URL", "TwilioSms", "sms_fingerprint"]
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +49,31 @@ TWILIO_API_BASE_URL = "https://api.twilio.com"
 # Sender used against the sandbox when no TWILIO_FROM_NUMBER is configured (Twilio's test "From" number).
 SANDBOX_FROM_NUMBER = "+15005550006"
 DEFAULT_TIMEOUT_S = 15.0
+#: How far the provider's clock (``date_created``) may be behind ours when an interrupted send is looked up.
+CLOCK_SKEW_S = 300.0
+LIST_PAGE_SIZE = 200
+
+# What Twilio's Smart Encoding (and Unicode normalisation) may do to a body: characters with a GSM-7
+# look-alike become it. A body is compared by its fingerprint, never as stored.
+_FOLD = str.maketrans({
+    "\u00a0": " ", "\u2000": " ", "\u2001": " ", "\u2002": " ", "\u2003": " ", "\u2004": " ",
+    "\u2005": " ", "\u2006": " ", "\u2007": " ", "\u2008": " ", "\u2009": " ", "\u200a": " ",
+    "\u202f": " ", "\u205f": " ", "\u3000": " ", "\u200b": "", "\u200c": "", "\u200d": "", "\u2060": "",
+    "\ufeff": "", "\u00ad": "",
+    "\u2018": "'", "\u2019": "'", "\u201a": "'", "\u201b": "'", "\u2032": "'", "\u02bc": "'", "\u00b4": "'",
+    "`": "'", "\u201c": '"', "\u201d": '"', "\u201e": '"', "\u201f": '"', "\u2033": '"', "\u00ab": '"',
+    "\u00bb": '"', "\u2039": "<", "\u203a": ">",
+    "\u2010": "-", "\u2011": "-", "\u2012": "-", "\u2013": "-", "\u2014": "-", "\u2015": "-",
+    "\u2212": "-", "\u2022": "-", "\u02c6": "^", "\u02dc": "~",
+})
+
+
+def sms_fingerprint(body: str) -> str:
+    """``body`` as compared when an interrupted send is looked up: Unicode NFKC (full-width forms,
+    ligatures, the ellipsis as three dots), GSM-7 look-alikes for quotes, dashes and spaces, runs of white
+    space as one space, no white space at the ends."""
+    text = unicodedata.normalize("NFKC", body).translate(_FOLD)
+    return " ".join(text.split())
 
 # The twilio HTTP client logs every request line and header at INFO (query strings of list calls carry
 # phone numbers); keep it at WARNING under its own name so it neither floods nor leaks into our logs.
@@ -166,24 +194,52 @@ class TwilioSms(Notifier):
                     err.code, err.status, err.retryable)
         raise err
 
-    async def find_sent(self, to: str, body: str, since: float) -> Delivery | None:
-        """Look the message up in the provider's message list (Twilio's list is newest first)."""
+    async def find_sent(self, to: str, body: str, since: float, *, exclude: Iterable[str] = (),
+                        skew_s: float = CLOCK_SKEW_S) -> Delivery | None:
+        """The outbound message with this body sent to ``to`` at or after ``since`` (our clock), if the
+        provider lists one; ``None`` when its whole list back to ``since - skew_s`` has none.
+
+        * Every page of the number's list (newest first) is read back to ``since - skew_s``: no "last 50".
+        * Bodies are compared after :func:`sms_fingerprint`, so Smart Encoding or Unicode normalisation on
+          the provider's side still matches, and a message from another sender (or an inbound one) never.
+        * ``exclude``: message SIDs already recorded for other notifications to this number, so a second
+          message with the same text (two answers to HELP) is not taken for this one.
+        * ``skew_s``: how far the provider's clock may be behind ours.
+
+        Raises :class:`NotifierError` (retryable for 429 / 5xx / timeouts) when the list cannot be read to
+        the end: a partial list proves nothing."""
         client = self._ensure_client()
+        want, skip, floor = sms_fingerprint(body), set(exclude), since - skew_s
         try:
             async with asyncio.timeout(self.timeout_s):
-                messages = await client.messages.list_async(to=to, limit=50)
+                async for m in await client.messages.stream_async(to=to, page_size=LIST_PAGE_SIZE):
+                    created = m.date_created.timestamp() if m.date_created else None
+                    if created is not None and created < floor:
+                        break  # newest first: everything further is older still
+                    direction = getattr(m.direction, "value", m.direction)
+                    if str(m.sid) in skip or (direction and not str(direction).startswith("outbound")):
+                        continue
+                    if self._ours(m) and sms_fingerprint(m.body or "") == want:
+                        status = getattr(m.status, "value", m.status) or "queued"
+                        return Delivery(provider_message_id=str(m.sid), status=str(status))
         except (TwilioRestException, TwilioServiceException) as exc:
             raise self._rest_error(exc, to) from None
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise NotifierError(f"twilio: message list unavailable: {type(exc).__name__}", retryable=True,
                                 secrets=(self._auth_token,)) from None
-        for m in messages:
-            created = m.date_created.timestamp() if m.date_created else None
-            # date_created has whole seconds; a minute of slack covers clock skew with the provider
-            if m.body == body and (created is None or created >= since - 60):
-                status = getattr(m.status, "value", m.status) or "queued"
-                return Delivery(provider_message_id=str(m.sid), status=str(status))
+        except TwilioException as exc:  # a later page failed: the client raises ("Unable to fetch page", response)
+            status = getattr(exc.args[1] if len(exc.args) > 1 else None, "status_code", None)
+            raise NotifierError(f"twilio: message list unavailable: HTTP {status}", status=status,
+                                retryable=is_retryable(status, None), secrets=(self._auth_token,)) from None
         return None
+
+    def _ours(self, m: Any) -> bool:
+        """Sent by this sender (the Messaging Service, else the From number; unknown: anything)."""
+        if self.messaging_service_sid:
+            return getattr(m, "messaging_service_sid", None) in (None, self.messaging_service_sid)
+        if self.from_number:
+            return getattr(m, "from_", None) in (None, self.from_number)
+        return True
 
     def _rest_error(self, exc: Exception, to: str) -> NotifierError:
         status = getattr(exc, "status", None)
@@ -198,8 +254,11 @@ class TwilioSms(Notifier):
         if to:  # Twilio quotes the To number in some messages (21211, 21612), in whatever form it was sent
             detail = detail.replace(to, mask_phone(to))
         parts = [f"HTTP {status}"] + ([f"error {code}"] if code else [])
+        # A 5xx (other than 503, "not taken now") may come after Twilio created the message: maybe sent.
+        maybe_sent = isinstance(status, int) and status >= 500 and status != 503
         return NotifierError(f"twilio: {' '.join(parts)}: {detail}", code=code, status=status,
-                             retryable=is_retryable(status, code), secrets=(self._auth_token,))
+                             retryable=is_retryable(status, code), secrets=(self._auth_token,),
+                             maybe_sent=maybe_sent)
 
     async def close(self) -> None:
         http, self._http, self._client = self._http, None, None

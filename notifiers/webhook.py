@@ -366,7 +366,7 @@ class WebhookNotifier(Notifier):
                     err.status, err.retryable, err.maybe_sent)
         raise err
 
-    async def find_sent(self, to: str, body: str, since: float) -> Delivery | None:
+    async def find_sent(self, to: str, body: str, since: float, **_: object) -> Delivery | None:
         """Always None: a webhook cannot be asked, and sending again with the same key is safe."""
         return None
 

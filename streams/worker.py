@@ -29,13 +29,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 import os
+import socket
+import threading
 import time
 import uuid
 from collections import Counter
 from datetime import datetime, timezone
+from pathlib import Path
 
 from gridwatch import config as topics
 from gridwatch.config import Settings
@@ -123,6 +127,28 @@ def transformer_watermark(parts: set[int], view: dict[str, int]) -> int | None:
     return min(known)
 
 
+#: A worker that stops heart-beating (killed, host gone) loses its partitions after this long. With static
+#: membership a restarted worker takes them back at once, so this only bounds the time until the others
+#: take over the partitions of a worker that does not come back. Not shorter: opening and recovering the
+#: tables can keep a busy worker from heart-beating for over 10 s, and an expired session is a rebalance.
+SESSION_TIMEOUT_S = float(os.environ.get("GRIDWATCH_SESSION_TIMEOUT_S", "30"))
+#: ``gridwatch worker`` on SIGTERM: a graceful stop (commit offsets, close tables) gets this long, then the
+#: process exits at once, which is safe: the next start recovers exactly as after a crash.
+STOP_GRACE_S = float(os.environ.get("GRIDWATCH_STOP_GRACE_S", "7"))
+
+
+def group_instance_id(settings: Settings, datadir) -> str:
+    """The worker's static group membership id: ``GRIDWATCH_WORKER_ID``, else one derived from the host
+    and the state directory, so a worker restarted on the same state is the same member, and two workers
+    with their own state directories (as on two hosts) are two members. Two live workers with one id fence
+    each other (the broker refuses the older one), so a copied configuration cannot split a partition."""
+    explicit = os.environ.get("GRIDWATCH_WORKER_ID")
+    if explicit:
+        return f"{settings.app_id}-{explicit}"
+    digest = hashlib.sha256(str(Path(datadir).resolve()).encode()).hexdigest()[:12]
+    return f"{settings.app_id}-{socket.gethostname()}-{digest}"
+
+
 def build_app(settings: Settings | None = None, *, web_port: int | None = None, cluster: str = "default"):
     """Assemble the Faust app: topics, tables and the agents of every stage.
 
@@ -154,6 +180,13 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
         # Table keys and values; topics set their own (raw) serializers. JSON keys stay str after recovery.
         key_serializer="json",
         value_serializer="json",
+        # Recovery in seconds (README "Guarantees"): a static group member keeps its partitions when it is
+        # restarted under the same instance id, so the replacement of a killed worker resumes at once
+        # instead of waiting for the dead member's session to expire; a worker gone for good is dropped
+        # from the group after the session timeout.
+        consumer_group_instance_id=group_instance_id(s, datadir),
+        broker_session_timeout=SESSION_TIMEOUT_S,
+        broker_heartbeat_interval=min(3.0, SESSION_TIMEOUT_S / 5),
     )
     app.conf.table_standby_replicas = 0
 
@@ -773,6 +806,11 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
             if channel == "sms":
                 await pacer.wait()
 
+        def owns(self):
+            """Fencing: the request's partition is still this worker's (checked right before a claim, a
+            send and a record; a rebalance in between hands the request to the partition's new owner)."""
+            return current_tp[0] is None or current_tp[0] in owned
+
     notifiers: dict = {}
     path = NotificationPath(TableEnv())
     # operator silences: the whole topic on every worker (any customer may fall under any silence)
@@ -796,9 +834,25 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
         async for event in stream.events():
             msg = event.message
             async with guard(msg, "notify"):
-                await retrying(msg, "notify", lambda: path.handle(json.loads(msg.value)))
+                current_tp[0] = (msg.topic, msg.partition)
+                for d in await retrying(msg, "notify", lambda: path.handle(json.loads(msg.value))):
+                    if str(d.record.get("reason") or "").startswith("fenced"):
+                        # the partition moved mid-request: its owner (maybe this worker again, after the
+                        # rebalance) takes the request up from its partition and settles any claim
+                        stats["notify_fenced"] += 1
+                        log.warning("notify: partition %s moved during a request for customer %s; handed "
+                                    "to its owner", msg.partition, d.customer_id)
+                        await asyncio.sleep(1.0)
+                        await requests_t.send(key=msg.key, value=_dumps({**d.request, "channel": d.channel}))
 
     released: set[str] = set()  # outbox keys whose release was asked for (in memory; a repeat is harmless)
+    owned: set[tuple[str, int]] = set()  # (topic, partition) this worker owns, from the rebalance signals
+    current_tp: list = [None]            # the notify request being handled: its (topic, partition)
+
+    @app.on_partitions_assigned.connect
+    async def own_partitions(app, assigned, **kwargs):
+        owned.clear()
+        owned.update((tp.topic, tp.partition) for tp in assigned)
 
     @app.timer(interval=5.0)
     async def release_deferred():
@@ -919,6 +973,7 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
     async def forget_partitions(app, revoked, **kwargs):
         """After a rebalance the in-memory views are rebuilt from the tables for what this worker owns."""
         by_partition.clear()
+        owned.difference_update((tp.topic, tp.partition) for tp in revoked)
         for tp in revoked:
             if tp.topic == readings_t.get_topic_name():
                 for d in (clocks, wm_sent, last_active, read_upto, held_checked):
@@ -963,11 +1018,36 @@ def run(args) -> int:
     if unlisted:  # its changelog would be left to Faust to create while the worker starts: a race
         print(f"gridwatch worker: table(s) {', '.join(unlisted)} missing from gridwatch.config.TABLES")
         return 2
-    from faust.worker import Worker
-
-    worker = Worker(app, loglevel=args.loglevel, quiet=True)
+    worker = _bounded_stop_worker()(app, loglevel=args.loglevel, quiet=True)
     worker.execute_from_commandline()
     return 0
+
+
+def _bounded_stop_worker():
+    """Faust's Worker, whose stop on SIGTERM / SIGINT is bounded by :data:`STOP_GRACE_S`.
+
+    Faust's own stop waits for the broker (offset commits, the producer's flush, leaving the group) without
+    a bound: tens of seconds with a broker that is slow to answer, minutes without one. Nothing depends on
+    that stop being graceful: outbox claims reach the broker before a message leaves and offsets are
+    committed after processing, so a stop cut short is a crash, which recovery covers."""
+    from faust.worker import Worker
+
+    class BoundedStopWorker(Worker):
+        def _schedule_shutdown(self, signum) -> None:
+            if not self._signal_stop_time:
+                timer = threading.Timer(STOP_GRACE_S, _exit_now, args=(signum,))
+                timer.daemon = True
+                timer.start()
+            super()._schedule_shutdown(signum)
+
+    return BoundedStopWorker
+
+
+def _exit_now(signum) -> None:
+    log.warning("graceful stop on %s not finished after %.0f s: exiting now (the next start recovers as "
+                "after a crash)", getattr(signum, "name", signum), STOP_GRACE_S)
+    logging.shutdown()
+    os._exit(0)
 
 
 def register(sub) -> None:

@@ -20,7 +20,8 @@ class Provider:
         self.script = list(script)
         self.sends: list[tuple[str, str, str | None]] = []
         self.idempotent = idempotent
-        self.sent = sent  # what find_sent answers: a Delivery, None, or an exception
+        self.sent = sent  # what find_sent answers: a Delivery, None, or an exception (a list: in turn)
+        self.lookups: list[tuple] = []  # the ``exclude`` of each find_sent
 
     async def send(self, to, body, *, subject=None, data=None, key=None):
         self.sends.append((to, body, key))
@@ -29,10 +30,12 @@ class Provider:
             raise step
         return Delivery(f"SM{len(self.sends):032d}", "queued")
 
-    async def find_sent(self, to, body, since):
-        if isinstance(self.sent, Exception):
-            raise self.sent
-        return self.sent
+    async def find_sent(self, to, body, since, *, exclude=()):
+        self.lookups.append(tuple(exclude))
+        answer = self.sent.pop(0) if isinstance(self.sent, list) else self.sent
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
 
     async def close(self):
         pass
@@ -107,7 +110,8 @@ def test_a_message_is_claimed_on_the_broker_before_it_is_sent_and_recorded_once(
     a = alert()
     run(env, {"alert": a, "customer_id": "C1"})
     run(env, {"alert": a, "customer_id": "C1"})  # re-delivered: dropped, nothing recorded
-    assert statuses(env) == [("sent", None)] and len(env.provider.sends) == 1 and env.flushed == 1
+    # flushed twice: the claim before the send, the record before the key is done
+    assert statuses(env) == [("sent", None)] and len(env.provider.sends) == 1 and env.flushed == 2
     assert env.outboxes[f"{a['alert_id']}|C1|sms"] == {"state": "done", "status": "sent"}
     assert env.records[0]["template"].startswith("undervoltage/notice@")
 
@@ -155,34 +159,150 @@ def test_retries_stop_at_the_deadline(monkeypatch):
     assert 3 <= len(env.provider.sends) <= 6 and clock[0] < 20.0
 
 
-def test_a_timeout_may_have_sent_so_it_is_not_retried_except_on_an_idempotent_channel(monkeypatch):
+def fake_time(monkeypatch, env):
+    """asyncio.sleep advances both the env's wall clock and the monotonic clock, without waiting."""
+    clock = [0.0]
+
+    async def fake_sleep(seconds):
+        clock[0] += seconds
+        env.t += seconds
+
+    monkeypatch.setattr(P.asyncio, "sleep", fake_sleep)
+    monkeypatch.setattr(P.time, "monotonic", lambda: clock[0])
+    return clock
+
+
+TIMEOUT = NotifierError("no response within 15s", retryable=True, maybe_sent=True)
+CREATED_500 = NotifierError("HTTP 500", status=500, code=20500, retryable=True, maybe_sent=True)
+
+
+@pytest.mark.parametrize("error", [TIMEOUT, CREATED_500], ids=["accepted-then-timeout", "5xx-after-create"])
+def test_a_send_that_may_have_reached_the_provider_is_looked_up_not_resent(monkeypatch, error):
+    env = Env([customer()], Provider([error], sent=[Delivery("SMtaken", "queued")]))
+    fake_time(monkeypatch, env)
+    run(env, {"alert": alert(), "customer_id": "C1"})
+    assert len(env.provider.sends) == 1 and statuses(env)[0][0] == "sent"
+    assert env.records[0]["provider_message_id"] == "SMtaken"
+    assert env.records[0]["reason"].startswith("reconciled: sent, though the answer was lost")
+
+
+def test_a_send_proven_absent_after_the_list_lag_is_sent_again_once(monkeypatch):
+    env = Env([customer()], Provider([TIMEOUT], sent=[None, None]),
+              policy=P.Policy(send_deadline_s=30.0, list_lag_s=10.0))
+    fake_time(monkeypatch, env)
+    run(env, {"alert": alert(), "customer_id": "C1"})
+    # looked up at once (not listed: maybe lagging), again after the lag (still absent): sent again, once
+    assert len(env.provider.lookups) == 2 and len(env.provider.sends) == 2
+    assert statuses(env) == [("sent", "sent after 2 attempts")]
+
+
+def test_a_timeout_on_a_channel_that_cannot_be_asked_is_not_resent_and_an_idempotent_one_is(monkeypatch):
     async def fake_sleep(s):
         pass
 
     monkeypatch.setattr(P.asyncio, "sleep", fake_sleep)
-    timeout = NotifierError("no response", retryable=True, maybe_sent=True)
-    env = Env([customer()], Provider([timeout]))
+    env = Env([customer()], Provider([TIMEOUT]))
+    env.provider.reconcilable = False  # email: an SMTP server cannot be asked
     run(env, {"alert": alert(), "customer_id": "C1"})
     assert len(env.provider.sends) == 1 and env.records[0]["reason"].startswith("outcome unknown")
-    env = Env([customer()], Provider([timeout], idempotent=True))
+    env = Env([customer()], Provider([TIMEOUT], idempotent=True))
     run(env, {"alert": alert(), "customer_id": "C1"})
     assert len(env.provider.sends) == 2 and env.records[0]["status"] == "sent"
     assert env.provider.sends[0][2] == env.provider.sends[1][2]  # the same idempotency key
 
 
-@pytest.mark.parametrize("found, sends, status", [
-    (Delivery("SMabc", "delivered"), 0, "sent"),        # the provider has it: recorded, not resent
-    (None, 1, "sent"),                                  # certainly absent: sent now
-    (NotifierError("list down", retryable=True), 0, "failed"),  # cannot know: not resent
+@pytest.mark.parametrize("found, sends", [
+    (Delivery("SMabc", "delivered"), 0),   # the provider has it: recorded, not resent
+    (None, 1),                             # certainly absent (the claim is old): sent now
 ])
-def test_an_interrupted_send_is_reconciled_with_the_provider(found, sends, status):
+def test_an_interrupted_send_is_reconciled_with_the_provider(found, sends):
     a = alert()
     env = Env([customer()], Provider(sent=found))
-    env.outboxes[f"{a['alert_id']}|C1|sms"] = {"state": "claimed", "at": NOW - 5, "body": "the text"}
+    env.outboxes[f"{a['alert_id']}|C1|sms"] = {"state": "claimed", "at": NOW - 120, "body": "the text"}
     run(env, {"alert": a, "customer_id": "C1"})
-    assert len(env.provider.sends) == sends and env.records[0]["status"] == status
+    assert len(env.provider.sends) == sends and env.records[0]["status"] == "sent"
     if sends:
         assert env.provider.sends[0][1] == "the text"  # the claimed body, not a re-render
+    else:
+        assert env.records[0]["reason"] == "reconciled: sent before a restart"
+
+
+def test_lookups_failing_429_and_5xx_are_retried_and_a_claim_that_cannot_be_settled_stays_claimed(monkeypatch):
+    a = alert()
+    key = f"{a['alert_id']}|C1|sms"
+    busy = NotifierError("HTTP 429", status=429, code=20429, retryable=True)
+    down = NotifierError("HTTP 500", status=500, retryable=True)
+    env = Env([customer()], Provider(sent=[busy, down, Delivery("SMfound", "sent")]),
+              policy=P.Policy(send_deadline_s=30.0))
+    fake_time(monkeypatch, env)
+    env.outboxes[key] = {"state": "claimed", "at": NOW - 120, "body": "the text"}
+    run(env, {"alert": a, "customer_id": "C1"})
+    assert env.provider.sends == [] and statuses(env) == [("sent", "reconciled: sent before a restart")]
+
+    # the provider's list stays down past the deadline: neither failed nor resent -- held, still claimed
+    env = Env([customer()], Provider(sent=down), policy=P.Policy(send_deadline_s=30.0))
+    fake_time(monkeypatch, env)
+    env.outboxes[key] = claim = {"state": "claimed", "at": NOW - 120, "body": "the text"}
+    run(env, {"alert": a, "customer_id": "C1"})
+    assert env.provider.sends == [] and env.outboxes[key] == claim
+    assert [r["status"] for r in env.records] == ["deferred"] and "unsettled" in env.records[0]["reason"]
+    assert 2 <= len(env.provider.lookups) <= P.SETTLE_LOOKUPS
+    (held,) = env.held["C1"].values()
+    assert held["why"] == "settle" and held["due"] > env.t
+    # later the provider answers: the held request comes back and the claim is settled, once
+    env.provider.sent = Delivery("SMlater", "delivered")
+    run(env, {"customer_id": "C1", "release": key})
+    assert [r["status"] for r in env.records] == ["deferred", "sent"] and env.provider.sends == []
+    assert env.outboxes[key] == {"state": "done", "status": "sent"}
+
+
+def test_a_message_not_yet_listed_is_not_taken_for_absent(monkeypatch):
+    """Claimed 2 s ago by a worker that died: its attempt may still be in flight and the list lags, so a
+    lookup that finds nothing proves nothing yet."""
+    a = alert()
+    key = f"{a['alert_id']}|C1|sms"
+    env = Env([customer()], Provider(sent=None), policy=P.Policy(send_deadline_s=30.0, list_lag_s=30.0))
+    fake_time(monkeypatch, env)
+    env.outboxes[key] = {"state": "claimed", "at": NOW - 2, "until": NOW + 43, "body": "the text"}
+    run(env, {"alert": a, "customer_id": "C1"})
+    assert env.provider.sends == [] and env.outboxes[key]["state"] == "claimed"
+    assert "not listed by the provider yet" in env.records[0]["reason"]
+    # listed after all (it was lagging): recorded sent, never sent twice
+    env.provider.sent = Delivery("SMlagged", "sent")
+    env.t = NOW + 80
+    run(env, {"customer_id": "C1", "release": key})
+    assert env.provider.sends == [] and env.records[-1]["provider_message_id"] == "SMlagged"
+
+
+def test_a_lookup_never_takes_an_earlier_message_of_the_customer_for_this_one(monkeypatch):
+    env = Env([customer()], Provider([TIMEOUT], sent=[Delivery("SMnew", "queued")]))
+    fake_time(monkeypatch, env)
+    env.contacts["C1"] = {"sids": ["SMold1", "SMold2"]}
+    run(env, {"alert": alert(), "customer_id": "C1"})
+    assert env.provider.lookups == [("SMold1", "SMold2")]
+    assert env.contacts["C1"]["sids"] == ["SMold1", "SMold2", "SMnew"]
+
+
+def test_a_worker_that_no_longer_owns_the_partition_neither_claims_nor_sends_nor_records():
+    a = alert()
+    env = Env([customer()])
+    env.owns = lambda: False
+    run(env, {"alert": a, "customer_id": "C1"})
+    assert env.provider.sends == [] and env.records == [] and env.outboxes == {}
+
+    owned = [True, False]  # the partition moves while the claim is being flushed: not sent
+    env = Env([customer()])
+    env.owns = lambda: owned.pop(0) if owned else False
+    run(env, {"alert": a, "customer_id": "C1"})
+    assert env.provider.sends == [] and env.records == []
+    assert env.outboxes[f"{a['alert_id']}|C1|sms"]["state"] == "claimed"  # its new owner settles it
+
+    owned = [True, True, False]  # it moves during the send: sent, but recorded by the new owner only
+    env = Env([customer()])
+    env.owns = lambda: owned.pop(0) if owned else False
+    run(env, {"alert": a, "customer_id": "C1"})
+    assert len(env.provider.sends) == 1 and env.records == []
+    assert env.outboxes[f"{a['alert_id']}|C1|sms"]["state"] == "claimed"
 
 
 def test_an_outage_gives_a_notice_and_a_restoration_and_a_child_outage_is_not_told_again():

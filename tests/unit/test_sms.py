@@ -536,3 +536,159 @@ def test_sandbox_sends_signed_status_callbacks_like_twilio():
         assert form["MessageSid"] == sent.provider_message_id and form["To"] == TO
         assert signature_ok(TOKEN, cb_url, form, sig)
         assert not signature_ok("not-the-token", cb_url, form, sig)
+
+
+# ------------------------------------------------------------------- provider faults (README "Guarantees")
+
+def test_accepted_then_timeout_is_maybe_sent_and_the_lookup_finds_it():
+    import time
+
+    async def go():
+        async with sandbox(faults=[f"{TO}=timeout:5"]) as (url, state):
+            sms = TwilioSms(SID, TOKEN, from_number=FROM, base_url=url, timeout_s=0.3)
+            try:
+                t0 = time.time()
+                err = await send_expecting_error(sms, TO, "a notice")
+                found = await sms.find_sent(TO, "a notice", since=t0)
+            finally:
+                await sms.close()
+            return err, found, state.records
+
+    err, found, records = run(go())
+    assert err.maybe_sent is True and err.status is None
+    assert len(records) == 1 and found.provider_message_id == records[0]["sid"]
+
+
+@pytest.mark.parametrize("status, maybe_sent", [(500, True), (502, True), (503, False)])
+def test_a_5xx_after_the_message_was_created_is_maybe_sent(status, maybe_sent):
+    import time
+
+    async def go():
+        async with sandbox(faults={TO: f"created-5xx:{status}x1"}) as (url, state):
+            sms = TwilioSms(SID, TOKEN, from_number=FROM, base_url=url)
+            try:
+                t0 = time.time()
+                err = await send_expecting_error(sms, TO, "a notice")
+                found = await sms.find_sent(TO, "a notice", since=t0)
+                again = await sms.send(TO, "a notice")  # only the first send was faulty (x1)
+            finally:
+                await sms.close()
+            return err, found, again, state.records
+
+    err, found, again, records = run(go())
+    assert (err.status, err.retryable, err.maybe_sent) == (status, True, maybe_sent)
+    assert found.provider_message_id == records[0]["sid"] and again.status == "queued"
+    # 503 says "not taken now" on real Twilio; the sandbox created it anyway, which the lookup shows
+
+
+def test_a_message_listed_only_after_n_seconds_is_not_found_before():
+    import time
+
+    async def go():
+        async with sandbox(faults=[f"{TO}=list-lag:0.6"]) as (url, state):
+            sms = TwilioSms(SID, TOKEN, from_number=FROM, base_url=url)
+            try:
+                t0 = time.time()
+                sent = await sms.send(TO, "a notice")
+                early = await sms.find_sent(TO, "a notice", since=t0)
+                await asyncio.sleep(0.7)
+                late = await sms.find_sent(TO, "a notice", since=t0)
+            finally:
+                await sms.close()
+            return sent, early, late
+
+    sent, early, late = run(go())
+    assert early is None and late.provider_message_id == sent.provider_message_id
+
+
+@pytest.mark.parametrize("status", [429, 500, 503])
+def test_a_failing_lookup_is_a_retryable_error_never_an_answer(status):
+    import time
+
+    async def go():
+        async with sandbox(faults=[f"{TO}=list-error:{status}x2"]) as (url, state):
+            sms = TwilioSms(SID, TOKEN, from_number=FROM, base_url=url)
+            errors = []
+            try:
+                t0 = time.time()
+                await sms.send(TO, "a notice")
+                for _ in range(3):
+                    try:
+                        return errors, await sms.find_sent(TO, "a notice", since=t0)
+                    except NotifierError as exc:
+                        errors.append(exc)
+            finally:
+                await sms.close()
+
+    errors, found = run(go())
+    assert [(e.status, e.retryable) for e in errors] == [(status, True)] * 2 and found is not None
+
+
+def test_smart_encoding_on_the_provider_side_still_matches():
+    import time
+
+    body = "GridWatch: “Power cut” in your area — crews are on site\u00a0now… Reply STOP to opt out"
+
+    async def go():
+        async with sandbox(faults=[f"{TO}=smart-encoding"]) as (url, state):
+            sms = TwilioSms(SID, TOKEN, from_number=FROM, base_url=url)
+            try:
+                t0 = time.time()
+                await sms.send(TO, body)
+                found = await sms.find_sent(TO, body, since=t0)
+                other = await sms.find_sent(TO, body.replace("crews", "teams"), since=t0)
+            finally:
+                await sms.close()
+            return found, other, state.records[0]["body"]
+
+    found, other, stored = run(go())
+    assert stored != body and '"Power cut"' in stored and "..." in stored  # changed by the provider
+    assert found is not None and other is None
+
+
+def test_the_lookup_reads_every_page_skips_known_sids_and_other_senders(monkeypatch):
+    import time
+
+    from notifiers import sms as sms_module
+
+    monkeypatch.setattr(sms_module, "LIST_PAGE_SIZE", 10)
+
+    async def go():
+        async with sandbox() as (url, state):
+            sms = TwilioSms(SID, TOKEN, from_number=FROM, base_url=url)
+            other_sender = TwilioSms(SID, TOKEN, from_number="+15005550009", base_url=url)
+            try:
+                t0 = time.time()
+                first = await sms.send(TO, "HELP answer")
+                second = await sms.send(TO, "HELP answer")  # the same text again, for another reply
+                for i in range(35):  # newer messages push them past three pages
+                    await sms.send(TO, f"notice {i}")
+                await other_sender.send(TO, "from elsewhere")
+                both = await sms.find_sent(TO, "HELP answer", since=t0)
+                not_first = await sms.find_sent(TO, "HELP answer", since=t0, exclude=[second.provider_message_id])
+                neither = await sms.find_sent(TO, "HELP answer", since=t0,
+                                              exclude=[first.provider_message_id, second.provider_message_id])
+                elsewhere = await sms.find_sent(TO, "from elsewhere", since=t0)
+            finally:
+                await sms.close()
+                await other_sender.close()
+            return first, second, both, not_first, neither, elsewhere
+
+    first, second, both, not_first, neither, elsewhere = run(go())
+    assert both.provider_message_id == second.provider_message_id  # newest first
+    assert not_first.provider_message_id == first.provider_message_id
+    assert neither is None and elsewhere is None
+
+
+def test_sms_fingerprint_and_fault_parsing():
+    from notifiers.sandbox import parse_faults
+    from notifiers.sms import sms_fingerprint
+
+    assert sms_fingerprint("“a”\u00a0 b — c…  ") == sms_fingerprint('"a" b - c...') == '"a" b - c...'
+    assert sms_fingerprint("电压偏低") == "电压偏低" and sms_fingerprint("a") != sms_fingerprint("b")
+    f = parse_faults("+15005550001=timeout:3x2,+15005550001=list-lag:20")
+    assert [(x.kind, x.arg, x.times) for x in f["+15005550001"]] == [("timeout", 3.0, 2), ("list-lag", 20.0, None)]
+    for bad in ("1500=timeout", "+15005550001=explode", "+15005550001=list-lag", "+15005550001=list-error:200",
+                "+15005550001"):
+        with pytest.raises(ValueError):
+            parse_faults(bad)
