@@ -28,6 +28,12 @@ PATTERNS = {
 }
 
 
+def _in_a_database(path: Path) -> bool:
+    """A RocksDB table's write-ahead log (``000004.log`` beside ``CURRENT``) is the worker's state — the
+    customer records it needs to send at all — not a log anyone reads."""
+    return (path.parent / "CURRENT").exists()
+
+
 def _mask(text: str) -> str:
     return text[:4] + "****" if len(text) > 6 else "****"
 
@@ -39,7 +45,8 @@ def scan(run_dir: Path, secrets: Iterable[str] = (), extra: Iterable[str] = ()) 
     # a phone number also as its digits alone (e.g. inside a URL-encoded query or a bare national number)
     literal += [p.lstrip("+") for p in extra if p.startswith("+")]
     findings = []
-    for path in sorted(p for p in Path(run_dir).rglob("*") if p.is_file() and p.suffix in (".log", ".txt", ".out")):
+    for path in sorted(p for p in Path(run_dir).rglob("*") if p.is_file() and p.suffix in (".log", ".txt", ".out")
+                       and not _in_a_database(p)):
         text = path.read_text(errors="replace")
         for n, line in enumerate(text.splitlines(), 1):
             for what, pattern in PATTERNS.items():
