@@ -32,6 +32,13 @@ def _mask(text: str) -> str:
     return text[:4] + "****" if len(text) > 6 else "****"
 
 
+def _table_data(path: Path) -> bool:
+    """A file of a worker table's RocksDB database (``tables/<table>-<partition>.db/``): its ``NNNNNN.log``
+    is the write-ahead log of the table's data, which holds what the table holds (the ``phones`` table is
+    keyed by phone number), not a log of what the program did."""
+    return any(parent.suffix == ".db" and parent.parent.name == "tables" for parent in path.parents)
+
+
 def scan(run_dir: Path, secrets: Iterable[str] = (), extra: Iterable[str] = ()) -> list[str]:
     """Findings in every file under ``run_dir``: the patterns above, and any of ``secrets`` (tokens,
     passwords) or ``extra`` (the run's own phone numbers and addresses, in any spelling) verbatim."""
@@ -39,7 +46,8 @@ def scan(run_dir: Path, secrets: Iterable[str] = (), extra: Iterable[str] = ()) 
     # a phone number also as its digits alone (e.g. inside a URL-encoded query or a bare national number)
     literal += [p.lstrip("+") for p in extra if p.startswith("+")]
     findings = []
-    for path in sorted(p for p in Path(run_dir).rglob("*") if p.is_file() and p.suffix in (".log", ".txt", ".out")):
+    for path in sorted(p for p in Path(run_dir).rglob("*") if p.is_file() and p.suffix in (".log", ".txt", ".out")
+                       and not _table_data(p)):
         text = path.read_text(errors="replace")
         for n, line in enumerate(text.splitlines(), 1):
             for what, pattern in PATTERNS.items():
