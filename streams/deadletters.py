@@ -7,11 +7,10 @@ A stage input that fails is one of two things (``classify``):
   the same answer, so it goes to the dead-letter topic at once; a fixed producer (or a fixed worker) and
   ``gridwatch dlq replay`` bring it back.
 - **internal** — not the input's fault: a table write or a send that failed, a broker or metadata error
-  (Kafka and Faust errors, ``OSError``, timeouts) or anything unexpected. The notify stage retries it with
-  back-off (``with_retries``), logging each retry and counting it (``retries_<stage>`` in the worker's
-  progress line); only when the retry deadline has passed does it become a dead letter, reason
-  ``internal``, for ``dlq replay`` once the cause is fixed. The other stages dead-letter it at once with
-  reason ``internal``.
+  (Kafka and Faust errors, ``OSError``, timeouts) or anything unexpected. Every stage retries it in place
+  with back-off (``StageRetries``, ``Backoff``), logging each retry and counting it (``retries_<stage>`` in
+  the worker's progress line and its ``/metrics``); only when the retry deadline has passed does it become
+  a dead letter, reason ``internal``, for ``dlq replay`` once the cause is fixed.
 - **refused** — a well-formed record the pipeline refuses by rule (an operator action on a resolved alert).
 
 A dead letter carries what a replay needs: the source topic, partition and offset, the exact key and value
@@ -34,6 +33,7 @@ import os
 import random
 import sys
 import time
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Awaitable, Callable
@@ -48,7 +48,7 @@ INVALID, INTERNAL, REFUSED = "invalid", "internal", "refused"
 DEFAULT_CODES = {INVALID: "invalid", INTERNAL: "internal_error", REFUSED: "refused"}
 #: Header of a record `dlq replay` put back on its source topic: the dead letter's id.
 REPLAY_HEADER = "gridwatch-replay-of"
-#: The notify stage's retries of an internal error stop when the next would start after this (seconds).
+#: A stage's retries of an internal error stop when the next would start after this (seconds).
 RETRY_DEADLINE_S = float(os.environ.get("GRIDWATCH_RETRY_DEADLINE_S", "60"))
 
 
@@ -79,34 +79,88 @@ def classify(exc: BaseException) -> str:
     return INTERNAL
 
 
-async def with_retries(fn: Callable[[], Awaitable], *, on_retry: Callable[[int, BaseException, float], None],
-                       deadline_s: float = RETRY_DEADLINE_S, first_delay_s: float = 0.5,
-                       max_delay_s: float = 15.0):
-    """``await fn()``, again after an internal error, with exponential back-off (jittered) until
-    ``deadline_s``; then RetriesExhausted. An invalid input's error is raised at once."""
-    started = time.monotonic()
-    delay, attempt = first_delay_s, 0
-    while True:
-        attempt += 1
+class Backoff:
+    """Waits between the attempts at one input: exponential (``first_delay_s`` doubling, at most
+    ``max_delay_s``), jittered (x0.5 .. x1.5), and none that would start after ``deadline_s``."""
+
+    def __init__(self, *, deadline_s: float | None = None, first_delay_s: float = 0.5, max_delay_s: float = 15.0,
+                 clock: Callable[[], float] = time.monotonic):
+        self.deadline_s = RETRY_DEADLINE_S if deadline_s is None else deadline_s
+        self.max_delay_s, self.clock = max_delay_s, clock
+        self.started, self.delay, self.attempts = clock(), first_delay_s, 0
+
+    def next_wait(self) -> float | None:
+        """After a failed attempt: how long to wait before the next one, or None when it is too late."""
+        self.attempts += 1
+        wait = min(self.delay, self.max_delay_s) * (0.5 + random.random())
+        if self.clock() + wait - self.started > self.deadline_s:
+            return None
+        self.delay *= 2
+        return wait
+
+    def exhausted(self, last: BaseException) -> RetriesExhausted:
+        return RetriesExhausted(self.attempts, self.clock() - self.started, last)
+
+
+class StageRetries:
+    """Every stage's inputs, with an internal error retried in place (the worker's ``guard()``).
+
+    ``events(source)`` yields the stage's events; ``guard(msg)`` wraps the processing of one. An invalid
+    input (``classify``) is dead-lettered at once; after an internal error ``events`` waits (``Backoff``),
+    then yields the same event again, until the retry deadline has passed: then it is a dead letter,
+    reason ``internal``. While an event is retried nothing after it on the stage's stream is processed, and
+    it is not acknowledged (Faust acknowledges an event when the next one is asked for), so the input is
+    neither skipped nor reordered, and a crash meanwhile re-reads it.
+
+    ``dead_letter(msg, exc, reason)`` and ``on_retry(msg, attempt, exc, wait)`` are the worker's."""
+
+    def __init__(self, stage: str, *, dead_letter: Callable[[object, BaseException, str], Awaitable],
+                 on_retry: Callable[[object, int, BaseException, float], None],
+                 backoff: Callable[[], Backoff] = Backoff):
+        self.stage, self.dead_letter, self.on_retry, self.backoff = stage, dead_letter, on_retry, backoff
+        self._msg = None            # the message being retried
+        self._tries: Backoff | None = None
+        self._wait: float | None = None  # set by a failed attempt, taken by events()
+
+    async def events(self, source):
+        async for event in source:
+            while True:
+                yield event
+                if self._wait is None or self._msg is not event.message:
+                    break
+                wait, self._wait = self._wait, None
+                await asyncio.sleep(wait)
+
+    @asynccontextmanager
+    async def guard(self, msg):
+        if self._msg is not msg:
+            self._msg, self._tries, self._wait = msg, None, None
         try:
-            return await fn()
+            yield
         except Exception as exc:  # noqa: BLE001 - sorted by classify
             if classify(exc) != INTERNAL:
-                raise
-            wait = min(delay, max_delay_s) * (0.5 + random.random())
-            if time.monotonic() + wait - started > deadline_s:
-                raise RetriesExhausted(attempt, time.monotonic() - started, exc) from exc
-            on_retry(attempt, exc, wait)
-            await asyncio.sleep(wait)
-            delay *= 2
+                self._msg = None
+                await self.dead_letter(msg, exc, INVALID)
+                return
+            self._tries = self._tries or self.backoff()
+            wait = self._tries.next_wait()
+            if wait is None:
+                self._msg = None
+                await self.dead_letter(msg, self._tries.exhausted(exc), INTERNAL)
+                return
+            self._wait = wait
+            self.on_retry(msg, self._tries.attempts, exc, wait)
+        else:
+            self._msg = None
 
 
 class Faults:
     """Failures injected at named points, for tests: ``GRIDWATCH_FAULTS="notify.table-write=2"`` makes the
     first 2 outbox writes of the notify stage raise InjectedFault (an internal error). Unset in production;
-    the worker logs a warning when it is set. Points: ``notify.table-write``."""
+    the worker logs a warning when it is set. Points: ``notify.table-write`` (the outbox),
+    ``lifecycle.table-write`` (the lifecycle table, after the alert record is sent)."""
 
-    POINTS = ("notify.table-write",)
+    POINTS = ("notify.table-write", "lifecycle.table-write")
 
     def __init__(self, spec: str | None = None):
         self.left: dict[str, int] = {}
@@ -337,7 +391,7 @@ def register(sub) -> None:
     p = sub.add_parser("dlq", help="list dead letters by topic and reason; replay them to their source topics",
                        description="Dead letters of the worker (gridwatch.dlq): `list` them by source topic and "
                                    "reason (invalid: the input is wrong; internal: not the input's fault, after the "
-                                   "notify stage's retries; refused: refused by rule), `replay` the ones a fix made "
+                                   "stage's retries; refused: refused by rule), `replay` the ones a fix made "
                                    "processable. "
                                    "Repeats of one bad input share an id and are shown and replayed once.")
     actions = p.add_subparsers(dest="dlq_command", metavar="ACTION", required=True)

@@ -28,7 +28,6 @@ detect path does one table read, one table write and one status send per message
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import json
 import logging
@@ -271,32 +270,43 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
                                   error=error, reason=reason, stage=stage, code=code)
         await dlq_t.send(key=k, value=_dumps(v))
 
-    @contextlib.asynccontextmanager
-    async def guard(msg, stage: str):
-        """Per message: a failure becomes a dead letter with its reason (streams/deadletters.py: the input
-        is invalid, or an internal error), and the agent carries on. (An exception escaping a Faust agent
-        would still acknowledge the message.)"""
-        try:
-            yield
-        except ContractError as exc:
-            await dead_letter(msg, str(exc), deadletters.INVALID, stage, exc.code)
-        except Exception as exc:  # noqa: BLE001
-            if deadletters.classify(exc) == deadletters.INVALID:
-                await dead_letter(msg, f"invalid input in {stage}: {exc!r}", deadletters.INVALID, stage)
-                return
-            log.exception("%s: internal error at %s[%s]@%s", stage, msg.topic, msg.partition, msg.offset)
+    async def stage_dead_letter(msg, exc: BaseException, reason: str, stage: str) -> None:
+        if isinstance(exc, ContractError):
+            await dead_letter(msg, str(exc), reason, stage, exc.code)
+        elif reason == deadletters.INVALID:
+            await dead_letter(msg, f"invalid input in {stage}: {exc!r}", reason, stage)
+        else:
+            log.error("%s: internal error at %s[%s]@%s not passed by the retry deadline: %r", stage, msg.topic,
+                      msg.partition, msg.offset, exc)
             stats[f"errors_{stage}"] += 1
-            await dead_letter(msg, f"internal error in {stage}: {exc!r}", deadletters.INTERNAL, stage)
+            await dead_letter(msg, f"internal error in {stage}: {exc!r}", reason, stage)
 
-    async def retrying(msg, stage: str, fn):
-        """``fn()`` again after an internal error (a table write, a broker or metadata error), with back-off
-        under GRIDWATCH_RETRY_DEADLINE_S: logged and counted, a dead letter only when the deadline passed."""
-        def on_retry(attempt, exc, wait):
-            stats[f"retries_{stage}"] += 1
-            log.warning("%s: internal error at %s[%s]@%s (attempt %d), retrying in %.1f s: %r", stage, msg.topic,
-                        msg.partition, msg.offset, attempt, wait, exc)
+    def retries(stage: str) -> deadletters.StageRetries:
+        if stage not in stage_retries:
+            def on_retry(msg, attempt, exc, wait):
+                stats[f"retries_{stage}"] += 1
+                log.warning("%s: internal error at %s[%s]@%s (attempt %d), retrying in %.1f s: %r", stage,
+                            msg.topic, msg.partition, msg.offset, attempt, wait, exc,
+                            exc_info=exc if attempt == 1 else None)  # the traceback once per input
 
-        return await deadletters.with_retries(fn, on_retry=on_retry)
+            stage_retries[stage] = deadletters.StageRetries(
+                stage, on_retry=on_retry, dead_letter=lambda msg, exc, reason: stage_dead_letter(msg, exc, reason,
+                                                                                                  stage))
+        return stage_retries[stage]
+
+    stage_retries: dict[str, deadletters.StageRetries] = {}
+
+    def attempts(stream, stage: str):
+        """The stage's events: each once, or again after back-off while guard() retries it."""
+        return retries(stage).events(stream.events())
+
+    def guard(msg, stage: str):
+        """Per message: an invalid input becomes a dead letter at once; an internal error (a table write, a
+        send, a broker or metadata error) is retried with back-off (its stream yields the message again,
+        see ``attempts``), logged and counted (``retries_<stage>``), and dead-lettered only once
+        GRIDWATCH_RETRY_DEADLINE_S has passed (streams/deadletters.py ``StageRetries``). The agent carries
+        on either way. (An exception escaping a Faust agent would still acknowledge the message.)"""
+        return retries(stage).guard(msg)
 
     @app.on_partitions_assigned.connect
     async def check_metadata(app, assigned, **kwargs):
@@ -351,7 +361,7 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
     # -- customers and the meter directory --------------------------------------------------------
     @app.agent(customers_t, name="customers")
     async def on_customers(stream):
-        async for event in stream.events():
+        async for event in attempts(stream, "customers"):
             msg = event.message
             async with guard(msg, "customers"):
                 # an invalid record is dead-lettered here, before anything changes: the previous one stays
@@ -360,10 +370,8 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
                 if not cid:
                     raise ContractError("customers: a record without a key (customer_id)")
                 old = customers_tb.get(cid)
-                if cust is None:
-                    customers_tb.pop(cid, None)
-                else:
-                    customers_tb[cid] = cust
+                # what changed is sent first, the table written last: a retry (streams/deadletters.py) or a
+                # re-read after a crash sends the same upserts and tombstones again, which are idempotent
                 if old and (cust is None or old["meter_id"] != cust["meter_id"]
                             or old["transformer_id"] != cust["transformer_id"]
                             or old["feeder_id"] != cust["feeder_id"]):
@@ -383,11 +391,15 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
                     await directory_t.send(key=cust["meter_id"].encode(), value=_dumps(entry), force=True)
                     if old is None or old["phone"] != cust["phone"]:
                         await phone_dir_t.send(key=cust["phone"].encode(), value=_dumps({"customer_id": cid}))
+                if cust is None:
+                    customers_tb.pop(cid, None)
+                else:
+                    customers_tb[cid] = cust
                 stats["customers"] += 1
 
     @app.agent(phone_dir_t, name="phone-directory")
     async def on_phone_directory(stream):
-        async for event in stream.events():
+        async for event in attempts(stream, "phone-directory"):
             msg = event.message
             async with guard(msg, "phone-directory"):
                 phone = msg.key.decode("utf-8")
@@ -398,7 +410,7 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
 
     @app.agent(directory_t, name="meter-directory")
     async def on_directory(stream):
-        async for event in stream.events():
+        async for event in attempts(stream, "meter-directory"):
             msg = event.message
             async with guard(msg, "meter-directory"):
                 meter_id = msg.key.decode("utf-8")
@@ -527,7 +539,7 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
 
     @app.agent(readings_t, name="readings")
     async def on_readings(stream):
-        async for event in stream.events():
+        async for event in attempts(stream, "readings"):
             msg = event.message
             read_upto[msg.partition] = msg.offset + 1
             async with guard(msg, "readings"):
@@ -547,7 +559,7 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
 
     @app.agent(events_t, name="meter-events")
     async def on_events(stream):
-        async for event in stream.events():
+        async for event in attempts(stream, "meter-events"):
             msg = event.message
             async with guard(msg, "meter-events"):
                 ev = decode_event(msg.key, msg.value)
@@ -602,7 +614,7 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
 
     @app.agent(status_t, name="topology")
     async def on_status(stream):
-        async for event in stream.events():
+        async for event in attempts(stream, "topology"):
             msg = event.message
             async with guard(msg, "topology"):
                 body = json.loads(msg.value)
@@ -661,7 +673,7 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
     @app.agent(daily_t, name="bills")
     async def on_days(stream):
         loop = asyncio.get_running_loop()
-        async for event in stream.events():
+        async for event in attempts(stream, "bills"):
             msg = event.message
             async with guard(msg, "bills"):
                 cid = msg.key.decode("utf-8")
@@ -677,8 +689,8 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
                     stats["fit_ms"] += int((time.monotonic() - started) * 1000)
                     states, recs = customer_stage.apply(states, name, result, cust)
                     records += recs
+                await publish_alerts(records)  # (before the state: a retry re-sends the same findings)
                 bills_tb[cid] = states
-                await publish_alerts(records)
 
     # -- findings + operator actions -> the alert lifecycle -> alerts ----------------------------------
     @app.agent(lifecycle_src, name="lifecycle")
@@ -687,7 +699,7 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
         the alert's partition: open -> acknowledged -> resolved, as records on ``alerts``."""
         from streams.lifecycle import apply_action, apply_finding
 
-        async for event in stream.events():
+        async for event in attempts(stream, "lifecycle"):
             msg = event.message
             async with guard(msg, "lifecycle"):
                 aid = msg.key.decode("utf-8")
@@ -707,13 +719,16 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
                         continue
                 if rec is None:
                     continue
-                lifecycle_tb[aid] = rec
+                # the record first, the state last: a retry after a failed write sends it again (the
+                # notification path's outbox keeps its customers from being told twice), never not at all
                 await alerts_t.send(key=aid.encode(), value=_dumps(rec))
+                faults.hit("lifecycle.table-write")
+                lifecycle_tb[aid] = rec
 
     # -- alerts -> one request per customer -> SMS -> notifications ----------------------------------
     @app.agent(alerts_t, name="alert-fanout")
     async def on_alerts(stream):
-        async for event in stream.events():
+        async for event in attempts(stream, "alert-fanout"):
             msg = event.message
             async with guard(msg, "alert-fanout"):
                 alert = json.loads(msg.value)
@@ -831,11 +846,11 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
             await silences_view.wait_ready(60.0)  # every operator silence known before the first decision
         except Exception as exc:  # noqa: BLE001
             log.error("operator silences not read (%s): deciding without them until they are", exc)
-        async for event in stream.events():
+        async for event in attempts(stream, "notify"):
             msg = event.message
             async with guard(msg, "notify"):
                 current_tp[0] = (msg.topic, msg.partition)
-                for d in await retrying(msg, "notify", lambda: path.handle(json.loads(msg.value))):
+                for d in await path.handle(json.loads(msg.value)):
                     if str(d.record.get("reason") or "").startswith("fenced"):
                         # the partition moved mid-request: its owner (maybe this worker again, after the
                         # rebalance) takes the request up from its partition and settles any claim
@@ -871,7 +886,7 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
         """An inbound SMS, on the partition of its sender's number: who sent it is a local table read."""
         from notifiers.replies import parse_reply
 
-        async for event in stream.events():
+        async for event in attempts(stream, "inbound"):
             msg = event.message
             async with guard(msg, "inbound"):
                 sender = (msg.key or b"").decode("utf-8")
@@ -895,7 +910,7 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
         what the notify agent does, and every message becomes a ``feedback`` record."""
         from notifiers.replies import parse_reply
 
-        async for event in stream.events():
+        async for event in attempts(stream, "customer-replies"):
             msg = event.message
             async with guard(msg, "customer-replies"):
                 cid = msg.key.decode("utf-8")
@@ -910,9 +925,9 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
                 elif reply.intent == "start":
                     contact["opted_out"] = False
                 contact["seen"] = (seen + [body["sid"]])[-SEEN_REPLIES:]
-                contacts_tb[cid] = contact
                 rec = feedback_record(cid, body, reply, alert_id=contact.get("last_alert_id"),
-                                      opted_out=opted_out(cid, customers_tb.get(cid)))
+                                      opted_out=bool((customers_tb.get(cid) or {}).get("opted_out")
+                                                     or contact.get("opted_out")))
                 stats[f"feedback_{rec['intent']}"] += 1
                 log.info("reply %s from customer %s: %s", body["sid"], cid, rec["intent"])
                 await feedback_t.send(key=cid.encode(), value=_dumps(rec))
@@ -929,6 +944,9 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
                     await actions_t.send(key=last.encode(), value=_dumps({
                         "action": "reopen", "alert_id": last, "customer_id": cid, "meter_id": cust["meter_id"],
                         "at": rec["received_at"], "author": "customer", "reason": "customer reports power still off"}))
+                # the table last: a retry after a failed send finds the reply not yet seen and sends again
+                # (feedback and the reopened alert have ids of their own, answers go through the outbox)
+                contacts_tb[cid] = contact
 
     @app.agent(deliveries_src, name="deliveries")
     async def on_deliveries(stream):
@@ -939,7 +957,7 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
         """
         from notifiers.replies import TERMINAL_STATUSES, advance_status
 
-        async for event in stream.events():
+        async for event in attempts(stream, "deliveries"):
             msg = event.message
             async with guard(msg, "deliveries"):
                 sid = msg.key.decode("utf-8")
@@ -992,8 +1010,41 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
         if stats:
             log.info("progress: %s", ", ".join(f"{k}={v}" for k, v in sorted(stats.items())))
 
+    if web_port is not None:
+        @app.page("/metrics")
+        async def worker_metrics(web, request):
+            """This worker's retries, internal errors and dead letters (``worker_exposition``)."""
+            return web.text(worker_exposition(stats), content_type="text/plain; version=0.0.4")
+
     app.gridwatch_stats = stats
     return app
+
+
+#: Counters of the worker's ``stats`` served at ``/metrics`` on ``--web-port``: (stats key prefix, metric, label).
+WORKER_COUNTERS = (
+    ("retries_", "gridwatch_worker_retries", "stage", "internal errors retried, by stage"),
+    ("errors_", "gridwatch_worker_internal_errors", "stage", "internal errors dead-lettered after the retry deadline"),
+    ("dlq_", "gridwatch_worker_dead_letters", "code", "dead letters this worker sent, by code"),
+)
+
+
+def worker_exposition(stats) -> str:
+    """Prometheus text of this worker's counters (since it started) named in ``WORKER_COUNTERS``."""
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.core import CounterMetricFamily
+
+    class Collector:
+        def collect(self):
+            for prefix, name, label, help_ in WORKER_COUNTERS:
+                family = CounterMetricFamily(name, help_, labels=[label])
+                for key, value in sorted(stats.items()):
+                    if key.startswith(prefix):
+                        family.add_metric([key[len(prefix):]], value)
+                yield family
+
+    registry = CollectorRegistry()
+    registry.register(Collector())
+    return generate_latest(registry).decode("utf-8")
 
 
 def run(args) -> int:

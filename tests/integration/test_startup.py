@@ -158,6 +158,33 @@ def test_a_failed_table_write_in_the_notify_stage_is_retried_and_the_sms_goes_ou
     assert "(attempt 3)" not in log
 
 
+@pytest.mark.worker_env(GRIDWATCH_FAULTS="lifecycle.table-write=2")
+def test_a_failed_table_write_in_the_lifecycle_stage_is_retried_and_the_sms_goes_out_once(pipeline):
+    """Every stage retries an internal error the same way (streams/deadletters.py ``StageRetries``): here
+    the lifecycle stage's table write fails twice. The alert record is sent before the write, so each
+    attempt sends it (three identical records); the notification path tells the customer once, nothing is
+    dead-lettered, and the write did land: the operator's acknowledgement finds the alert."""
+    cust = one_customer(pipeline)
+    pipeline.send("gridwatch.findings", ALERT_ID, outage([cust]))
+    pipeline.read("notifications", lambda rs: any(r["status"] == "sent" for r in rs))
+    pipeline.send("gridwatch.alert-actions", ALERT_ID, {"action": "acknowledge", "alert_id": ALERT_ID,
+                                                        "author": "ops", "reason": "crew sent",
+                                                        "at": "2026-07-01T18:05:00Z"})
+    alerts = pipeline.read("alerts", lambda rs: any(r["status"] == "acknowledged" for r in rs))
+    assert [r["status"] for r in alerts] == ["open"] * 3 + ["acknowledged"] and alerts[0] == alerts[1] == alerts[2]
+    notes = [n for n in pipeline.settle("notifications", seconds=3) if n["status"] != "delivered"]
+    assert [(n["customer_id"], n["status"]) for n in notes] == [(cust["customer_id"], "sent")]
+    assert len(pipeline.sandbox_messages()) == 1
+    assert records_on(pipeline.settings, "gridwatch.dlq") == 0
+    log = pipeline.log_tail("worker", 400)
+    assert "lifecycle: internal error" in log and "(attempt 2), retrying" in log and "injected fault" in log
+    assert "(attempt 3)" not in log
+    deadline = time.monotonic() + 30  # the progress line is written every 10 s
+    while "retries_lifecycle=2" not in pipeline.log_tail("worker", 400) and time.monotonic() < deadline:
+        time.sleep(1)
+    assert "retries_lifecycle=2" in pipeline.log_tail("worker", 400)
+
+
 @pytest.mark.worker_env(GRIDWATCH_FAULTS="notify.table-write=1", GRIDWATCH_RETRY_DEADLINE_S="0")
 def test_dlq_replay_of_a_dead_lettered_notify_request_sends_the_sms_once(pipeline):
     """With no retry time left (deadline 0) the one failed table write dead-letters the request as

@@ -74,40 +74,89 @@ def test_select_by_contract_or_deployed_topic_reason_and_id_prefix():
     assert [lt.id for lt in dl.select(letters, s, ids=["abc"])] == ["abc1"]
 
 
-def test_with_retries_retries_internal_errors_and_raises_invalid_ones_at_once():
-    faults, calls, retries = dl.Faults("notify.table-write=2"), [], []
-
-    async def work():
-        calls.append(1)
-        faults.hit("notify.table-write")
-        return "done"
-
-    out = asyncio.run(dl.with_retries(work, on_retry=lambda *a: retries.append(a), first_delay_s=0.01))
-    assert out == "done" and len(calls) == 3 and [a[0] for a in retries] == [1, 2]
-
-    async def bad():
-        calls.append(1)
-        raise ContractError("wrong")
-
-    calls.clear()
-    with pytest.raises(ContractError):
-        asyncio.run(dl.with_retries(bad, on_retry=lambda *a: None, first_delay_s=0.01))
-    assert len(calls) == 1
+@dataclasses.dataclass(eq=False)
+class _Event:
+    message: str
 
 
-def test_with_retries_gives_up_at_the_deadline():
-    async def down():
-        raise ConnectionError("broker gone")
+def _run_stage(events: list[str], handle, *, deadline_s: float = 5.0):
+    """Drive ``StageRetries`` the way a worker agent does: ``async for event in events(...)`` and
+    ``async with guard(msg)`` around the processing. Returns (messages as processed, dead letters, retries)."""
+    processed, letters, retries = [], [], []
 
-    with pytest.raises(dl.RetriesExhausted) as info:
-        asyncio.run(dl.with_retries(down, on_retry=lambda *a: None, deadline_s=0.3, first_delay_s=0.05))
-    assert info.value.attempts >= 2 and isinstance(info.value.last, ConnectionError)
-    assert dl.classify(info.value) == dl.INTERNAL
+    async def dead_letter(msg, exc, reason):
+        letters.append((msg, reason, exc))
+
+    async def source():
+        for e in events:
+            yield _Event(e)
+
+    async def main():
+        stage = dl.StageRetries("test", dead_letter=dead_letter, on_retry=lambda *a: retries.append(a),
+                                backoff=lambda: dl.Backoff(deadline_s=deadline_s, first_delay_s=0.01))
+        async for event in stage.events(source()):
+            msg = event.message
+            async with stage.guard(msg):
+                processed.append(msg)
+                if msg == "skip":
+                    continue  # as an agent's body does: the message is done, the next one comes
+                handle(msg)
+
+    asyncio.run(main())
+    return processed, letters, retries
+
+
+def test_an_internal_error_is_retried_in_place_and_blocks_what_comes_after():
+    faults = dl.Faults("lifecycle.table-write=2")
+    processed, letters, retries = _run_stage(
+        ["a", "skip", "b", "c"], lambda m: m == "b" and faults.hit("lifecycle.table-write"))
+    assert processed == ["a", "skip", "b", "b", "b", "c"]  # b twice more, and c only after it
+    assert letters == [] and [(r[0], r[1]) for r in retries] == [("b", 1), ("b", 2)]
+    assert 0.005 <= retries[0][3] <= 0.015 and 0.01 <= retries[1][3] <= 0.03  # jittered, doubling
+
+
+def test_an_invalid_input_is_dead_lettered_at_once_and_the_stage_goes_on():
+    def handle(m):
+        if m == "bad":
+            raise ContractError("no ts")
+
+    processed, letters, retries = _run_stage(["bad", "ok"], handle)
+    assert processed == ["bad", "ok"] and retries == []
+    assert [(m, reason) for m, reason, _exc in letters] == [("bad", dl.INVALID)]
+
+
+def test_an_internal_error_past_the_deadline_is_a_dead_letter_internal():
+    def handle(m):
+        if m == "down":
+            raise ConnectionError("broker gone")
+
+    processed, letters, retries = _run_stage(["down", "ok"], handle, deadline_s=0.1)
+    ((msg, reason, exc),) = letters
+    assert (msg, reason) == ("down", dl.INTERNAL) and processed[-1] == "ok" and processed.count("down") >= 2
+    assert isinstance(exc, dl.RetriesExhausted) and isinstance(exc.last, ConnectionError)
+    assert exc.attempts == processed.count("down") == len(retries) + 1 and "broker gone" in str(exc)
+    # no retry time at all (GRIDWATCH_RETRY_DEADLINE_S=0): the first internal error is the dead letter
+    processed, letters, retries = _run_stage(["down"], handle, deadline_s=0)
+    assert processed == ["down"] and retries == [] and letters[0][1] == dl.INTERNAL
+
+
+def test_backoff_doubles_up_to_its_cap_and_stops_at_the_deadline():
+    now = [0.0]
+    b = dl.Backoff(deadline_s=60, first_delay_s=0.5, max_delay_s=15, clock=lambda: now[0])
+    waits = []
+    while (w := b.next_wait()) is not None:
+        waits.append(w)
+        now[0] += w
+    caps = [0.5, 1, 2, 4, 8, 15, 15, 15, 15, 15, 15]
+    assert all(0.5 * c <= w <= 1.5 * c for w, c in zip(waits, caps)) and now[0] <= 60
+    assert b.attempts == len(waits) + 1 and "attempts over" in str(b.exhausted(OSError("x")))
 
 
 def test_faults_refuse_unknown_points():
     with pytest.raises(ValueError, match="unknown fault point"):
         dl.Faults("notify.tabel-write=1")
+    assert dl.Faults("lifecycle.table-write=2,notify.table-write").left == {"lifecycle.table-write": 2,
+                                                                             "notify.table-write": 1}
     assert dl.Faults(None).left == {}
 
 
@@ -123,3 +172,24 @@ def test_every_table_of_the_worker_is_listed_so_its_changelog_is_created_up_fron
         assert table.changelog_topic.get_topic_name() in specs
         assert specs[table.changelog_topic.get_topic_name()]["num_partitions"] == s.partitions
     assert specs["u.gridwatch-__assignor-__leader"]["num_partitions"] == 1
+
+
+def test_the_worker_serves_its_retries_and_dead_letters_as_prometheus_counters(tmp_path):
+    from collections import Counter
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from streams.worker import build_app, worker_exposition
+
+    stats = Counter({"retries_lifecycle": 2, "retries_notify": 1, "errors_notify": 1, "dlq": 3, "dlq_internal_error": 1,
+                     "dlq_ts_in_future": 2, "readings": 40})
+    samples = {(s.name, tuple(s.labels.values())): s.value
+               for fam in text_string_to_metric_families(worker_exposition(stats)) for s in fam.samples}
+    assert samples == {("gridwatch_worker_retries_total", ("lifecycle",)): 2,
+                       ("gridwatch_worker_retries_total", ("notify",)): 1,
+                       ("gridwatch_worker_internal_errors_total", ("notify",)): 1,
+                       ("gridwatch_worker_dead_letters_total", ("internal_error",)): 1,
+                       ("gridwatch_worker_dead_letters_total", ("ts_in_future",)): 2}
+    s = dataclasses.replace(Settings(), run_dir=tmp_path, topic_prefix="u.")
+    assert "/metrics" in {v.view_path for v in build_app(s, web_port=6066).web.views.values()}
+    assert "/metrics" not in {v.view_path for v in build_app(s).web.views.values()}
