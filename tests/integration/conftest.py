@@ -86,11 +86,35 @@ class Pipeline(ServiceLogs):
         """Everything on ``topic`` once nothing new has arrived for ``seconds`` (to assert "no more")."""
         last, seen = -1, []
         while True:
-            seen = self.read(topic, lambda r: True, timeout=10)
+            seen = self.read_to_end(topic)
             if len(seen) == last:
                 return seen
             last = len(seen)
             time.sleep(seconds)
+
+    def read_to_end(self, topic: str, timeout: float = 60.0) -> list[dict]:
+        """Every record of ``topic`` up to its end offsets as of now: all partitions read to their end, not
+        just what the first poll happened to bring (which, on a loaded machine, can be some partitions)."""
+        from kafka import KafkaConsumer, TopicPartition
+
+        consumer = KafkaConsumer(bootstrap_servers=self.settings.bootstrap_list, group_id=None,
+                                 enable_auto_commit=False)
+        try:
+            name = self.topic(topic)
+            tps = [TopicPartition(name, p) for p in sorted(consumer.partitions_for_topic(name) or ())]
+            consumer.assign(tps)
+            consumer.seek_to_beginning(*tps)
+            ends = consumer.end_offsets(tps)
+            records: list[dict] = []
+            deadline = time.monotonic() + timeout
+            while any(consumer.position(tp) < ends[tp] for tp in tps):
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"{topic}: not read to its end offsets within {timeout:.0f}s")
+                for batch in consumer.poll(timeout_ms=500).values():
+                    records.extend(json.loads(m.value) for m in batch)
+            return records
+        finally:
+            consumer.close()
 
     def sandbox_messages(self) -> list[dict]:
         import urllib.request
