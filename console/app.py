@@ -810,9 +810,15 @@ async def serve(settings: Settings, users: list[gwauth.User], host: str, port: i
     from streams.topicview import TopicViewError
 
     model = ConsoleModel()
+    sessions = await asyncio.to_thread(_session_store, settings)
+    authenticator = gwauth.Authenticator(users, store=sessions)
     producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_list, acks="all", enable_idempotence=True,
                                 client_id="gridwatch-console")
-    app = make_app(settings, users, model=model, producer=producer)
+    app = make_app(settings, authenticator, model=model, producer=producer)
+    if sessions is not None:
+        async def close_sessions(app: web.Application) -> None:
+            await asyncio.to_thread(sessions.close)
+        app.on_cleanup.append(close_sessions)
     console = app[CONSOLE]
     try:
         views = await start_feeds(settings, console)
@@ -859,6 +865,21 @@ async def serve(settings: Settings, users: list[gwauth.User], host: str, port: i
         for view in views:
             await view.stop()
     return 0
+
+
+def _session_store(settings: Settings):
+    """Sessions in the configured database (they survive a restart), else None: in memory only."""
+    from console.sessions import open_sessions
+
+    try:
+        store = open_sessions(settings)
+    except Exception as exc:  # configured but unreachable: the board still serves, sessions end at a restart
+        print(f"gridwatch console: sessions kept in memory only, the database is unavailable "
+              f"({type(exc).__name__})", file=sys.stderr, flush=True)
+        return None
+    if store is None:
+        log.info("console: no database configured; sessions end when the console stops")
+    return store
 
 
 def _reload_users_on_sighup(settings: Settings, authenticator: gwauth.Authenticator,

@@ -130,3 +130,13 @@ report_cache = Table(
     Column("seconds", Float, nullable=False),
     Column("body", JSONB, nullable=False),
 )
+
+console_sessions = Table(
+    "console_sessions", metadata,
+    Column("key", Text, primary_key=True),
+    Column("user_name", Text, nullable=False),
+    Column("user_key", Text, nullable=False),
+    Column("csrf", Text, nullable=False),
+    Column("created", Float, nullable=False),
+    Column("last_seen", Float, nullable=False),
+)
