@@ -140,3 +140,12 @@ console_sessions = Table(
     Column("created", Float, nullable=False),
     Column("last_seen", Float, nullable=False),
 )
+
+# one feeder's slice of a kept report (written with it), so a feeder's report reads one small row
+report_slices = Table(
+    "report_slices", metadata,
+    Column("name", Text, primary_key=True),
+    Column("year", Integer, primary_key=True),
+    Column("scope", Text, primary_key=True),
+    Column("body", JSONB, nullable=False),
+)
