@@ -115,8 +115,13 @@ def years_with_data(conn: Connection) -> list[int]:
 class Refresher:
     """Refreshes the cached reports of the years that changed, at most every ``interval_s``, in a thread."""
 
-    def __init__(self, engine: Engine, interval_s: float | None = None):
+    def __init__(self, engine: Engine, interval_s: float | None = None, keep_days: int | None = None):
+        """``keep_days``: also prune raw notifications older than that (history/retention.py) before each
+        refresh; default ``GRIDWATCH_HISTORY_KEEP_DAYS`` (unset: never)."""
+        from history import retention
+
         self.engine = engine
+        self.keep_days = retention.keep_days_from_env() if keep_days is None else keep_days
         self.interval_s = float(os.environ.get("GRIDWATCH_REPORT_REFRESH_S", "60")) if interval_s is None else interval_s
         self._dirty = threading.Event()
         self._stop = threading.Event()
@@ -143,6 +148,10 @@ class Refresher:
                 return
             self._dirty.clear()
             try:
+                if self.keep_days is not None:  # before the reports, so they read the kept months
+                    from history import retention
+
+                    retention.prune(self.engine, self.keep_days)
                 with self.engine.connect() as conn:
                     years = years_with_data(conn)
                     conn.commit()

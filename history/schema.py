@@ -149,3 +149,11 @@ report_slices = Table(
     Column("scope", Text, primary_key=True),
     Column("body", JSONB, nullable=False),
 )
+
+# the customer figures of a month whose raw notifications were pruned (history/retention.py), kept for good
+figures_months = Table(
+    "figures_months", metadata,
+    Column("month", Text, primary_key=True),
+    Column("frozen_at", TS, nullable=False),
+    Column("body", JSONB, nullable=False),
+)
