@@ -744,19 +744,47 @@ def make_app(settings: Settings | None, users: Iterable[gwauth.User] | gwauth.Au
 # ------------------------------------------------------------------------------------- reading Kafka
 
 def _feed_view_class():
-    from streams.topicview import TopicView
+    from streams.topicview import TopicView, decode_record
 
     class FeedView(TopicView):
         """A TopicView that hands every record to ``sink(key, value, kafka_ts)`` with its Kafka timestamp
         (epoch seconds), and, with ``keyless``, also the records without a key (feedback from an unknown
-        number), which a TopicView cannot keep per key."""
+        number), which a TopicView cannot keep per key. It keeps nothing itself: the model holds the records
+        (a TopicView's own map would add an entry per key that nothing reads).
 
-        def __init__(self, settings: Settings, topic: str, sink, *, keyless: bool = False):
-            super().__init__(settings, topic, on_change=self._changed, client_id="gridwatch-console")
+        ``tail``: read at most the last ``tail`` records of each partition (the model keeps only the newest
+        ``max_records`` notifications and feedback; every one of those is within the last ``max_records`` of
+        its partition), so a long history on those topics does not lengthen the start."""
+
+        def __init__(self, settings: Settings, topic: str, sink, *, keyless: bool = False,
+                     tail: int | None = None):
+            super().__init__(settings, topic, client_id="gridwatch-console")
             self._sink, self._keyless, self._ts = sink, keyless, None
+            self._tail, self._positioned = tail, tail is None
+            self.skipped = 0  # records before the tail, not read
 
-        def _changed(self, key, value):
-            self._sink(key, value, self._ts)
+        async def _check_ready(self) -> None:
+            # first called by start() right after it assigned the partitions and took their end offsets,
+            # before the reading task exists: the place to move to the tail
+            if not self._positioned:
+                self._positioned = True
+                tps = list(self._targets)
+                begins = await self._consumer.beginning_offsets(tps)
+                for tp in tps:
+                    start = max(begins.get(tp, 0), self._targets[tp] - self._tail)
+                    if start > begins.get(tp, 0):
+                        self._consumer.seek(tp, start)
+                        self.skipped += start - begins.get(tp, 0)
+            await super()._check_ready()
+
+        async def _apply(self, key, value) -> None:
+            decoded = decode_record(self.topic, key, value)
+            if decoded is None:
+                return
+            try:
+                self._sink(*decoded, self._ts)
+            except Exception:
+                log.exception("%s: applying a record failed", self.topic)
 
         async def _record(self, record) -> None:
             ts = record.timestamp
@@ -785,7 +813,8 @@ def _feed_view_class():
 async def start_feeds(settings: Settings, console: Console, timeout: float = READY_TIMEOUT_S) -> list:
     """Start one view per topic the console reads, wait until each has caught up, return them."""
     FeedView = _feed_view_class()
-    views = [FeedView(settings, topic, console.feed(kind), keyless=(kind == "feedback"))
+    tail = {"notifications": console.model.max_records, "feedback": console.model.max_records}
+    views = [FeedView(settings, topic, console.feed(kind), keyless=(kind == "feedback"), tail=tail.get(kind))
              for kind, topic in FEEDS.items()]
     started = []
     try:
@@ -955,7 +984,8 @@ def register(subparsers) -> None:
                         "resolve, silence",
         description="Serve the operations console's pages and JSON API (GET /api/openapi.json describes it), "
                     "live events (/api/events) and Prometheus metrics (/metrics). Reads the alerts, "
-                    "notifications, feedback, silences and customers topics in full before serving. Users: "
+                    "notifications, feedback, silences and customers topics before serving (notifications and feedback: "
+                    "the newest 50,000 records of each partition, as many as it keeps). Users: "
                     "GRIDWATCH_CONSOLE_USERS=name:role:secret,... or GRIDWATCH_CONSOLE_USERS_FILE (role viewer "
                     "or operator); GRIDWATCH_CONSOLE_URL when browsers reach it under another URL.")
     p.add_argument("--host", default=DEFAULT_HOST, help="interface to listen on (default: %(default)s)")
