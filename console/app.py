@@ -756,19 +756,47 @@ def make_app(settings: Settings | None, users: Iterable[gwauth.User] | gwauth.Au
 # ------------------------------------------------------------------------------------- reading Kafka
 
 def _feed_view_class():
-    from streams.topicview import TopicView
+    from streams.topicview import TopicView, decode_record
 
     class FeedView(TopicView):
         """A TopicView that hands every record to ``sink(key, value, kafka_ts)`` with its Kafka timestamp
         (epoch seconds), and, with ``keyless``, also the records without a key (feedback from an unknown
-        number), which a TopicView cannot keep per key."""
+        number), which a TopicView cannot keep per key. It keeps nothing itself: the model holds the records
+        (a TopicView's own map would add an entry per key that nothing reads).
 
-        def __init__(self, settings: Settings, topic: str, sink, *, keyless: bool = False):
-            super().__init__(settings, topic, on_change=self._changed, client_id="gridwatch-console")
+        ``tail``: read at most the last ``tail`` records of each partition (the model keeps only the newest
+        ``max_records`` notifications and feedback; every one of those is within the last ``max_records`` of
+        its partition), so a long history on those topics does not lengthen the start."""
+
+        def __init__(self, settings: Settings, topic: str, sink, *, keyless: bool = False,
+                     tail: int | None = None):
+            super().__init__(settings, topic, client_id="gridwatch-console")
             self._sink, self._keyless, self._ts = sink, keyless, None
+            self._tail, self._positioned = tail, tail is None
+            self.skipped = 0  # records before the tail, not read
 
-        def _changed(self, key, value):
-            self._sink(key, value, self._ts)
+        async def _check_ready(self) -> None:
+            # first called by start() right after it assigned the partitions and took their end offsets,
+            # before the reading task exists: the place to move to the tail
+            if not self._positioned:
+                self._positioned = True
+                tps = list(self._targets)
+                begins = await self._consumer.beginning_offsets(tps)
+                for tp in tps:
+                    start = max(begins.get(tp, 0), self._targets[tp] - self._tail)
+                    if start > begins.get(tp, 0):
+                        self._consumer.seek(tp, start)
+                        self.skipped += start - begins.get(tp, 0)
+            await super()._check_ready()
+
+        async def _apply(self, key, value) -> None:
+            decoded = decode_record(self.topic, key, value)
+            if decoded is None:
+                return
+            try:
+                self._sink(*decoded, self._ts)
+            except Exception:
+                log.exception("%s: applying a record failed", self.topic)
 
         async def _record(self, record) -> None:
             ts = record.timestamp
@@ -797,7 +825,8 @@ def _feed_view_class():
 async def start_feeds(settings: Settings, console: Console, timeout: float = READY_TIMEOUT_S) -> list:
     """Start one view per topic the console reads, wait until each has caught up, return them."""
     FeedView = _feed_view_class()
-    views = [FeedView(settings, topic, console.feed(kind), keyless=(kind == "feedback"))
+    tail = {"notifications": console.model.max_records, "feedback": console.model.max_records}
+    views = [FeedView(settings, topic, console.feed(kind), keyless=(kind == "feedback"), tail=tail.get(kind))
              for kind, topic in FEEDS.items()]
     started = []
     try:
@@ -822,9 +851,15 @@ async def serve(settings: Settings, users: list[gwauth.User], host: str, port: i
     from streams.topicview import TopicViewError
 
     model = ConsoleModel()
+    sessions = await asyncio.to_thread(_session_store, settings)
+    authenticator = gwauth.Authenticator(users, store=sessions)
     producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_list, acks="all", enable_idempotence=True,
                                 client_id="gridwatch-console")
-    app = make_app(settings, users, model=model, producer=producer)
+    app = make_app(settings, authenticator, model=model, producer=producer)
+    if sessions is not None:
+        async def close_sessions(app: web.Application) -> None:
+            await asyncio.to_thread(sessions.close)
+        app.on_cleanup.append(close_sessions)
     console = app[CONSOLE]
     try:
         views = await start_feeds(settings, console)
@@ -871,6 +906,21 @@ async def serve(settings: Settings, users: list[gwauth.User], host: str, port: i
         for view in views:
             await view.stop()
     return 0
+
+
+def _session_store(settings: Settings):
+    """Sessions in the configured database (they survive a restart), else None: in memory only."""
+    from console.sessions import open_sessions
+
+    try:
+        store = open_sessions(settings)
+    except Exception as exc:  # configured but unreachable: the board still serves, sessions end at a restart
+        print(f"gridwatch console: sessions kept in memory only, the database is unavailable "
+              f"({type(exc).__name__})", file=sys.stderr, flush=True)
+        return None
+    if store is None:
+        log.info("console: no database configured; sessions end when the console stops")
+    return store
 
 
 def _reload_users_on_sighup(settings: Settings, authenticator: gwauth.Authenticator,
@@ -946,7 +996,8 @@ def register(subparsers) -> None:
                         "resolve, silence",
         description="Serve the operations console's pages and JSON API (GET /api/openapi.json describes it), "
                     "live events (/api/events) and Prometheus metrics (/metrics). Reads the alerts, "
-                    "notifications, feedback, silences and customers topics in full before serving. Users: "
+                    "notifications, feedback, silences and customers topics before serving (notifications and feedback: "
+                    "the newest 50,000 records of each partition, as many as it keeps). Users: "
                     "GRIDWATCH_CONSOLE_USERS=name:role:secret,... or GRIDWATCH_CONSOLE_USERS_FILE (role viewer "
                     "or operator); GRIDWATCH_CONSOLE_URL when browsers reach it under another URL.")
     p.add_argument("--host", default=DEFAULT_HOST, help="interface to listen on (default: %(default)s)")

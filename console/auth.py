@@ -19,7 +19,12 @@ separately per client address, each further failure doubles the wait (1 s, 2 s, 
 :data:`MAX_BACKOFF_S`), during which every attempt is answered 429 with ``Retry-After`` without being
 checked. Failures are forgotten after :data:`FAILURE_WINDOW_S` without one.
 
-Sessions live in memory (a restart signs everyone out), at most :data:`MAX_SESSIONS_PER_USER` per user (a new
+Sessions live in memory and, when a :class:`SessionStore` is given (the console uses the history store's
+PostgreSQL when a database is configured, :mod:`console.sessions`), also in the store, so a console restart
+signs nobody out. The store keeps only a SHA-256 of each session id (a copy of the store is not a set of
+cookies), the CSRF token, the times and a digest of the user as configured; a restored session lives on only if
+its user is still configured the same way (name, role and Argon2id hash; a user whose secret is configured in
+plain is hashed with a fresh salt at every start, so such a user's sessions end at a restart). At most :data:`MAX_SESSIONS_PER_USER` per user (a new
 one ends the oldest), each ended after :data:`SESSION_IDLE_S` unused or :data:`SESSION_MAX_S` in all, and each
 carrying its own CSRF token, which a cookie-authenticated state-changing request must echo in
 ``X-CSRF-Token``. Whatever ends a session (sign-out, expiry, the cap, the user's removal from the list) is
@@ -37,7 +42,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Protocol
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -45,7 +50,8 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from gridwatch.config import Settings
 from gridwatch.httpauth import basic_credentials
 
-__all__ = ["ROLES", "SESSION_COOKIE", "CSRF_HEADER", "User", "Session", "UsersError", "Authenticator", "Throttle",
+__all__ = ["ROLES", "SESSION_COOKIE", "CSRF_HEADER", "User", "Session", "StoredSession", "SessionStore", "UsersError",
+           "Authenticator", "Throttle",
            "basic_credentials", "hash_secret", "parse_users", "load_users", "demo_users"]
 
 ROLES = ("viewer", "operator")
@@ -55,6 +61,8 @@ CSRF_HEADER = "X-CSRF-Token"
 SESSION_IDLE_S = 12 * 3600
 #: a session never lives longer than this, used or not (a shift and its handover)
 SESSION_MAX_S = 24 * 3600
+#: a session's use is written to the store at most this often (the idle limit is hours)
+TOUCH_EVERY_S = 60.0
 #: sessions one user may have at once; signing in again ends the oldest
 MAX_SESSIONS_PER_USER = 10
 #: failed sign-ins per user name, and per address, before each further one makes them wait
@@ -121,11 +129,53 @@ class User:
 
 @dataclass
 class Session:
+    #: the cookie's value ("" for a session restored from the store until its cookie is seen)
     id: str = field(repr=False)
     user: User
     csrf: str = field(repr=False)
     created: float
     last_seen: float
+    #: SHA-256 of the id: what sessions are kept and stored under
+    key: str = field(default="", repr=False)
+    #: last_seen as last written to the store
+    stored_seen: float = field(default=0.0, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.key:
+            self.key = session_key(self.id)
+
+
+def session_key(session_id: str) -> str:
+    return hashlib.sha256(session_id.encode("utf-8")).hexdigest()
+
+
+def user_key(user: User) -> str:
+    """What a stored session remembers of its user: a digest of name, role and the configured secret's origin
+    (the Argon2id hash, or for a plain secret an HMAC under a key of this process only)."""
+    return hashlib.sha256(f"{user.name}\0{user.role}\0{user.origin}".encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class StoredSession:
+    key: str
+    user_name: str
+    user_key: str
+    csrf: str = field(repr=False)
+    created: float
+    last_seen: float
+
+
+class SessionStore(Protocol):
+    """Where sessions are kept beyond the process (:class:`console.sessions.PostgresSessions`). Writes may be
+    deferred; they must keep their order."""
+
+    def load(self) -> list[StoredSession]: ...
+
+    def save(self, session: StoredSession) -> None: ...
+
+    def touch(self, key: str, last_seen: float) -> None: ...
+
+    def delete(self, keys: list[str]) -> None: ...
 
 
 def _parse_entry(entry: str, where: str) -> tuple[User, str | None]:
@@ -264,11 +314,14 @@ class Throttle:
 class Authenticator:
     """Checks credentials, throttles guessing and keeps the sessions of signed-in browsers."""
 
-    def __init__(self, users: Iterable[User], *, clock: Callable[[], float] = time.monotonic,
+    def __init__(self, users: Iterable[User], *, clock: Callable[[], float] = time.time,
                  idle_s: float = SESSION_IDLE_S, max_s: float = SESSION_MAX_S,
-                 max_sessions: int = MAX_SESSIONS_PER_USER, throttle: Throttle | None = None):
+                 max_sessions: int = MAX_SESSIONS_PER_USER, throttle: Throttle | None = None,
+                 store: SessionStore | None = None):
+        # key (SHA-256 of the id) -> session; times are wall-clock seconds, so stored ones mean the same later
         self._sessions: dict[str, Session] = {}
         self._clock = clock
+        self._store = store
         self._idle_s, self._max_s, self._max_sessions = idle_s, max_s, max_sessions
         self.throttle = throttle or Throttle(clock=clock)
         self._listeners: list[Callable[[str, str | None], None]] = []
@@ -277,6 +330,25 @@ class Authenticator:
         # verified against when a name is unknown, so an unknown name costs the same as a wrong secret
         self._dummy = User("-", "viewer", hash_secret(secrets.token_hex(16)))
         self.set_users(users)
+        if store is not None:
+            self._restore(store)
+
+    def _restore(self, store: SessionStore) -> None:
+        """Take back the stored sessions whose user is still configured the same way and that have not
+        expired; forget the others."""
+        now = self._clock()
+        by_key = {user_key(u): u for u in self.users}
+        dropped = []
+        for row in store.load():
+            user = by_key.get(row.user_key)
+            if user is None or user.name != row.user_name or now - row.last_seen > self._idle_s \
+                    or now - row.created > self._max_s:
+                dropped.append(row.key)
+                continue
+            self._sessions[row.key] = Session(id="", user=user, csrf=row.csrf, created=row.created,
+                                              last_seen=row.last_seen, key=row.key, stored_seen=row.last_seen)
+        if dropped:
+            store.delete(dropped)
 
     # ------------------------------------------------------------------------------------ users
 
@@ -290,9 +362,11 @@ class Authenticator:
         self._verified.clear()
         for name, user in old.items():
             if self._by_name.get(name) != user:
-                for sid, s in list(self._sessions.items()):
-                    if s.user.name == name:
-                        del self._sessions[sid]
+                ended = [key for key, s in self._sessions.items() if s.user.name == name]
+                for key in ended:
+                    del self._sessions[key]
+                if ended and self._store is not None:
+                    self._store.delete(ended)
                 self._tell(name, None)
 
     def current(self, user: User) -> bool:
@@ -354,10 +428,12 @@ class Authenticator:
         self._expire(now)
         mine = sorted((s for s in self._sessions.values() if s.user.name == user.name), key=lambda s: s.created)
         for old in mine[:max(0, len(mine) - self._max_sessions + 1)]:
-            self.close_session(old.id)
+            self._end(old)
         session = Session(id=secrets.token_urlsafe(32), user=user, csrf=secrets.token_urlsafe(32),
-                          created=now, last_seen=now)
-        self._sessions[session.id] = session
+                          created=now, last_seen=now, stored_seen=now)
+        self._sessions[session.key] = session
+        if self._store is not None:
+            self._store.save(StoredSession(session.key, user.name, user_key(user), session.csrf, now, now))
         return session
 
     def sessions_of(self, name: str) -> int:
@@ -366,27 +442,40 @@ class Authenticator:
 
     def session(self, session_id: str | None) -> Session | None:
         """The live session with this id (its idle timer restarted), or None."""
-        session = self._sessions.get(session_id or "")
+        if not session_id:
+            return None
+        session = self._sessions.get(session_key(session_id))
         if session is None or not self.alive(session):
             return None
+        session.id = session.id or session_id  # restored: its cookie is seen for the first time
         session.last_seen = self._clock()
+        if self._store is not None and session.last_seen - session.stored_seen >= TOUCH_EVERY_S:
+            session.stored_seen = session.last_seen
+            self._store.touch(session.key, session.last_seen)
         return session
 
     def alive(self, session: Session) -> bool:
         """The session has not ended (without counting as a use); an expired one is ended now."""
-        if self._sessions.get(session.id) is not session:
+        if self._sessions.get(session.key) is not session:
             return False
         now = self._clock()
         if now - session.last_seen > self._idle_s or now - session.created > self._max_s \
                 or not self.current(session.user):
-            self.close_session(session.id)
+            self._end(session)
             return False
         return True
 
     def close_session(self, session_id: str | None) -> None:
-        session = self._sessions.pop(session_id or "", None)
+        session = self._sessions.get(session_key(session_id)) if session_id else None
         if session is not None:
-            self._tell(session.user.name, session.id)
+            self._end(session)
+
+    def _end(self, session: Session) -> None:
+        if self._sessions.pop(session.key, None) is None:
+            return
+        if self._store is not None:
+            self._store.delete([session.key])
+        self._tell(session.user.name, session.id)
 
     def _expire(self, now: float) -> None:
         for s in list(self._sessions.values()):

@@ -262,38 +262,23 @@ def _fresh(request: web.Request) -> bool:
     return request.query.get("fresh", "") in ("1", "true")
 
 
-def _slice(rep: dict, feeder: str) -> dict:
-    """One feeder's view of the whole report (as reliability.report(feeder=…) makes it)."""
-    out = {**rep, "feeder": feeder}
-    for part in ("", "excluding_major_event_days"):
-        body = rep.get(part) if part else rep
-        if not body:
-            continue
-        periods = body["feeders"].get(feeder, {})
-        view = {"system": periods, "feeders": {feeder: periods} if periods else {}}
-        if part:
-            out[part] = view
-        else:
-            out.update(view)
-    return out
-
-
-def _report(conn, name: str, year: int, fresh: bool) -> dict:
-    """The kept report (history/reports.py) unless there is none or a fresh one is asked for."""
+def _report(conn, name: str, year: int, fresh: bool, feeder: str | None = None) -> dict:
+    """The kept report (history/reports.py) unless there is none or a fresh one is asked for; with
+    ``feeder``, that feeder's slice."""
     from history import reports
 
-    rep = None if fresh else reports.cached(conn, name, year)
+    rep = None if fresh else reports.cached(conn, name, year, feeder)
     if rep is None:
         rep = json.loads(json.dumps(reports.compute(conn, name, year), default=str))
         rep["computed_at"] = datetime.now(timezone.utc).isoformat()
+        if feeder is not None:
+            rep = reports.feeder_slice(rep, feeder)
     return rep
 
 
 async def reliability_report(request: web.Request) -> web.Response:
     year, feeder, fresh = _year(request), (request.query.get("feeder") or None), _fresh(request)
-    rep = await _run(request, lambda conn: _report(conn, "reliability", year, fresh))
-    if feeder is not None:
-        rep = _slice(rep, feeder)
+    rep = await _run(request, lambda conn: _report(conn, "reliability", year, fresh, feeder))
     rep["ranking"] = sorted(({"feeder_id": f, **v["ytd"]} for f, v in rep["feeders"].items()),
                             key=lambda r: (-(r["saidi"] or 0), r["feeder_id"]))
     if _wants_csv(request):

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 from collections import Counter, defaultdict, deque
 from datetime import datetime, timezone
 from typing import Any, Iterable
@@ -93,6 +94,24 @@ def _count(value: Any) -> int:
     return len(value) if isinstance(value, (list, tuple)) else 0
 
 
+#: what the console shows of a customer (and places them by); the rest of a directory record is not kept
+CUSTOMER_FIELDS = ("meter_id", "transformer_id", "feeder_id", "phone", "language", "segment", "opted_out")
+#: values many customers share, kept once
+_SHARED = ("transformer_id", "feeder_id", "language", "segment")
+
+
+def _directory_entry(record: dict) -> dict:
+    """The fields of a customer record the console uses, with shared values interned: a million customers'
+    records as decoded (every key a string of its own, contact details the console never shows) would be
+    most of its memory."""
+    out = {}
+    for k in CUSTOMER_FIELDS:
+        v = record.get(k)
+        if v is not None:
+            out[k] = sys.intern(v) if k in _SHARED and type(v) is str else v
+    return out
+
+
 class ConsoleModel:
     """Everything the console shows, in memory. Not thread-safe: one event loop feeds and reads it."""
 
@@ -151,6 +170,7 @@ class ConsoleModel:
         if old is not None and self._meter_customer.get(old.get("meter_id")) == cid:
             del self._meter_customer[old["meter_id"]]
         if value is not None:
+            value = _directory_entry(value)
             self.customers[cid] = value
             if value.get("meter_id"):
                 self._meter_customer[value["meter_id"]] = cid

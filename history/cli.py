@@ -113,6 +113,21 @@ def _cmd_refresh(args) -> int:
     return 0
 
 
+def _cmd_prune(args) -> int:
+    from history import db, retention
+
+    try:
+        days = args.keep_days if args.keep_days is not None else retention.keep_days_from_env()
+    except ValueError as exc:
+        print(f"gridwatch history prune: {exc}", file=sys.stderr)
+        return 2
+    if days is None or days < 1:
+        print(f"gridwatch history prune: give --keep-days N (N >= 1) or set {retention.ENV}", file=sys.stderr)
+        return 2
+    print(json.dumps(retention.prune(db.open_store(), days)), flush=True)
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "db", help="the operations history's PostgreSQL: start, stop, status, url, migrate, backup",
@@ -149,6 +164,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                        "figures of every year with data (or --year), kept in report_cache.")
     p.add_argument("--year", type=int, default=None, help="one year only")
     p.set_defaults(func=_cmd_refresh)
+    p = actions.add_parser("prune", help="delete raw notifications of old months, keeping their figures",
+                           description="Whole months that ended more than --keep-days (default "
+                                       "GRIDWATCH_HISTORY_KEEP_DAYS) ago: their customer figures are kept in "
+                                       "figures_months, then their notifications deleted. The projector does "
+                                       "this before each refresh when GRIDWATCH_HISTORY_KEEP_DAYS is set.")
+    p.add_argument("--keep-days", type=int, default=None, help="days of raw notifications to keep")
+    p.set_defaults(func=_cmd_prune)
     p = actions.add_parser("report", help="IEEE 1366 reliability indices and customer figures as JSON",
                            description="Per month and year to date, per feeder and for the system.")
     p.add_argument("--year", type=int, default=None, help="the year (default: the current one)")

@@ -109,11 +109,31 @@ def _rows(conn: Connection, sql: str, params: dict) -> list[dict[str, Any]]:
     return [dict(r._mapping) for r in conn.execute(text(sql), params)]
 
 
+TABLES = ("first_message", "told_before_report", "delivery", "replies", "satisfaction", "opt_out")
+
+
 def report(conn: Connection, *, year: int | None = None, report_window_s: int = REPORT_WINDOW_S,
            optout_window_days: int = OPTOUT_WINDOW_DAYS) -> dict[str, Any]:
+    """The year's figures: computed from the raw rows, except the months whose raw notifications were pruned
+    (history/retention.py), whose rows were kept when they were pruned."""
     year = year or datetime.now(timezone.utc).year
+    rep = compute(conn, datetime(year, 1, 1, tzinfo=timezone.utc), datetime(year + 1, 1, 1, tzinfo=timezone.utc),
+                  report_window_s=report_window_s, optout_window_days=optout_window_days)
+    frozen = dict(conn.execute(text("SELECT month, body FROM figures_months WHERE month LIKE :y ORDER BY month"),
+                               {"y": f"{year:04d}-%"}).all())
+    if frozen:
+        for table in TABLES:
+            rows = [r for r in rep[table] if r["month"] not in frozen]
+            rows += [r for body in frozen.values() for r in body.get(table, [])]
+            rep[table] = sorted(rows, key=lambda r: r["month"])  # stable: a month's rows keep their order
+    return {"year": year, **rep}
+
+
+def compute(conn: Connection, lo: datetime, hi: datetime, *, report_window_s: int = REPORT_WINDOW_S,
+            optout_window_days: int = OPTOUT_WINDOW_DAYS) -> dict[str, Any]:
+    """The figures of the months in [lo, hi), from the raw rows."""
     conn.execute(text("SET LOCAL work_mem = '64MB'"))  # until the transaction ends
-    params = {"lo": datetime(year, 1, 1, tzinfo=timezone.utc), "hi": datetime(year + 1, 1, 1, tzinfo=timezone.utc)}
+    params = {"lo": lo, "hi": hi}
     first = _rows(conn, _FIRST_MESSAGE, params)
     for r in first:
         r["p50_s"], r["p95_s"] = round(float(r["p50_s"]), 3), round(float(r["p95_s"]), 3)
@@ -126,6 +146,6 @@ def report(conn: Connection, *, year: int | None = None, report_window_s: int = 
     opt = _rows(conn, _OPT_OUT, {**params, "days": optout_window_days})
     for r in opt:
         r["opt_out_rate"] = round(r["opted_out"] / r["messaged"], 6) if r["messaged"] else None
-    return {"year": year, "report_window_s": report_window_s, "optout_window_days": optout_window_days,
+    return {"report_window_s": report_window_s, "optout_window_days": optout_window_days,
             "first_message": first, "told_before_report": told, "delivery": _rows(conn, _DELIVERY, params),
             "replies": _rows(conn, _REPLIES, params), "satisfaction": sat, "opt_out": opt}

@@ -5,7 +5,9 @@ Measured), far too long for a page. So the projector refreshes ``report_cache`` 
 (every feeder: one feeder's view is a slice of it) and the customer figures, per year — at most every
 ``GRIDWATCH_REPORT_REFRESH_S`` seconds (60) after new rows arrived, in a thread of its own with its own
 connection, so projecting never waits for it. The console answers from the cache with ``computed_at``
-and computes on request only when a year has no cached report (or when asked with ``fresh=1``).
+and computes on request only when a year has no cached report (or when asked with ``fresh=1``). Each feeder's
+slice of the reliability report is kept in a row of its own (``report_slices``, written in the same transaction),
+so one feeder's report reads a few kilobytes instead of the whole year's report of every feeder.
 """
 
 from __future__ import annotations
@@ -53,15 +55,49 @@ def refresh(engine: Engine, year: int, names=NAMES) -> dict[str, float]:
         with engine.begin() as conn:
             conn.execute(stmt.on_conflict_do_update(index_elements=["name", "year"],
                                                     set_={k: stmt.excluded[k] for k in row if k not in ("name", "year")}))
+            # one feeder's view, kept beside the whole report (same transaction: never out of step with it)
+            conn.execute(t.report_slices.delete().where(t.report_slices.c.name == name,
+                                                        t.report_slices.c.year == year))
+            slices = [{"name": name, "year": year, "scope": feeder, "body": feeder_slice(body, feeder)}
+                      for feeder in ((body.get("feeders") or {}) if name == "reliability" else {})]
+            if slices:
+                conn.execute(insert(t.report_slices), slices)
         took[name] = seconds
     return took
 
 
-def cached(conn: Connection, name: str, year: int) -> dict[str, Any] | None:
-    row = conn.execute(select(t.report_cache.c.body, t.report_cache.c.computed_at, t.report_cache.c.seconds)
-                       .where(t.report_cache.c.name == name, t.report_cache.c.year == year)).first()
-    if row is None:
-        return None
+def feeder_slice(rep: dict, feeder: str) -> dict:
+    """One feeder's view of the whole reliability report (as reliability.report(feeder=…) makes it)."""
+    out = {**rep, "feeder": feeder}
+    for part in ("", "excluding_major_event_days"):
+        body = rep.get(part) if part else rep
+        if not body:
+            continue
+        periods = body["feeders"].get(feeder, {})
+        view = {"system": periods, "feeders": {feeder: periods} if periods else {}}
+        if part:
+            out[part] = view
+        else:
+            out.update(view)
+    return out
+
+
+def cached(conn: Connection, name: str, year: int, feeder: str | None = None) -> dict[str, Any] | None:
+    """The kept report of ``year`` (None: none kept yet); with ``feeder``, that feeder's slice of it, read from
+    its own small row (a feeder the report does not name is sliced from the whole)."""
+    c = t.report_cache.c
+    if feeder is not None:
+        s = t.report_slices.c
+        row = conn.execute(select(s.body, c.computed_at, c.seconds)
+                           .join_from(t.report_slices, t.report_cache, (s.name == c.name) & (s.year == c.year))
+                           .where(s.name == name, s.year == year, s.scope == feeder)).first()
+        if row is None:
+            whole = cached(conn, name, year)
+            return None if whole is None else feeder_slice(whole, feeder)
+    else:
+        row = conn.execute(select(c.body, c.computed_at, c.seconds).where(c.name == name, c.year == year)).first()
+        if row is None:
+            return None
     return {**row.body, "computed_at": row.computed_at.isoformat(), "compute_seconds": round(row.seconds, 3)}
 
 
@@ -79,8 +115,13 @@ def years_with_data(conn: Connection) -> list[int]:
 class Refresher:
     """Refreshes the cached reports of the years that changed, at most every ``interval_s``, in a thread."""
 
-    def __init__(self, engine: Engine, interval_s: float | None = None):
+    def __init__(self, engine: Engine, interval_s: float | None = None, keep_days: int | None = None):
+        """``keep_days``: also prune raw notifications older than that (history/retention.py) before each
+        refresh; default ``GRIDWATCH_HISTORY_KEEP_DAYS`` (unset: never)."""
+        from history import retention
+
         self.engine = engine
+        self.keep_days = retention.keep_days_from_env() if keep_days is None else keep_days
         self.interval_s = float(os.environ.get("GRIDWATCH_REPORT_REFRESH_S", "60")) if interval_s is None else interval_s
         self._dirty = threading.Event()
         self._stop = threading.Event()
@@ -107,6 +148,10 @@ class Refresher:
                 return
             self._dirty.clear()
             try:
+                if self.keep_days is not None:  # before the reports, so they read the kept months
+                    from history import retention
+
+                    retention.prune(self.engine, self.keep_days)
                 with self.engine.connect() as conn:
                     years = years_with_data(conn)
                     conn.commit()

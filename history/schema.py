@@ -130,3 +130,30 @@ report_cache = Table(
     Column("seconds", Float, nullable=False),
     Column("body", JSONB, nullable=False),
 )
+
+console_sessions = Table(
+    "console_sessions", metadata,
+    Column("key", Text, primary_key=True),
+    Column("user_name", Text, nullable=False),
+    Column("user_key", Text, nullable=False),
+    Column("csrf", Text, nullable=False),
+    Column("created", Float, nullable=False),
+    Column("last_seen", Float, nullable=False),
+)
+
+# one feeder's slice of a kept report (written with it), so a feeder's report reads one small row
+report_slices = Table(
+    "report_slices", metadata,
+    Column("name", Text, primary_key=True),
+    Column("year", Integer, primary_key=True),
+    Column("scope", Text, primary_key=True),
+    Column("body", JSONB, nullable=False),
+)
+
+# the customer figures of a month whose raw notifications were pruned (history/retention.py), kept for good
+figures_months = Table(
+    "figures_months", metadata,
+    Column("month", Text, primary_key=True),
+    Column("frozen_at", TS, nullable=False),
+    Column("body", JSONB, nullable=False),
+)

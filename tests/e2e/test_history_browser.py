@@ -63,6 +63,11 @@ def test_the_history_page_shows_the_indices_ranking_figures_and_search(history_c
             page = context.new_page()
             page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
             page.on("pageerror", lambda e: problems.append(str(e)))
+            # the board links to the history
+            page.goto(history_console + "/")
+            page.click("[data-testid=history-link]")
+            page.wait_for_url(history_console + "/history")
+            page.wait_for_selector("body[data-loaded=true]", timeout=30000)
             page.goto(history_console + "/history?year=2026")
             page.wait_for_selector("body[data-loaded=true]", timeout=30000)
 

@@ -59,3 +59,30 @@ def test_the_refresher_keeps_every_year_with_data_after_a_change(history_engine)
     with history_engine.connect() as conn:
         kept = reports.cached(conn, "reliability", 2026)
     assert kept is not None and kept["system"]["ytd"]["customer_minutes_interrupted"] == 690
+
+
+def test_each_feeders_slice_is_kept_in_its_own_row_with_the_report(history_engine):
+    from sqlalchemy import select
+
+    from history import schema as t
+
+    project(history_engine, scenario())
+    reports.refresh(history_engine, 2026)
+    with history_engine.connect() as conn:
+        rows = dict(conn.execute(select(t.report_slices.c.scope, t.report_slices.c.body)
+                                 .where(t.report_slices.c.name == "reliability",
+                                        t.report_slices.c.year == 2026)).all())
+        whole = reports.cached(conn, "reliability", 2026)
+        f2 = reports.cached(conn, "reliability", 2026, "F2")
+        unknown = reports.cached(conn, "reliability", 2026, "F9")
+        assert reports.cached(conn, "reliability", 2025, "F2") is None
+    assert sorted(rows) == sorted(whole["feeders"]) == ["F1", "F2"]
+    assert rows["F2"]["system"] == whole["feeders"]["F2"] and f2["feeders"] == {"F2": whole["feeders"]["F2"]}
+    assert f2["computed_at"] == whole["computed_at"] and f2["feeder"] == "F2"
+    assert unknown["system"] == {} and unknown["feeders"] == {}
+    # a refresh replaces the slices with the report's (a feeder gone from it leaves no stale row)
+    with history_engine.begin() as conn:
+        conn.execute(t.report_slices.insert().values(name="reliability", year=2026, scope="F7", body={}))
+    reports.refresh(history_engine, 2026, names=("reliability",))
+    with history_engine.connect() as conn:
+        assert sorted(conn.execute(select(t.report_slices.c.scope)).scalars()) == ["F1", "F2"]

@@ -246,3 +246,17 @@ def test_silences_listed_with_active_flag():
     assert listed == {"s1": (True, "active"), "s2": (False, "scheduled"), "s3": (False, "expired")}
     m.apply("silences", "s2", None, None)
     assert {s["silence_id"] for s in m.list_silences(now)} == {"s1", "s3"}
+
+
+def test_the_directory_keeps_only_what_the_console_shows_with_shared_values_once():
+    m = ConsoleModel()
+    for i in (1, 2):
+        m.apply("customers", f"C{i}", {"customer_id": f"C{i}", "meter_id": f"M{i}", "transformer_id": "T" + "1" * 3,
+                                       "feeder_id": "F1", "phone": f"+44790000000{i}", "language": "en-GB",
+                                       "segment": "residential", "opted_out": False, "email": f"c{i}@example.net",
+                                       "webhook_url": "https://example.net/hook", "timezone": "Europe/London"})
+    c1, c2 = m.customers["C1"], m.customers["C2"]
+    assert c1 == {"meter_id": "M1", "transformer_id": "T111", "feeder_id": "F1", "phone": "+447900000001",
+                  "language": "en-GB", "segment": "residential", "opted_out": False}
+    assert c1["transformer_id"] is c2["transformer_id"] and c1["segment"] is c2["segment"]
+    assert m._customer_of_meter("M2") is c2
