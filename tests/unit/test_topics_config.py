@@ -181,4 +181,5 @@ def test_docker_compose_file_validates():
     proc = subprocess.run([compose, "-f", str(repo / "docker-compose.yml"), "config", "--services"],
                           capture_output=True, text=True, timeout=60, cwd=repo)
     assert proc.returncode == 0, proc.stderr
-    assert set(proc.stdout.split()) == {"kafka", "topics", "worker", "sandbox", "simulator", "webhooks"}
+    assert set(proc.stdout.split()) == {"kafka", "topics", "worker", "sandbox", "simulator", "webhooks",
+                                      "postgres", "projector"}
