@@ -7,6 +7,9 @@ same day of the next month. Every day the detector projects the cycle's bill::
     projected kWh = measured kWh so far + r * (Prophet forecast of the days not yet measured)
     r             = measured / forecast over the last ``ratio_days`` (5) usable days of the cycle
 
+(with ``trend_weight`` > 0 the forecast days are scaled by r plus that share of r's trend carried forward,
+:func:`_trend_ratio`; the cross-validation has not chosen it, so the default is 0).
+
 Prophet supplies the shape of the rest of the cycle (weekly pattern, yearly season, the country's public
 holidays) and its uncertainty; r puts it on the level the household is at now, measured against the
 forecast's own shape. The projection (times the tariff's price, in the tariff's currency) is compared with
