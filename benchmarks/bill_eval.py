@@ -35,8 +35,7 @@ The seasonal swing that must not alert is the real one: the untouched rows are a
 parameters: ``ratio_days`` (days of evidence for the level), ``early_margin_pct``, ``min_level_ratio`` and
 ``trend_weight`` (how much of the level's trend is carried over the rest of the cycle). The households are
 split into 5 fixed folds; for each fold a grid point is chosen on the *other* four folds (see :func:`_choose`:
-false alerts <= 4 %, >= 80 % of natural spikes alerted, target recall >= 90 %; then winter false alerts
-<= 4 % and the best ramp recall, else the fewest winter false alerts) and scored on the fold's households only. Every figure in the table is a held-out one: pooled over the five held-out folds, with
+false alerts <= 4 % and >= 80 % of natural spikes alerted, then the best target recall) and scored on the fold's households only. Every figure in the table is a held-out one: pooled over the five held-out folds, with
 Wilson 95 % intervals, and per household. :func:`decide` reproduces the detector's decision from the
 stored forecast; the run checks that on every case of every cycle it alerts on the same day as the real
 detector (``process`` from the mid-cycle state) for the detector's default parameters, and prints the count.
@@ -95,8 +94,6 @@ GRID = {"ratio_days": (4, 5, 6, 7), "early_margin_pct": (0.0, 5.0, 10.0, 15.0, 2
         "min_level_ratio": (1.0, 1.1, 1.2), "trend_weight": (0.0, 0.5)}
 FOLDS = 5
 MAX_TRAIN_FALSE = 0.04
-MAX_TRAIN_WINTER_FALSE = 0.04
-MIN_TRAIN_RECALL = 0.9
 MIN_TRAIN_NATURAL = 0.8
 CACHE = Path(__file__).resolve().parents[1] / ".run" / "bill_eval" / "fits"
 
@@ -507,22 +504,15 @@ def _score(table: dict, names: Iterable[str], gi: int) -> dict:
 
 
 def _choose(table: dict, names: list[str], grid: list[dict]) -> int:
-    """The grid point chosen on the households ``names``.
+    """The grid point with the best target recall among those with a false-alert rate <= MAX_TRAIN_FALSE and
+    at least MIN_TRAIN_NATURAL of the natural spikes alerted on ``names`` (ties: fewer false alerts, then the
+    earlier point); else the fewest false alerts.
 
-    Admissible: false alerts <= MAX_TRAIN_FALSE on all untouched cycles and at least MIN_TRAIN_NATURAL of the
-    natural spikes alerted. Among those with the target recall >= MIN_TRAIN_RECALL: when some also keep winter
-    false alerts <= MAX_TRAIN_WINTER_FALSE, the best ramp recall of those; else the fewest winter false alerts.
-    No admissible point reaches the target recall: the best target recall (ties: fewer false alerts, then the
-    earlier point). None admissible: the fewest false alerts."""
+    Bounding the winter false alerts as well (<= 4 % on the training folds) was tried: no point then kept the
+    target recall at 90 %, and the held-out recall fell to 84 % (README, "Bill alerts")."""
     scores = [_score(table, names, gi) for gi in range(len(grid))]
     ok = [gi for gi, s in enumerate(scores)
           if s["false_rate"] <= MAX_TRAIN_FALSE and s["natural"] >= MIN_TRAIN_NATURAL]
-    good = [gi for gi in ok if scores[gi]["recall"] >= MIN_TRAIN_RECALL]
-    winter = [gi for gi in good if scores[gi]["winter_false_rate"] <= MAX_TRAIN_WINTER_FALSE]
-    if winter:
-        return max(winter, key=lambda gi: (scores[gi]["ramp_recall"], scores[gi]["recall"], -gi))
-    if good:
-        return min(good, key=lambda gi: (scores[gi]["winter_false_rate"], -scores[gi]["recall"], gi))
     if ok:
         return max(ok, key=lambda gi: (scores[gi]["recall"], -scores[gi]["false_rate"], -gi))
     return min(range(len(grid)), key=lambda gi: (scores[gi]["false_rate"], gi))
@@ -672,9 +662,7 @@ def format_report(res: dict) -> str:
                  f"median {_p(f['median'])}, 90th percentile {_p(f['p90'])}, max {_p(f['max'])}, "
                  f"{f['none']} of {f['households']} households with none")
     lines.append(f"parameters chosen on the other four folds (there: false alerts <= {100 * MAX_TRAIN_FALSE:.0f} %, "
-                 f"natural spikes alerted >= {100 * MIN_TRAIN_NATURAL:.0f} %, '{TARGET}' recall >= "
-                 f"{100 * MIN_TRAIN_RECALL:.0f} %; then winter false alerts <= {100 * MAX_TRAIN_WINTER_FALSE:.0f} % "
-                 f"and the best '{RAMP}' recall, else the fewest winter false alerts):")
+                 f"natural spikes alerted >= {100 * MIN_TRAIN_NATURAL:.0f} %, then the best '{TARGET}' recall):")
     for c in res["folds"]:
         t = c["train"]
         lines.append(f"  fold {c['fold']} ({c['households']} households): {_params(c['params'])} "

@@ -63,20 +63,3 @@ def test_parameters_are_chosen_on_the_training_households_only():
     assert _choose(table, ["a"], grid) == 1
     assert _choose(table, ["b"], grid) == 0
 
-
-def test_a_winter_of_false_alerts_rules_a_grid_point_out():
-    """Point 0 catches more spikes (98 %) but alerts falsely on 2 of 10 winter cycles (2 % of all 100); point 1
-    also meets the 90 % recall and has no winter false alert: point 1. When every point meeting the recall
-    alerts in winter, the fewest winter false alerts win."""
-    def outcome(untouched, found, winter=False):
-        return {"natural": False, "winter": winter, "untouched": untouched,
-                "cases": {"step to +40 %": {"days": found, "mid": 15}}}
-
-    table = {"a": [outcome([20, None], [None, 16], winter=True)] * 2
-             + [outcome([None, None], [16, 16], winter=True)] * 8
-             + [outcome([None, None], [16, None])] * 5 + [outcome([None, None], [16, 16])] * 85}
-    assert _choose(table, ["a"], [{"p": 0}, {"p": 1}]) == 1
-    table["a"][2] = outcome([None, 20], [16, 16], winter=True)             # point 1: now 1 of 10 winter cycles
-    table["a"][3] = outcome([None, 20], [16, 16], winter=True)
-    table["a"][4] = outcome([None, 20], [16, 16], winter=True)             # 3 of 10 against point 0's 2
-    assert _choose(table, ["a"], [{"p": 0}, {"p": 1}]) == 0
