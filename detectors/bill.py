@@ -487,8 +487,10 @@ def project(get: Any, fc: dict, start: date, end: date, d: date, cfg: BillConfig
         return None
     r = min(4.0, max(0.25, a / f))
     rest = sum(yhat[i_t + 1:length])
-    at = sum(j * yhat[j] for j in range(i_t + 1, length)) / rest if rest > 0 else float(i_t)
-    r_rest = _trend_ratio(r, win, at, cfg.min_ratio_days, cfg.trend_weight)
+    r_rest = r
+    if cfg.trend_weight > 0 and rest > 0:
+        at = sum(j * yhat[j] for j in range(i_t + 1, length)) / rest
+        r_rest = _trend_ratio(r, win, at, cfg.min_ratio_days, cfg.trend_weight)
     measured = raw = flagged = missing = 0.0
     for i, row in enumerate(rows):
         if row is None:
