@@ -54,7 +54,7 @@ def test_parameters_are_chosen_on_the_training_households_only():
     """Two grid points: 0 alerts falsely on household a, 1 misses on b. Trained on a alone, point 1 wins;
     on b alone, point 0: what the held-out households do never enters the choice."""
     def outcome(untouched, found):
-        return {"natural": False, "untouched": untouched,
+        return {"natural": False, "winter": False, "untouched": untouched,
                 "cases": {"step to +40 %": {"days": found, "mid": 15}}}
 
     table = {"a": [outcome([20, None], [None, 16])] + [outcome([None, None], [16, 16])] * 9,
@@ -62,3 +62,4 @@ def test_parameters_are_chosen_on_the_training_households_only():
     grid = [{"p": 0}, {"p": 1}]
     assert _choose(table, ["a"], grid) == 1
     assert _choose(table, ["b"], grid) == 0
+
