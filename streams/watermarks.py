@@ -39,7 +39,7 @@ import heapq
 import time
 from typing import Callable
 
-__all__ = ["PartitionClock"]
+__all__ = ["PartitionClock", "SettledNewest"]
 
 
 class PartitionClock:
@@ -166,3 +166,32 @@ class PartitionClock:
             if strict:
                 wm = min(wm, min(strict) - 1)
         return wm
+
+
+class SettledNewest:
+    """The newest reading a worker had seen ``settle_s`` of wall time ago: how far a quiet partition may move.
+
+    A partition with no batch for a while and nothing left unread may be quiet (its meters are dark), or its
+    readings may simply not be there yet: a burst is published partition after partition, and a restarted
+    worker re-reads one partition before another. Moved up to the newest reading *now*, such a partition
+    would overtake its own readings (its meters would look silent: an outage that is not one). Moved up only
+    to what was newest ``settle_s`` ago, it is overtaken only when its readings come more than ``settle_s``
+    after the others' of the same event time. A new instance (a restarted worker) knows nothing settled
+    until ``settle_s`` has passed."""
+
+    def __init__(self, settle_s: float, wall: Callable[[], float] = time.monotonic):
+        self.settle_s, self._wall = settle_s, wall
+        self._seen: list[tuple[float, int]] = []  # (wall time first seen, newest reading), increasing
+
+    def observe(self, newest: int | None) -> None:
+        if newest is not None and (not self._seen or newest > self._seen[-1][1]):
+            self._seen.append((self._wall(), newest))
+
+    def settled(self) -> int | None:
+        cut = self._wall() - self.settle_s
+        while len(self._seen) > 1 and self._seen[1][0] <= cut:
+            del self._seen[0]
+        return self._seen[0][1] if self._seen and self._seen[0][0] <= cut else None
+
+    def clear(self) -> None:
+        self._seen.clear()

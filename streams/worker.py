@@ -48,7 +48,7 @@ from gridwatch.contract import (ContractError, MeterEvent, decode_customer, deco
 from notifiers.path import RESTORATION_KINDS, NotificationPath, Policy
 from notifiers.privacy import mask_phone
 from streams import deadletters
-from streams.watermarks import PartitionClock
+from streams.watermarks import PartitionClock, SettledNewest
 
 log = logging.getLogger("gridwatch.worker")
 
@@ -56,7 +56,9 @@ log = logging.getLogger("gridwatch.worker")
 #: on (see streams/watermarks.py for how a partition's watermark is made).
 ALLOWED_LATENESS_S = 900
 #: A source partition with no new readings for this long (wall clock) is idle: its watermark moves up to
-#: the newest of this worker's partitions, so a partition whose meters are all dark holds nothing back.
+#: the newest reading this worker had seen this long ago, so a partition whose meters are all dark holds
+#: nothing back, while a partition whose readings merely arrive later than the others' (a burst published
+#: partition after partition, a worker re-reading after a restart) is never overtaken by less than this.
 #: Only liveness uses the wall clock; what is decided is still a function of event time alone.
 IDLE_PARTITION_WALL_S = 20.0
 #: Broadcast a partition's progress when it moved this much event time, or after this much wall time.
@@ -239,10 +241,17 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
     last_active: dict[int, float] = {}     # readings partition -> wall time of its last batch
     read_upto: dict[int, int] = {}         # readings partition -> offset after the last message processed
     held_checked: dict[int, int] = {}      # readings partition -> watermark at which to look for expired held
+    newest_seen = SettledNewest(IDLE_PARTITION_WALL_S)  # how far a quiet partition may move
 
     def clock(p: int) -> PartitionClock:
         if p not in clocks:
-            clocks[p] = PartitionClock(lateness_s=ALLOWED_LATENESS_S, hold_grace_s=HELD_GRACE_S)
+            c = clocks[p] = PartitionClock(lateness_s=ALLOWED_LATENESS_S, hold_grace_s=HELD_GRACE_S)
+            # readings and events held for meters not in the directory outlive a restart in their tables:
+            # they hold the new clock's watermark back as they held the old one's (their grace starts again)
+            for tb in (parked_tb, parked_events_tb):
+                for meter_id, held in list(tb.items()):
+                    if held and partition_for(meter_id, n) == p:
+                        c.park(meter_id, min(r["ts"] for r in held), len(held))
         return clocks[p]
 
     by_partition: dict[int, set[str]] = {}  # meter-status partition -> feeder ids, built lazily
@@ -499,8 +508,11 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
         behind, not quiet — moving it up would make its meters look silent (an outage that is not one).
         """
         tps = [tp for tp in app.assignor.assigned_actives() if tp.topic == readings_t.get_topic_name()]
-        newest = max((c.newest for c in clocks.values() if c.newest is not None), default=None)
-        if newest is None or not tps:
+        newest_seen.observe(max((c.newest for c in clocks.values() if c.newest is not None), default=None))
+        # only up to what was newest IDLE_PARTITION_WALL_S ago: a partition whose readings are merely not
+        # there yet (a burst still being published, a worker just restarted) must not be overtaken
+        settled = newest_seen.settled()
+        if settled is None or not tps:
             return
         quiet = time.monotonic() - IDLE_PARTITION_WALL_S
         idle = [tp for tp in tps if last_active.get(tp.partition, 0) <= quiet]
@@ -522,7 +534,7 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
             if c.parked:
                 log.warning("partition %d: %d meter(s) still not in the directory; deciding without them",
                             p, len(c.parked))
-            c.quiet(newest, drop_parked=True)
+            c.quiet(settled, drop_parked=True)
             await broadcast_watermark(p, force=True)
 
     @app.agent(readings_t, name="readings")
@@ -611,10 +623,13 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
                 if body["type"] == "watermark":
                     view = dict(watermarks_tb.get(vkey) or {})
                     src = str(body["partition"])
-                    if body["ts"] <= view.get(src, -(10**12)):
-                        continue
-                    view[src] = body["ts"]
-                    watermarks_tb[vkey] = view
+                    if body["ts"] > view.get(src, -(10**12)):
+                        view[src] = body["ts"]
+                        watermarks_tb[vkey] = view
+                    # decided even when the view already has it: a worker killed after storing the view but
+                    # before every feeder's decision reached its table reads this message again, and no
+                    # later watermark may ever come (the end of the feed); a feeder already decided up to
+                    # it returns at once (decide)
                     if dest not in by_partition:
                         by_partition[dest] = {k for k, v in feeders_tb.items() if v and v.get("p") == dest}
                     for fid in sorted(by_partition[dest]):
@@ -976,6 +991,7 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
         owned.difference_update((tp.topic, tp.partition) for tp in revoked)
         for tp in revoked:
             if tp.topic == readings_t.get_topic_name():
+                newest_seen.clear()  # it may come from a partition no longer ours
                 for d in (clocks, wm_sent, last_active, read_upto, held_checked):
                     d.pop(tp.partition, None)
 

@@ -151,3 +151,28 @@ def test_quiet_gives_up_on_parked_meters():
     c.park("B", 900)
     c.quiet(worker_newest=2 * H, drop_parked=True)
     assert c.watermark() == 2 * H
+
+
+def test_a_quiet_partition_moves_only_to_what_was_newest_a_while_ago():
+    """A burst published partition after partition: a partition whose readings are not there yet looks
+    quiet (no batch, nothing unread). Moved to the newest reading of the others it would overtake its own
+    readings, and its meters would look silent (a spurious outage, seen after a worker restart)."""
+    from streams.watermarks import SettledNewest
+
+    now = [100.0]
+    s = SettledNewest(20, wall=lambda: now[0])
+    assert s.settled() is None                  # a worker just started knows nothing settled
+    s.observe(None)
+    s.observe(9 * H)                            # the other partitions got to 09:00 in one burst
+    now[0] += 5
+    assert s.settled() is None                  # not 20 s ago: the late partition is not overtaken
+    s.observe(10 * H)
+    now[0] += 15
+    assert s.settled() == 9 * H                 # 20 s after 09:00 was seen
+    now[0] += 5
+    assert s.settled() == 10 * H
+    s.observe(8 * H)                            # never backwards
+    now[0] += 60
+    assert s.settled() == 10 * H
+    s.clear()
+    assert s.settled() is None
