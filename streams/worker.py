@@ -224,7 +224,8 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
     transformers_tb = table("transformers", "transformer_id -> voltage correlator state")
     feeders_tb = table("feeders", "feeder_id -> members and outage detector state")
     bills_tb = table("bills", "customer_id -> {detector name: state} of the daily-usage detectors")
-    watermarks_tb = table("watermarks", "p<dest partition> -> {source partition: event time}")
+    watermarks_tb = table("watermarks", "p<dest partition> -> {source partition: event time}; "
+                                        "c<readings partition> -> its clock's reference and claims")
     outbox_tb = table("outbox", "alert|customer|channel -> delivery claim and outcome")
     deliveries_tb = table("deliveries", "message SID -> what was sent, its provider status, early callbacks")
     phones_tb = table("phones", "phone number -> {customer_id}: who an inbound SMS is from")
@@ -252,7 +253,14 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
                 for meter_id, held in list(tb.items()):
                     if held and partition_for(meter_id, n) == p:
                         c.park(meter_id, min(r["ts"] for r in held), len(held))
+            c.restore(watermarks_tb.get(f"c{p}"))
         return clocks[p]
+
+    def save_clock(p: int) -> None:
+        """Keep what the partition's clock needs after a restart (PartitionClock.saved), when it changed."""
+        saved = clock(p).saved()
+        if saved is not None:
+            watermarks_tb[f"c{p}"] = saved
 
     by_partition: dict[int, set[str]] = {}  # meter-status partition -> feeder ids, built lazily
     pool_box: list = []
@@ -332,6 +340,7 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
         ref = c.ahead(meter_id, first, last, len(readings), min(r.interval_s for r in readings))
         if ref is not None:
             c.claim(meter_id, last)
+            save_clock(partition)
             stats["ts_in_future"] += 1
             raise ContractError(f"readings {format_ts(first)} .. {format_ts(last)} of {meter_id!r} are ahead of the "
                                 f"rest of partition {partition}, which has got to {format_ts(ref)}", "ts_in_future")
@@ -466,6 +475,7 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
         after["_last_ts"] = newest if last is None else max(last, newest)
         meter_state_tb[meter_id] = after
         clock(partition).batch(meter_id, min(r.ts for r in readings), newest)
+        save_clock(partition)
         stats["readings"] += len(readings)
         if "voltage" in after:
             stats["duplicates"] += after["voltage"]["duplicates"] - before.get("voltage", {}).get("duplicates", 0)
@@ -572,6 +582,7 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
                     continue  # kept on the topic; no detector uses other types yet
                 # the meter vouches for this time: lets the others' readings after a dark spell in (watermarks.py)
                 clock(msg.partition).claim(ev.meter_id, ev.ts)
+                save_clock(msg.partition)
                 entry = meters_tb.get(ev.meter_id)
                 if entry is not None:
                     await forward_event(entry, ev)

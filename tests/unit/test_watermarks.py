@@ -176,3 +176,28 @@ def test_a_quiet_partition_moves_only_to_what_was_newest_a_while_ago():
     assert s.settled() == 10 * H
     s.clear()
     assert s.settled() is None
+
+
+def test_a_restarted_clock_judges_batches_as_ahead_as_the_one_before_the_crash():
+    """Readings after an outage the restore events claimed: accepted by the worker that read the events; a
+    worker restarted after those events were committed re-reads only the readings from before the gap, and
+    without what the old clock saved it refused the readings after it (a spurious outage)."""
+    old = PartitionClock(lateness_s=900)
+    for m in ("A", "B"):
+        old.batch(m, 4 * H + 900, 5 * H)
+    old.claim("A", 5 * H + 2700)                # restore events at 05:45 (the power was off 05:00-05:45)
+    old.claim("B", 5 * H + 2700)
+    saved = old.saved()
+    assert old.saved() is None                  # unchanged since: nothing to write
+    assert old.ahead("A", 6 * H, 6 * H, 1, 900) is None
+
+    fresh = PartitionClock(lateness_s=900)
+    fresh.batch("B", 4 * H + 900, 5 * H)        # re-read from the committed offset
+    assert fresh.ahead("A", 6 * H, 6 * H, 1, 900) == 5 * H    # the claims are gone: refused
+
+    restarted = PartitionClock(lateness_s=900)
+    restarted.restore(saved)
+    restarted.batch("B", 4 * H + 900, 5 * H)
+    assert restarted.ahead("A", 6 * H, 6 * H, 1, 900) is None
+    assert restarted.ahead("A", 9 * H, 9 * H, 1, 900) == 5 * H          # a lone jump is still refused
+    assert restarted.saved() is None            # nothing new to write after a restore
