@@ -39,7 +39,7 @@ import heapq
 import time
 from typing import Callable
 
-__all__ = ["PartitionClock"]
+__all__ = ["PartitionClock", "SettledNewest"]
 
 
 class PartitionClock:
@@ -59,6 +59,8 @@ class PartitionClock:
         self._held = 0                          # sum of parked_count
         self.idle_floor: int | None = None      # set while the partition is quiet
         self.span = 0                           # longest batch seen (event time from first to last reading)
+        self.restored: int | None = None        # the reference kept by the previous owner (see ``saved``)
+        self._saved: tuple | None = None        # what ``saved`` last returned
 
     def batch(self, meter_id: str, first_ts: int, last_ts: int) -> None:
         """A batch of one meter was processed (its status sent)."""
@@ -66,7 +68,8 @@ class PartitionClock:
         self.span = max(self.span, last_ts - first_ts)
         self.first_top = first_ts if self.first_top is None else max(self.first_top, first_ts)
         self.newest = last_ts if self.newest is None else max(self.newest, last_ts)
-        self.claims.pop(meter_id, None)
+        if self.claims.get(meter_id, last_ts) <= last_ts:  # (an older batch, re-read after a restart, keeps it)
+            self.claims.pop(meter_id, None)
         if last_ts > self.last.get(meter_id, -(10**12)):
             self.last[meter_id] = last_ts
             heapq.heappush(self._heap, (last_ts, meter_id))
@@ -74,8 +77,28 @@ class PartitionClock:
     # -- readings dated ahead of the partition -----------------------------------------------------------
     def reference(self) -> int | None:
         """The newest event time the partition vouches for: its newest accepted reading, or the quiet floor."""
-        cands = [t for t in (self.newest, self.idle_floor) if t is not None]
+        cands = [t for t in (self.newest, self.idle_floor, self.restored) if t is not None]
         return max(cands) if cands else None
+
+    # -- what must outlive the worker ------------------------------------------------------------------
+    def saved(self) -> dict | None:
+        """What a restarted worker needs to judge batches as ahead the same way (its newest accepted reading
+        and the claims), when it changed since the last call, else None. A restarted worker re-reads only
+        from the committed offset: without it, a reading after a gap (an outage the restore events claimed,
+        or simply newer readings before the committed offset) would be refused as ahead where the
+        undisturbed worker accepted it. The newest reading moves once per round of the partition's meters,
+        claims with power events and refused batches: small and rare."""
+        state = (self.reference(), tuple(sorted(self.claims.items())))
+        if state == self._saved:
+            return None
+        self._saved = state
+        return {"ref": state[0], "claims": dict(self.claims)}
+
+    def restore(self, saved: dict | None) -> None:
+        if saved:
+            self.restored = saved.get("ref")
+            self.claims.update(saved.get("claims") or {})
+            self._saved = (self.reference(), tuple(sorted(self.claims.items())))
 
     def ahead(self, meter_id: str, first_ts: int, last_ts: int, count: int, interval_s: int) -> int | None:
         """If a batch of ``count`` readings from ``first_ts`` to ``last_ts`` is dated ahead of the rest of the
@@ -166,3 +189,32 @@ class PartitionClock:
             if strict:
                 wm = min(wm, min(strict) - 1)
         return wm
+
+
+class SettledNewest:
+    """The newest reading a worker had seen ``settle_s`` of wall time ago: how far a quiet partition may move.
+
+    A partition with no batch for a while and nothing left unread may be quiet (its meters are dark), or its
+    readings may simply not be there yet: a burst is published partition after partition, and a restarted
+    worker re-reads one partition before another. Moved up to the newest reading *now*, such a partition
+    would overtake its own readings (its meters would look silent: an outage that is not one). Moved up only
+    to what was newest ``settle_s`` ago, it is overtaken only when its readings come more than ``settle_s``
+    after the others' of the same event time. A new instance (a restarted worker) knows nothing settled
+    until ``settle_s`` has passed."""
+
+    def __init__(self, settle_s: float, wall: Callable[[], float] = time.monotonic):
+        self.settle_s, self._wall = settle_s, wall
+        self._seen: list[tuple[float, int]] = []  # (wall time first seen, newest reading), increasing
+
+    def observe(self, newest: int | None) -> None:
+        if newest is not None and (not self._seen or newest > self._seen[-1][1]):
+            self._seen.append((self._wall(), newest))
+
+    def settled(self) -> int | None:
+        cut = self._wall() - self.settle_s
+        while len(self._seen) > 1 and self._seen[1][0] <= cut:
+            del self._seen[0]
+        return self._seen[0][1] if self._seen and self._seen[0][0] <= cut else None
+
+    def clear(self) -> None:
+        self._seen.clear()

@@ -47,7 +47,7 @@ from gridwatch.contract import (ContractError, MeterEvent, decode_customer, deco
 from notifiers.path import RESTORATION_KINDS, NotificationPath, Policy
 from notifiers.privacy import mask_phone
 from streams import deadletters
-from streams.watermarks import PartitionClock
+from streams.watermarks import PartitionClock, SettledNewest
 
 log = logging.getLogger("gridwatch.worker")
 
@@ -55,7 +55,9 @@ log = logging.getLogger("gridwatch.worker")
 #: on (see streams/watermarks.py for how a partition's watermark is made).
 ALLOWED_LATENESS_S = 900
 #: A source partition with no new readings for this long (wall clock) is idle: its watermark moves up to
-#: the newest of this worker's partitions, so a partition whose meters are all dark holds nothing back.
+#: the newest reading this worker had seen this long ago, so a partition whose meters are all dark holds
+#: nothing back, while a partition whose readings merely arrive later than the others' (a burst published
+#: partition after partition, a worker re-reading after a restart) is never overtaken by less than this.
 #: Only liveness uses the wall clock; what is decided is still a function of event time alone.
 IDLE_PARTITION_WALL_S = 20.0
 #: Broadcast a partition's progress when it moved this much event time, or after this much wall time.
@@ -221,7 +223,8 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
     transformers_tb = table("transformers", "transformer_id -> voltage correlator state")
     feeders_tb = table("feeders", "feeder_id -> members and outage detector state")
     bills_tb = table("bills", "customer_id -> {detector name: state} of the daily-usage detectors")
-    watermarks_tb = table("watermarks", "p<dest partition> -> {source partition: event time}")
+    watermarks_tb = table("watermarks", "p<dest partition> -> {source partition: event time}; "
+                                        "c<readings partition> -> its clock's reference and claims")
     outbox_tb = table("outbox", "alert|customer|channel -> delivery claim and outcome")
     deliveries_tb = table("deliveries", "message SID -> what was sent, its provider status, early callbacks")
     phones_tb = table("phones", "phone number -> {customer_id}: who an inbound SMS is from")
@@ -238,11 +241,25 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
     last_active: dict[int, float] = {}     # readings partition -> wall time of its last batch
     read_upto: dict[int, int] = {}         # readings partition -> offset after the last message processed
     held_checked: dict[int, int] = {}      # readings partition -> watermark at which to look for expired held
+    newest_seen = SettledNewest(IDLE_PARTITION_WALL_S)  # how far a quiet partition may move
 
     def clock(p: int) -> PartitionClock:
         if p not in clocks:
-            clocks[p] = PartitionClock(lateness_s=ALLOWED_LATENESS_S, hold_grace_s=HELD_GRACE_S)
+            c = clocks[p] = PartitionClock(lateness_s=ALLOWED_LATENESS_S, hold_grace_s=HELD_GRACE_S)
+            # readings and events held for meters not in the directory outlive a restart in their tables:
+            # they hold the new clock's watermark back as they held the old one's (their grace starts again)
+            for tb in (parked_tb, parked_events_tb):
+                for meter_id, held in list(tb.items()):
+                    if held and partition_for(meter_id, n) == p:
+                        c.park(meter_id, min(r["ts"] for r in held), len(held))
+            c.restore(watermarks_tb.get(f"c{p}"))
         return clocks[p]
+
+    def save_clock(p: int) -> None:
+        """Keep what the partition's clock needs after a restart (PartitionClock.saved), when it changed."""
+        saved = clock(p).saved()
+        if saved is not None:
+            watermarks_tb[f"c{p}"] = saved
 
     by_partition: dict[int, set[str]] = {}  # meter-status partition -> feeder ids, built lazily
     pool_box: list = []
@@ -333,6 +350,7 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
         ref = c.ahead(meter_id, first, last, len(readings), min(r.interval_s for r in readings))
         if ref is not None:
             c.claim(meter_id, last)
+            save_clock(partition)
             stats["ts_in_future"] += 1
             raise ContractError(f"readings {format_ts(first)} .. {format_ts(last)} of {meter_id!r} are ahead of the "
                                 f"rest of partition {partition}, which has got to {format_ts(ref)}", "ts_in_future")
@@ -469,6 +487,7 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
         after["_last_ts"] = newest if last is None else max(last, newest)
         meter_state_tb[meter_id] = after
         clock(partition).batch(meter_id, min(r.ts for r in readings), newest)
+        save_clock(partition)
         stats["readings"] += len(readings)
         if "voltage" in after:
             stats["duplicates"] += after["voltage"]["duplicates"] - before.get("voltage", {}).get("duplicates", 0)
@@ -511,8 +530,11 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
         behind, not quiet — moving it up would make its meters look silent (an outage that is not one).
         """
         tps = [tp for tp in app.assignor.assigned_actives() if tp.topic == readings_t.get_topic_name()]
-        newest = max((c.newest for c in clocks.values() if c.newest is not None), default=None)
-        if newest is None or not tps:
+        newest_seen.observe(max((c.newest for c in clocks.values() if c.newest is not None), default=None))
+        # only up to what was newest IDLE_PARTITION_WALL_S ago: a partition whose readings are merely not
+        # there yet (a burst still being published, a worker just restarted) must not be overtaken
+        settled = newest_seen.settled()
+        if settled is None or not tps:
             return
         quiet = time.monotonic() - IDLE_PARTITION_WALL_S
         idle = [tp for tp in tps if last_active.get(tp.partition, 0) <= quiet]
@@ -534,7 +556,7 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
             if c.parked:
                 log.warning("partition %d: %d meter(s) still not in the directory; deciding without them",
                             p, len(c.parked))
-            c.quiet(newest, drop_parked=True)
+            c.quiet(settled, drop_parked=True)
             await broadcast_watermark(p, force=True)
 
     @app.agent(readings_t, name="readings")
@@ -572,6 +594,7 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
                     continue  # kept on the topic; no detector uses other types yet
                 # the meter vouches for this time: lets the others' readings after a dark spell in (watermarks.py)
                 clock(msg.partition).claim(ev.meter_id, ev.ts)
+                save_clock(msg.partition)
                 entry = meters_tb.get(ev.meter_id)
                 if entry is not None:
                     await forward_event(entry, ev)
@@ -623,10 +646,13 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
                 if body["type"] == "watermark":
                     view = dict(watermarks_tb.get(vkey) or {})
                     src = str(body["partition"])
-                    if body["ts"] <= view.get(src, -(10**12)):
-                        continue
-                    view[src] = body["ts"]
-                    watermarks_tb[vkey] = view
+                    if body["ts"] > view.get(src, -(10**12)):
+                        view[src] = body["ts"]
+                        watermarks_tb[vkey] = view
+                    # decided even when the view already has it: a worker killed after storing the view but
+                    # before every feeder's decision reached its table reads this message again, and no
+                    # later watermark may ever come (the end of the feed); a feeder already decided up to
+                    # it returns at once (decide)
                     if dest not in by_partition:
                         by_partition[dest] = {k for k, v in feeders_tb.items() if v and v.get("p") == dest}
                     for fid in sorted(by_partition[dest]):
@@ -994,6 +1020,7 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
         owned.difference_update((tp.topic, tp.partition) for tp in revoked)
         for tp in revoked:
             if tp.topic == readings_t.get_topic_name():
+                newest_seen.clear()  # it may come from a partition no longer ours
                 for d in (clocks, wm_sent, last_active, read_upto, held_checked):
                     d.pop(tp.partition, None)
 

@@ -151,3 +151,53 @@ def test_quiet_gives_up_on_parked_meters():
     c.park("B", 900)
     c.quiet(worker_newest=2 * H, drop_parked=True)
     assert c.watermark() == 2 * H
+
+
+def test_a_quiet_partition_moves_only_to_what_was_newest_a_while_ago():
+    """A burst published partition after partition: a partition whose readings are not there yet looks
+    quiet (no batch, nothing unread). Moved to the newest reading of the others it would overtake its own
+    readings, and its meters would look silent (a spurious outage, seen after a worker restart)."""
+    from streams.watermarks import SettledNewest
+
+    now = [100.0]
+    s = SettledNewest(20, wall=lambda: now[0])
+    assert s.settled() is None                  # a worker just started knows nothing settled
+    s.observe(None)
+    s.observe(9 * H)                            # the other partitions got to 09:00 in one burst
+    now[0] += 5
+    assert s.settled() is None                  # not 20 s ago: the late partition is not overtaken
+    s.observe(10 * H)
+    now[0] += 15
+    assert s.settled() == 9 * H                 # 20 s after 09:00 was seen
+    now[0] += 5
+    assert s.settled() == 10 * H
+    s.observe(8 * H)                            # never backwards
+    now[0] += 60
+    assert s.settled() == 10 * H
+    s.clear()
+    assert s.settled() is None
+
+
+def test_a_restarted_clock_judges_batches_as_ahead_as_the_one_before_the_crash():
+    """Readings after an outage the restore events claimed: accepted by the worker that read the events; a
+    worker restarted after those events were committed re-reads only the readings from before the gap, and
+    without what the old clock saved it refused the readings after it (a spurious outage)."""
+    old = PartitionClock(lateness_s=900)
+    for m in ("A", "B"):
+        old.batch(m, 4 * H + 900, 5 * H)
+    old.claim("A", 5 * H + 2700)                # restore events at 05:45 (the power was off 05:00-05:45)
+    old.claim("B", 5 * H + 2700)
+    saved = old.saved()
+    assert old.saved() is None                  # unchanged since: nothing to write
+    assert old.ahead("A", 6 * H, 6 * H, 1, 900) is None
+
+    fresh = PartitionClock(lateness_s=900)
+    fresh.batch("B", 4 * H + 900, 5 * H)        # re-read from the committed offset
+    assert fresh.ahead("A", 6 * H, 6 * H, 1, 900) == 5 * H    # the claims are gone: refused
+
+    restarted = PartitionClock(lateness_s=900)
+    restarted.restore(saved)
+    restarted.batch("B", 4 * H + 900, 5 * H)
+    assert restarted.ahead("A", 6 * H, 6 * H, 1, 900) is None
+    assert restarted.ahead("A", 9 * H, 9 * H, 1, 900) == 5 * H          # a lone jump is still refused
+    assert restarted.saved() is None            # nothing new to write after a restore
