@@ -116,6 +116,26 @@ class Pipeline(ServiceLogs):
         finally:
             consumer.close()
 
+    def wait_for_group(self, members: int, timeout: float = 180.0) -> None:
+        """Until the workers' consumer group is Stable with ``members`` members: a rebalance after data has
+        started to flow hands partitions over mid-stream, and the new owner re-reads what was not committed."""
+        from kafka.admin import KafkaAdminClient
+
+        admin = KafkaAdminClient(bootstrap_servers=self.settings.bootstrap_list, client_id="gridwatch-tests")
+        group, seen = self.settings.app_id, None
+        try:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                seen = admin.describe_groups([group])[group]
+                if seen.get("group_state") == "Stable" and len(seen.get("members") or ()) == members:
+                    return
+                self.assert_alive()
+                time.sleep(1)
+        finally:
+            admin.close()
+        raise AssertionError(f"group {group} not stable with {members} members within {timeout:.0f}s: "
+                             f"{seen and (seen.get('group_state'), len(seen.get('members') or ()))}")
+
     def sandbox_messages(self) -> list[dict]:
         import urllib.request
 

@@ -132,7 +132,7 @@ def test_two_workers_share_the_partitions_and_still_send_each_sms_once(pipeline)
     from streams.simulator import SimConfig, Simulator, publish
 
     pipeline.add_worker("worker-2")
-    time.sleep(15)  # let the group settle on two members before data flows
+    pipeline.wait_for_group(2)  # both members assigned before data flows: no hand-over mid-stream
     sim = Simulator(SimConfig(seed=3, feeders=2, transformers_per_feeder=2, meters_per_transformer=6,
                               regions="CN,EU", hours=12,
                               faults=("transformer_undervoltage:T0001@+4h/2h", "transformer_undervoltage:T0004@+5h/2h")))
