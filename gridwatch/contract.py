@@ -231,13 +231,7 @@ def decode_readings(key: bytes | str | None, payload: bytes | str | None) -> lis
     out = []
     for i, item in enumerate(items):
         where = f"[{i}] " if isinstance(value, list) else ""
-        if key_s is not None and item["meter_id"] != key_s:
-            raise ContractError(f"{where}meter_id {item['meter_id']!r} does not match the message key {key_s!r}",
-                                "key_mismatch")
-        try:
-            ts = parse_ts(item["ts"])
-        except ContractError as exc:
-            raise ContractError(f"{where}ts: {exc}", exc.code) from None
+        ts = _meter_ts(item, key_s, where)
         interval = item.get("interval_s", 900)
         kwh, v_min, v_max = item.get("kwh"), item.get("v_min"), item.get("v_max")
         if kwh is not None and kwh > MAX_KW * interval / 3600:
@@ -253,16 +247,21 @@ def decode_readings(key: bytes | str | None, payload: bytes | str | None) -> lis
     return out
 
 
-def decode_event(key: bytes | str | None, payload: bytes | str | None) -> MeterEvent:
-    value = check("meter.events", _loads(payload))
-    key_s = _key(key)
-    if key_s is not None and value["meter_id"] != key_s:
-        raise ContractError(f"meter_id {value['meter_id']!r} does not match the message key {key_s!r}",
+def _meter_ts(item: dict, key_s: str | None, where: str) -> int:
+    """A reading's or an event's time, once its meter_id is the message key's (``where``: its place in an
+    array, for the message)."""
+    if key_s is not None and item["meter_id"] != key_s:
+        raise ContractError(f"{where}meter_id {item['meter_id']!r} does not match the message key {key_s!r}",
                             "key_mismatch")
     try:
-        ts = parse_ts(value["ts"])
+        return parse_ts(item["ts"])
     except ContractError as exc:
-        raise ContractError(f"ts: {exc}", exc.code) from None
+        raise ContractError(f"{where}ts: {exc}", exc.code) from None
+
+
+def decode_event(key: bytes | str | None, payload: bytes | str | None) -> MeterEvent:
+    value = check("meter.events", _loads(payload))
+    ts = _meter_ts(value, _key(key), "")
     return MeterEvent(meter_id=value["meter_id"], ts=ts, type=value["type"])
 
 
