@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hmac
+import inspect
 import json
 import logging
 import sys
@@ -41,7 +42,8 @@ from aiohttp import web
 from console import auth as gwauth
 from console import evidence, history_api, openapi
 from console.metrics import KafkaOffsets, render as render_metrics
-from console.model import ConsoleModel
+from console.board_store import StoreDirectory
+from console.model import ConsoleModel, format_time
 from gridwatch import config as names
 from gridwatch import contract
 from gridwatch.config import Settings
@@ -71,6 +73,11 @@ STATIC_DIR = Path(__file__).resolve().parent / "static"
 ALERT_LIMIT_DEFAULT, FEEDBACK_LIMIT_DEFAULT, LIMIT_MAX = 1000, 200, 10000
 #: events queued for one live subscriber before it is dropped (it reconnects and refetches)
 SUBSCRIBER_QUEUE = 2000
+#: with a history store: how long the board's figures are reused, and how often the board forgets resolved
+#: alerts older than GRIDWATCH_CONSOLE_RECENT_HOURS and drops customers the projector has caught up with
+FIGURES_TTL_S = 30.0
+MAINTENANCE_S = 60.0
+RECENT_HOURS_DEFAULT = 24.0
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'",
@@ -154,19 +161,88 @@ class Console:
     static_dir: Path = STATIC_DIR
     heartbeat_s: float = HEARTBEAT_S
     clock: Callable[[], float] = time.time
+    #: the history store the board looks customers, past alerts and its figures up in (None: it holds
+    #: everything itself, read from the topics)
+    store: Any = None
+    _kept: dict[str, tuple[float, dict]] = field(default_factory=dict)
+    _figures_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
-    def feed(self, topic_kind: str) -> Callable[[str | None, Any, float | None], None]:
-        """``sink(key, value, kafka_ts)`` applying records of one topic and pushing the changes live."""
-        def sink(key, value, kafka_ts):
-            self.apply(topic_kind, key, value, kafka_ts)
+    def feed(self, topic_kind: str) -> Callable[..., Any]:
+        """``sink(key, value, kafka_ts, position=None)`` applying records of one topic and pushing the changes
+        live. With a store, an alert's customers are looked up (in a thread) before it is applied, so the
+        sink is a coroutine function for alerts."""
+        if self.store is not None and topic_kind == "alerts":
+            async def lookup_then_apply(key, value, kafka_ts, position=None):
+                if isinstance(value, dict):
+                    await self.look_up(*self.model.lookup_keys(value))
+                self.apply(topic_kind, key, value, kafka_ts, position)
+            return lookup_then_apply
+
+        def sink(key, value, kafka_ts, position=None):
+            self.apply(topic_kind, key, value, kafka_ts, position)
         return sink
 
-    def apply(self, topic_kind: str, key: str | None, value: Any, kafka_ts: float | None) -> None:
+    def apply(self, topic_kind: str, key: str | None, value: Any, kafka_ts: float | None,
+              position: tuple[int, int] | None = None) -> None:
         """Apply one record to the model and push what changed (silences with ``active`` and ``state``, as
         ``GET /api/silences`` shows them)."""
-        events = self.model.apply(topic_kind, key, value, kafka_ts)
+        events = self.model.apply(topic_kind, key, value, kafka_ts, position)
         self.hub.publish([("silence", _silence_view(self, payload)) if name == "silence" and "deleted" not in payload
                           else (name, payload) for name, payload in events])
+
+    async def look_up(self, customer_ids: list[str], meter_ids: list[str]) -> None:
+        """Fetch from the store (in a thread) the customers the directory does not hold yet. A store that
+        does not answer leaves them unknown (logged): the board still shows the alert."""
+        directory = self.model.directory
+        if self.store is None or not getattr(directory, "remote", False):
+            return
+        cids, mids = directory.missing(customer_ids, meter_ids)
+        if not cids and not mids:
+            return
+        try:
+            rows = await asyncio.to_thread(self.store.customers, cids, mids)
+        except Exception as exc:  # noqa: BLE001 - the database is down: the alert is shown without its place
+            log.warning("console: customers not looked up in the history store (%s)", type(exc).__name__)
+            return
+        directory.fill(rows, cids, mids)
+
+    async def stored_alert(self, alert_id: str) -> dict | None:
+        """The alert as the history store holds it (None without a store, or when it is not there)."""
+        if self.store is None:
+            return None
+        try:
+            return await asyncio.to_thread(self.store.alert, alert_id)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("console: alert not read from the history store (%s)", type(exc).__name__)
+            raise ApiError(503, f"history store unavailable ({type(exc).__name__})") from None
+
+    async def figures(self) -> dict:
+        """The board's figures: the model's, or with a store the database's (with ``computed_at``)."""
+        if self.store is None:
+            return self.model.figures()
+        return await self._from_store("figures")
+
+    async def satisfaction(self) -> dict:
+        """Ratings per alert kind: over the feedback the model holds, or with a store over all of it."""
+        if self.store is None:
+            return self.model.satisfaction()
+        return await self._from_store("satisfaction")
+
+    async def _from_store(self, name: str) -> dict:
+        """``store.<name>()`` computed in a thread at most every :data:`FIGURES_TTL_S` seconds."""
+        async with self._figures_lock:
+            now = self.clock()
+            kept = self._kept.get(name)
+            if kept is None or now - kept[0] >= FIGURES_TTL_S:
+                try:
+                    body = await asyncio.to_thread(getattr(self.store, name))
+                except Exception as exc:  # noqa: BLE001
+                    log.warning("console: %s not computed by the history store (%s)", name, type(exc).__name__)
+                    raise ApiError(503, f"history store unavailable ({type(exc).__name__})") from None
+                if name == "figures":
+                    body = {**body, "computed_at": format_time(now)}
+                kept = self._kept[name] = (now, body)
+            return kept[1]
 
     async def publish(self, topic: str, key: str, value: dict) -> None:
         """Publish one JSON record (acks=all) and wait for the broker; ApiError 503 when it does not take it."""
@@ -508,23 +584,38 @@ async def list_alerts(request: web.Request) -> web.Response:
     return _json(result)
 
 
-def _alert_or_404(request: web.Request) -> tuple[str, dict]:
+async def _alert_or_404(request: web.Request, stored: dict | None = None) -> tuple[str, dict]:
+    """The alert's latest record: held by the board, else (with a store) the store's; 404 when neither."""
+    console = request.app[CONSOLE]
     aid = request.match_info["alert_id"]
-    alert = request.app[CONSOLE].model.alerts.get(aid)
+    alert = console.model.alerts.get(aid)
+    if alert is None:
+        stored = stored if stored is not None else await console.stored_alert(aid)
+        alert = stored["record"] if stored is not None else None
     if alert is None:
         raise ApiError(404, f"no alert {aid!r}")
     return aid, alert
 
 
 async def alert_detail(request: web.Request) -> web.Response:
-    aid, alert = _alert_or_404(request)
-    model = request.app[CONSOLE].model
+    console = request.app[CONSOLE]
+    model = console.model
+    aid = request.match_info["alert_id"]
+    stored = await console.stored_alert(aid) if console.store is not None else None
+    aid, alert = await _alert_or_404(request, stored)
     url = evidence_url(aid) if evidence.chart_kind(alert) else None
-    return _json(model.detail(aid, reveal_phones=request[USER].can_act, evidence_url=url))
+    if console.store is None:
+        return _json(model.detail(aid, reveal_phones=request[USER].can_act, evidence_url=url))
+    customers, meters = model.lookup_keys(alert)
+    notified = [n.get("customer_id") for n in (stored or {}).get("notifications") or []]
+    notified += [n.get("customer_id") for n in model.notifications_of(aid)]
+    await console.look_up(customers + [c for c in notified if isinstance(c, str)], meters)
+    return _json(model.detail_with(stored or {"alert_id": aid}, reveal_phones=request[USER].can_act,
+                                   evidence_url=url))
 
 
 async def alert_evidence(request: web.Request) -> web.Response:
-    aid, alert = _alert_or_404(request)
+    aid, alert = await _alert_or_404(request)
     if evidence.chart_kind(alert) is None:
         raise ApiError(404, f"alert {aid!r} has no evidence series to draw")
     return web.Response(text=evidence.render(alert), content_type="image/svg+xml", charset="utf-8")
@@ -537,7 +628,7 @@ async def _act(request: web.Request, action: str) -> web.Response:
     console = request.app[CONSOLE]
     user = _require_operator(request)
     body = await _body(request)
-    aid, alert = _alert_or_404(request)
+    aid, alert = await _alert_or_404(request)
     reason = _text(body, "reason")
     if reason is None:
         raise ApiError(400, "reason is required (e.g. crew dispatched, work order WO-17)")
@@ -631,11 +722,11 @@ async def expire_silence(request: web.Request) -> web.Response:
 async def list_feedback(request: web.Request) -> web.Response:
     model = request.app[CONSOLE].model
     return _json({"feedback": model.list_feedback(_limit(request, FEEDBACK_LIMIT_DEFAULT)),
-                              "satisfaction": model.satisfaction()})
+                  "satisfaction": await request.app[CONSOLE].satisfaction()})
 
 
 async def figures(request: web.Request) -> web.Response:
-    return _json(request.app[CONSOLE].model.figures())
+    return _json(await request.app[CONSOLE].figures())
 
 
 async def events(request: web.Request) -> web.StreamResponse:
@@ -759,21 +850,25 @@ def _feed_view_class():
     from streams.topicview import TopicView, decode_record
 
     class FeedView(TopicView):
-        """A TopicView that hands every record to ``sink(key, value, kafka_ts)`` with its Kafka timestamp
-        (epoch seconds), and, with ``keyless``, also the records without a key (feedback from an unknown
-        number), which a TopicView cannot keep per key. It keeps nothing itself: the model holds the records
-        (a TopicView's own map would add an entry per key that nothing reads).
+        """A TopicView that hands every record to ``sink(key, value, kafka_ts, position=(partition, offset))``
+        with its Kafka timestamp (epoch seconds), awaiting the sink when it is a coroutine function, and, with
+        ``keyless``, also the records without a key (feedback from an unknown number), which a TopicView
+        cannot keep per key. It keeps nothing itself: the model holds the records (a TopicView's own map
+        would add an entry per key that nothing reads).
 
-        ``tail``: read at most the last ``tail`` records of each partition (the model keeps only the newest
-        ``max_records`` notifications and feedback; every one of those is within the last ``max_records`` of
-        its partition), so a long history on those topics does not lengthen the start."""
+        Where each partition is read from: its beginning, or later — ``tail``: at most its last ``tail``
+        records (the model keeps only the newest ``max_records`` notifications and feedback; every one of
+        those is within the last ``max_records`` of its partition), ``start_at``: from these offsets
+        (partition -> offset: where the history store's projection ended; partitions not named from their
+        beginning). With both, the later of the two."""
 
         def __init__(self, settings: Settings, topic: str, sink, *, keyless: bool = False,
-                     tail: int | None = None):
+                     tail: int | None = None, start_at: dict[int, int] | None = None):
             super().__init__(settings, topic, client_id="gridwatch-console")
-            self._sink, self._keyless, self._ts = sink, keyless, None
-            self._tail, self._positioned = tail, tail is None
-            self.skipped = 0  # records before the tail, not read
+            self._sink, self._keyless, self._ts, self._pos = sink, keyless, None, None
+            self._tail, self._start_at = tail, start_at
+            self._positioned = tail is None and not start_at
+            self.skipped = 0  # records before where reading began, not read
 
         async def _check_ready(self) -> None:
             # first called by start() right after it assigned the partitions and took their end offsets,
@@ -783,30 +878,41 @@ def _feed_view_class():
                 tps = list(self._targets)
                 begins = await self._consumer.beginning_offsets(tps)
                 for tp in tps:
-                    start = max(begins.get(tp, 0), self._targets[tp] - self._tail)
-                    if start > begins.get(tp, 0):
+                    begin, end = begins.get(tp, 0), self._targets[tp]
+                    start = begin
+                    if self._tail is not None:
+                        start = max(start, end - self._tail)
+                    if self._start_at and tp.partition in self._start_at:
+                        start = max(start, min(end, self._start_at[tp.partition]))
+                    if start > begin:
                         self._consumer.seek(tp, start)
-                        self.skipped += start - begins.get(tp, 0)
+                        self.skipped += start - begin
             await super()._check_ready()
+
+        async def _deliver(self, *args) -> None:
+            result = self._sink(*args, position=self._pos)
+            if inspect.isawaitable(result):
+                await result
 
         async def _apply(self, key, value) -> None:
             decoded = decode_record(self.topic, key, value)
             if decoded is None:
                 return
             try:
-                self._sink(*decoded, self._ts)
+                await self._deliver(*decoded, self._ts)
             except Exception:
                 log.exception("%s: applying a record failed", self.topic)
 
         async def _record(self, record) -> None:
             ts = record.timestamp
             self._ts = ts / 1000.0 if isinstance(ts, (int, float)) and ts >= 0 else None
+            self._pos = (record.partition, record.offset)
             if record.key is None and self._keyless:
-                self._apply_keyless(record.value)
+                await self._apply_keyless(record.value)
             else:
                 await self._apply(record.key, record.value)
 
-        def _apply_keyless(self, value: bytes | None) -> None:
+        async def _apply_keyless(self, value: bytes | None) -> None:
             if value is None:
                 return
             try:
@@ -815,18 +921,24 @@ def _feed_view_class():
                 log.warning("%s: a record without a key that is not JSON is skipped", self.topic)
                 return
             try:
-                self._sink(None, decoded, self._ts)
+                await self._deliver(None, decoded, self._ts)
             except Exception:
                 log.exception("%s: applying a record without a key failed", self.topic)
 
     return FeedView
 
 
-async def start_feeds(settings: Settings, console: Console, timeout: float = READY_TIMEOUT_S) -> list:
-    """Start one view per topic the console reads, wait until each has caught up, return them."""
+async def start_feeds(settings: Settings, console: Console, timeout: float = READY_TIMEOUT_S,
+                      start_at: dict[str, dict[int, int]] | None = None) -> list:
+    """Start one view per topic the console reads, wait until each has caught up, return them.
+
+    ``start_at``: deployed topic -> {partition: offset} to read on from (the history store's projection;
+    see :class:`console.board_store.Snapshot`), for the topics the store holds."""
     FeedView = _feed_view_class()
     tail = {"notifications": console.model.max_records, "feedback": console.model.max_records}
-    views = [FeedView(settings, topic, console.feed(kind), keyless=(kind == "feedback"), tail=tail.get(kind))
+    start_at = start_at or {}
+    views = [FeedView(settings, topic, console.feed(kind), keyless=(kind == "feedback"), tail=tail.get(kind),
+                      start_at=start_at.get(settings.topic(topic)))
              for kind, topic in FEEDS.items()]
     started = []
     try:
@@ -850,7 +962,16 @@ async def serve(settings: Settings, users: list[gwauth.User], host: str, port: i
 
     from streams.topicview import TopicViewError
 
-    model = ConsoleModel()
+    store = await asyncio.to_thread(_board_store, settings)
+    model = ConsoleModel(directory=StoreDirectory() if store is not None else None)
+    start_at = None
+    if store is not None:
+        try:
+            start_at = await asyncio.to_thread(_load_board, store, model, settings, time.time())
+        except Exception as exc:  # noqa: BLE001 - the store went away since it was opened
+            print(f"gridwatch console: the history store could not be read ({type(exc).__name__})",
+                  file=sys.stderr, flush=True)
+            return 2
     sessions = await asyncio.to_thread(_session_store, settings)
     authenticator = gwauth.Authenticator(users, store=sessions)
     producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_list, acks="all", enable_idempotence=True,
@@ -861,11 +982,13 @@ async def serve(settings: Settings, users: list[gwauth.User], host: str, port: i
             await asyncio.to_thread(sessions.close)
         app.on_cleanup.append(close_sessions)
     console = app[CONSOLE]
+    console.store = store
     try:
-        views = await start_feeds(settings, console)
+        views = await start_feeds(settings, console, start_at=start_at)
     except (TopicViewError, TimeoutError) as exc:
         print(f"gridwatch console: {exc}", file=sys.stderr, flush=True)
         return 2
+    upkeep = asyncio.create_task(_keep_board(console, settings)) if store is not None else None
     try:
         try:
             await producer.start()
@@ -886,8 +1009,12 @@ async def serve(settings: Settings, users: list[gwauth.User], host: str, port: i
         bound = runner.addresses[0][1] if runner.addresses else port
         url = f"http://{host}:{bound}/"
         print(f"console: {url}", flush=True)
-        print(f"console: {len(model.alerts)} alerts, {len(model.customers)} customers, "
-              f"{len(model.silences)} silences read; {len(users)} users", flush=True)
+        if store is None:
+            print(f"console: {len(model.alerts)} alerts, {len(model.customers)} customers, "
+                  f"{len(model.silences)} silences read; {len(users)} users", flush=True)
+        else:
+            print(f"console: {len(model.alerts)} open or recent alerts, {len(model.silences)} silences; "
+                  f"customers, past alerts and figures from the history store; {len(users)} users", flush=True)
         for user, token in demo_tokens or []:
             print(f"console: demo user {user.name} ({user.role}) token {token}", flush=True)
         if demo_tokens:
@@ -903,9 +1030,66 @@ async def serve(settings: Settings, users: list[gwauth.User], host: str, port: i
             await producer.stop()
             print("console stopped.", flush=True)
     finally:
+        if upkeep is not None:
+            upkeep.cancel()
         for view in views:
             await view.stop()
     return 0
+
+
+def _recent_s() -> float:
+    """GRIDWATCH_CONSOLE_RECENT_HOURS (24): with a history store, how long a resolved alert stays on the
+    board after its latest record."""
+    import os
+
+    raw = os.environ.get("GRIDWATCH_CONSOLE_RECENT_HOURS")
+    try:
+        hours = float(raw) if raw else RECENT_HOURS_DEFAULT
+    except ValueError:
+        raise SystemExit(f"gridwatch console: GRIDWATCH_CONSOLE_RECENT_HOURS must be a number, not {raw!r}")
+    return max(0.0, hours) * 3600
+
+
+def _board_store(settings: Settings):
+    """The history store the board looks things up in, or None: without a database configured, or when the
+    configured one cannot be used (then the board reads the topics whole, as without one, and says why)."""
+    from console.board_store import open_board_store
+
+    try:
+        return open_board_store(settings)
+    except Exception as exc:  # noqa: BLE001 - configured but unreachable, or not PostgreSQL
+        print(f"gridwatch console: the history store is unavailable ({type(exc).__name__}); reading the "
+              "customer directory and every alert from the topics instead", file=sys.stderr, flush=True)
+        return None
+
+
+#: the topics the board reads on from where the history store's projection ended
+STORE_FEEDS = (names.ALERTS, names.NOTIFICATIONS, names.CUSTOMERS)
+
+
+def _load_board(store, model: ConsoleModel, settings: Settings, now: float) -> dict[str, dict[int, int]]:
+    """Put the store's open and recent alerts in ``model``; the offsets to read the topics on from."""
+    snap = store.snapshot(now - _recent_s())
+    for a in snap.alerts:
+        model.load_alert(a["record"], a["first_ts"], a["updated_ts"], a["placed"])
+    wanted = {settings.topic(t) for t in STORE_FEEDS}
+    return {topic: offsets for topic, offsets in snap.offsets.items() if topic in wanted}
+
+
+async def _keep_board(console: Console, settings: Settings, every: float = MAINTENANCE_S) -> None:
+    """With a history store, every ``every`` seconds: forget the resolved alerts older than the recent
+    window (the board's live subscribers see them go), and the customer records the projector has
+    committed since (they are looked up in the store again)."""
+    customers_topic = settings.topic(names.CUSTOMERS)
+    while True:
+        await asyncio.sleep(every)
+        console.hub.publish(console.model.evict(console.clock() - _recent_s()))
+        try:
+            projected = await asyncio.to_thread(console.store.projected)
+        except Exception as exc:  # noqa: BLE001 - tried again next time
+            log.warning("console: the projector's offsets not read (%s)", type(exc).__name__)
+            continue
+        console.model.directory.prune(projected.get(customers_topic, {}))
 
 
 def _session_store(settings: Settings):

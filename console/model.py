@@ -112,19 +112,56 @@ def _directory_entry(record: dict) -> dict:
     return out
 
 
+class MemoryDirectory:
+    """The whole customer directory in memory, fed from the ``customers`` topic read from its beginning: what
+    the console holds without a database (small deployments, tests). ``version`` changes with every record,
+    so summaries placed by the directory are recomputed when a customer moves."""
+
+    remote = False
+
+    def __init__(self):
+        self.customers: dict[str, dict] = {}
+        self._meter_customer: dict[str, str] = {}
+        self.version = 0
+
+    def __len__(self) -> int:
+        return len(self.customers)
+
+    def apply(self, cid: str, record: dict | None, position: tuple[int, int] | None = None) -> None:
+        old = self.customers.pop(cid, None)
+        if old is not None and self._meter_customer.get(old.get("meter_id")) == cid:
+            del self._meter_customer[old["meter_id"]]
+        if record is not None:
+            entry = _directory_entry(record)
+            self.customers[cid] = entry
+            if entry.get("meter_id"):
+                self._meter_customer[entry["meter_id"]] = cid
+        self.version += 1
+
+    def get(self, cid: str) -> dict | None:
+        return self.customers.get(cid)
+
+    def of_meter(self, meter_id: str) -> dict | None:
+        cid = self._meter_customer.get(meter_id)
+        return self.customers.get(cid) if cid else None
+
+
 class ConsoleModel:
     """Everything the console shows, in memory. Not thread-safe: one event loop feeds and reads it."""
 
-    def __init__(self, max_records: int = MAX_RECORDS):
+    def __init__(self, max_records: int = MAX_RECORDS, directory: Any = None):
         self.max_records = max_records
+        #: where customers are looked up: :class:`MemoryDirectory` (default), or the history store's
+        #: (:class:`console.board_store.StoreDirectory`), which holds only what was looked up lately
+        self.directory = directory if directory is not None else MemoryDirectory()
         self.alerts: dict[str, dict] = {}
         self._first_ts: dict[str, float] = {}      # alert id -> Kafka timestamp of its first record
         self._updated_ts: dict[str, float] = {}    # alert id -> Kafka timestamp of its latest record
         self._alert_version: dict[str, int] = {}   # bumped on every record, for the summary cache
         self._summaries: dict[str, tuple[tuple, dict]] = {}
-        self.customers: dict[str, dict] = {}
-        self._meter_customer: dict[str, str] = {}
-        self._customers_version = 0
+        #: alert id -> (feeder, transformers) as the history store placed it, for an alert loaded from there
+        #: and not updated since
+        self._placed: dict[str, tuple[str | None, list[str]]] = {}
         self.silences: dict[str, dict] = {}
         self._notifications: deque[dict] = deque()
         self._notes_by_alert: dict[str, deque[dict]] = defaultdict(deque)
@@ -136,13 +173,53 @@ class ConsoleModel:
 
     # ------------------------------------------------------------------------------------- feeding
 
-    def apply(self, topic: str, key: str | None, value: Any, kafka_ts: float | None = None) -> list[tuple[str, dict]]:
+    @property
+    def customers(self) -> dict[str, dict]:
+        """The directory held in memory (without a database: every customer; with one: none)."""
+        return getattr(self.directory, "customers", {})
+
+    def apply(self, topic: str, key: str | None, value: Any, kafka_ts: float | None = None,
+              position: tuple[int, int] | None = None) -> list[tuple[str, dict]]:
         kind = TOPIC_KINDS.get(topic)
         if kind is None:
             raise ValueError(f"the console does not read topic {topic!r}")
         if value is not None and not isinstance(value, dict):
             return []  # not a record of the contract: nothing to show
+        if kind == "customers":
+            return self._apply_customers(key, value, position)
         return getattr(self, f"_apply_{kind}")(key, value, kafka_ts)
+
+    def load_alert(self, record: dict, first_ts: float | None, updated_ts: float | None,
+                   placed: tuple[str | None, list[str]] | None = None) -> None:
+        """An alert as the history store holds it (its latest record, the Kafka times of its first and latest
+        records, and ``placed``: its feeder and transformers as the store worked them out), before the
+        topic is read on from where the store's projection ended. Pushes nothing."""
+        aid = record.get("alert_id")
+        if not aid:
+            return
+        self._seq += 1
+        self.alerts[aid] = record
+        for d, ts in ((self._first_ts, first_ts), (self._updated_ts, updated_ts)):
+            if ts is not None:
+                d[aid] = ts
+        self._alert_version[aid] = self._seq
+        if placed is not None:
+            self._placed[aid] = placed
+
+    def evict(self, before: float) -> list[tuple[str, dict]]:
+        """Forget resolved alerts whose latest record reached Kafka before ``before`` (epoch seconds): with
+        a history store they are looked up there. Returns the deletions to push (the board then shows what
+        a console started now would)."""
+        old = [aid for aid, a in self.alerts.items()
+               if a.get("status") == "resolved" and self._updated_ts.get(aid, 0.0) < before]
+        for aid in old:
+            self._forget(aid)
+        return [("alert", {"alert_id": aid, "deleted": True}) for aid in old]
+
+    def _forget(self, aid: str) -> None:
+        self.alerts.pop(aid, None)
+        for d in (self._first_ts, self._updated_ts, self._alert_version, self._summaries, self._placed):
+            d.pop(aid, None)
 
     def _apply_alerts(self, key, value, ts):
         aid = (value or {}).get("alert_id") or key
@@ -150,31 +227,22 @@ class ConsoleModel:
             return []
         self._seq += 1
         if value is None:
-            if self.alerts.pop(aid, None) is None:
+            if aid not in self.alerts:
                 return []
-            for d in (self._first_ts, self._updated_ts, self._alert_version, self._summaries):
-                d.pop(aid, None)
+            self._forget(aid)
             return [("alert", {"alert_id": aid, "deleted": True})]
         self.alerts[aid] = value
+        self._placed.pop(aid, None)
         if ts is not None:
             self._first_ts[aid] = min(ts, self._first_ts.get(aid, ts))
             self._updated_ts[aid] = ts
         self._alert_version[aid] = self._seq
         return [("alert", self.summary(aid))]
 
-    def _apply_customers(self, key, value, ts):
+    def _apply_customers(self, key, value, position):
         cid = key or (value or {}).get("customer_id")
-        if not cid:
-            return []
-        old = self.customers.pop(cid, None)
-        if old is not None and self._meter_customer.get(old.get("meter_id")) == cid:
-            del self._meter_customer[old["meter_id"]]
-        if value is not None:
-            value = _directory_entry(value)
-            self.customers[cid] = value
-            if value.get("meter_id"):
-                self._meter_customer[value["meter_id"]] = cid
-        self._customers_version += 1
+        if cid:
+            self.directory.apply(cid, value, position)
         return []
 
     def _apply_silences(self, key, value, ts):
@@ -219,8 +287,14 @@ class ConsoleModel:
     # ------------------------------------------------------------------------------------- alerts
 
     def _customer_of_meter(self, meter_id: str) -> dict | None:
-        cid = self._meter_customer.get(meter_id)
-        return self.customers.get(cid) if cid else None
+        return self.directory.of_meter(meter_id)
+
+    @staticmethod
+    def lookup_keys(alert: dict) -> tuple[list[str], list[str]]:
+        """``(customer_ids, meter_ids)`` an alert's summary and detail look up in the directory."""
+        cids = [c for c in alert.get("customer_ids") or [] if isinstance(c, str)]
+        mids = [m for m in alert.get("meter_ids") or [] if isinstance(m, str)]
+        return cids, mids
 
     def topology(self, alert: dict) -> tuple[str | None, list[str]]:
         """``(feeder_id, transformer_ids)`` of an alert: its own scope, and where its meters (else its
@@ -231,9 +305,9 @@ class ConsoleModel:
         feeders: Counter = Counter()
         if scope.get("level") == "transformer" and scope.get("id"):
             transformers.add(scope["id"])
-        found = [c for c in (self._customer_of_meter(m) for m in alert.get("meter_ids") or []) if c]
+        found = [c for c in (self.directory.of_meter(m) for m in alert.get("meter_ids") or []) if c]
         if not found:
-            found = [c for c in (self.customers.get(cid) for cid in alert.get("customer_ids") or []) if c]
+            found = [c for c in (self.directory.get(cid) for cid in alert.get("customer_ids") or []) if c]
         for customer in found:
             if customer.get("transformer_id"):
                 transformers.add(customer["transformer_id"])
@@ -251,11 +325,12 @@ class ConsoleModel:
         alert = self.alerts.get(alert_id)
         if alert is None:
             return None
-        version = (self._alert_version.get(alert_id), self._customers_version)
+        version = (self._alert_version.get(alert_id), self.directory.version)
         cached = self._summaries.get(alert_id)
         if cached is not None and cached[0] == version:
             return cached[1]
-        feeder, transformers = self.topology(alert)
+        placed = self._placed.get(alert_id)
+        feeder, transformers = placed if placed is not None else self.topology(alert)
         row = {
             "alert_id": alert_id, "kind": alert.get("kind"), "severity": alert.get("severity"),
             "status": alert.get("status"), "scope": alert.get("scope"), "started_at": alert.get("started_at"),
@@ -374,7 +449,7 @@ class ConsoleModel:
             if cid in seen:
                 continue
             seen.add(cid)
-            c = self.customers.get(cid) or {}
+            c = self.directory.get(cid) or {}
             phone = c.get("phone")
             out.append({
                 "customer_id": cid,
@@ -394,6 +469,30 @@ class ConsoleModel:
                 "timeline": self.timeline(alert_id),
                 "customers": self.customers_of(alert_id, reveal_phones=reveal_phones),
                 "feedback": self.feedback_of(alert_id)}
+
+    def detail_with(self, stored: dict, *, reveal_phones: bool, evidence_url: str | None) -> dict | None:
+        """:meth:`detail` with what the history store holds of the alert (``stored``: ``record``, ``first_ts``,
+        ``updated_ts``, ``placed``, ``notifications`` and ``feedback`` as records) joined to what the console
+        holds: the held record and times win; of notifications and feedback the held records, and the
+        stored ones of ids not held before them."""
+        aid = stored.get("alert_id") or (stored.get("record") or {}).get("alert_id")
+        record = self.alerts.get(aid) or stored.get("record")
+        if record is None:
+            return None
+        probe = ConsoleModel(max_records=self.max_records, directory=self.directory)
+        if aid in self.alerts:
+            probe.load_alert(record, self._first_ts.get(aid), self._updated_ts.get(aid), self._placed.get(aid))
+        else:
+            probe.load_alert(record, stored.get("first_ts"), stored.get("updated_ts"), stored.get("placed"))
+        held = list(self._notes_by_alert.get(aid, ()))
+        held_ids = {n.get("notification_id") for n in held}
+        for n in [n for n in stored.get("notifications") or [] if n.get("notification_id") not in held_ids] + held:
+            probe._append(probe._notifications, probe._notes_by_alert, n)
+        seen = {f.get("feedback_id") for f in self._feedback_by_alert.get(aid, ())}
+        for f in [f for f in stored.get("feedback") or [] if f.get("feedback_id") not in seen] + \
+                list(self._feedback_by_alert.get(aid, ())):
+            probe._append(probe._feedback, probe._feedback_by_alert, f)
+        return probe.detail(aid, reveal_phones=reveal_phones, evidence_url=evidence_url)
 
     # ------------------------------------------------------------------------------------ silences
 

@@ -175,14 +175,19 @@ def _schemas() -> dict[str, Any]:
                         "first_message_s": {**_ref("Stats"), "description": FIRST_MESSAGE_DEFINITION},
                         "messages": {"type": "object", "description":
                                      "Messages (distinct notification_id) that reached each status; one deferred "
-                                     "and later sent counts under both",
+                                     "and later sent counts under both (with a history store: each message under "
+                                     "the state it is in now — sent, and its provider's outcome)",
                                      "properties": {**{s: {"type": "integer"} for s in
                                                        ("sent", "delivered", "suppressed", "failed", "deferred")},
                                                     "suppressed_by_reason": {"type": "object",
                                                                              "additionalProperties": {"type": "integer"}}}},
                         "false_alarms": {"type": "object", "properties": {
                             "resolved": {"type": "integer"}, "no_fault": {"type": "integer"},
-                            "rate": {"type": ["number", "null"], "description": "no_fault / resolved"}}}}},
+                            "rate": {"type": ["number", "null"], "description": "no_fault / resolved"}}},
+                        "computed_at": {"type": "string", "format": "date-time", "description":
+                                        "With a history store: when the store computed these (reused for 30 s; "
+                                        "what the projector has not written yet is not in them). Absent "
+                                        "without one: computed from what the console holds."}}},
     }
 
 
@@ -276,8 +281,10 @@ def document() -> dict[str, Any]:
         "/api/figures": {"get": {
             "summary": "Detection and first-message latency, message outcomes, false alarms",
             "description": "detection_s: detected_at - started_at (event time). first_message_s: "
-                           + FIRST_MESSAGE_DEFINITION,
-            "responses": {"200": _json(_ref("Figures"), "Figures"), **common}}},
+                           + FIRST_MESSAGE_DEFINITION + " Without a history store: over what the console holds; "
+                           "with one: over everything the store holds.",
+            "responses": {"200": _json(_ref("Figures"), "Figures"),
+                          "503": _error("The history store is configured but does not answer"), **common}}},
         "/api/events": {"get": {
             "summary": "Live changes as Server-Sent Events",
             "description": "`event: alert` (data: an AlertSummary), `event: notification` (a notifications "

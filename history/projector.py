@@ -169,6 +169,7 @@ class Batch:
             "customer_id": cid, "meter_id": rec.get("meter_id"), "transformer_id": rec.get("transformer_id"),
             "feeder_id": rec.get("feeder_id"), "segment": rec.get("segment"), "language": rec.get("language"),
             "timezone": rec.get("timezone"), "opted_out": bool(rec.get("opted_out")),
+            "phone": rec.get("phone") if isinstance(rec.get("phone"), str) else None,
         }
 
 

@@ -5,7 +5,7 @@ alert id (``record`` keeps it whole, with its ``history``), ``alert_customers`` 
 an alert ever named (an outage's scope grows and shrinks by updates of the same id), ``notifications`` one row
 per notification id with its send and its provider's outcome, ``feedback`` one per reply, ``alert_actions``
 one per record of ``gridwatch.alert-actions`` (keyed by its partition and offset: actions carry no id),
-``customers`` the directory without contact details (no phone, email or webhook), and ``projector_offsets``
+``customers`` the directory with the phone number the console shows (no email or webhook; 0007), and ``projector_offsets``
 the next offset to read per topic partition, written in the same transaction as the rows.
 """
 
@@ -61,6 +61,7 @@ customers = Table(
     Column("language", Text),
     Column("timezone", Text),
     Column("opted_out", Boolean, nullable=False, server_default="false"),
+    Column("phone", Text),  # 0007: the console shows it to operators (masked to viewers)
 )
 Index("customers_feeder", customers.c.feeder_id)
 Index("customers_meter", customers.c.meter_id)

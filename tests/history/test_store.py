@@ -110,7 +110,10 @@ def test_reading_every_record_twice_changes_nothing(history_engine):
     assert dump(history_engine) == once
     with history_engine.connect() as conn:
         n1 = conn.execute(select(t.notifications).where(t.notifications.c.notification_id == "N1")).one()
-        assert "phone" not in conn.execute(select(t.customers)).keys()
+        directory = conn.execute(select(t.customers).order_by(t.customers.c.customer_id)).mappings().all()
+    # the phone number the console shows is kept (0007); no other contact detail is
+    assert [c["phone"] for c in directory] == ["+8613800000001", None]
+    assert not {"email", "webhook"} & set(directory[0].keys())
     # the receipt keeps the decision and its send time, and adds the provider's outcome
     assert (n1.status, n1.outcome) == ("sent", "delivered")
     assert n1.sent_at.isoformat() == "2026-01-05T10:04:00+00:00"
