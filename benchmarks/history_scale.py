@@ -55,9 +55,10 @@ def fill(url: str, customers: int, incidents: int, seed: int) -> dict:
     with psycopg.connect(host=u.host, port=u.port, user=u.username, password=u.password, dbname=u.database) as conn:
         segments = ["residential"] * 8 + ["commercial", "industrial"]
         counts["customers"] = _copy(conn, "customers", ["customer_id", "meter_id", "transformer_id", "feeder_id",
-                                                         "segment", "language", "timezone", "opted_out"],
+                                                         "segment", "language", "timezone", "opted_out", "phone"],
                                     ((f"C{i:07d}", f"M{i:07d}", f"T{i // TRANSFORMER_SIZE:06d}",
-                                      f"F{i // FEEDER_SIZE:04d}", segments[i % 10], "en", "UTC", False)
+                                      f"F{i // FEEDER_SIZE:04d}", segments[i % 10], "en", "UTC", False,
+                                      f"+4479{i:08d}")
                                      for i in range(customers)))
         start = datetime(YEAR, 1, 1, tzinfo=timezone.utc)
         alerts, members, notes, ratings = [], [], [], []

@@ -933,7 +933,8 @@ async def start_feeds(settings: Settings, console: Console, timeout: float = REA
     """Start one view per topic the console reads, wait until each has caught up, return them.
 
     ``start_at``: deployed topic -> {partition: offset} to read on from (the history store's projection;
-    see :class:`console.board_store.Snapshot`), for the topics the store holds."""
+    see :class:`console.board_store.Snapshot`), for the topics the store holds. With a store
+    (``console.store``) ``customers`` is read to its end before the other topics start."""
     FeedView = _feed_view_class()
     tail = {"notifications": console.model.max_records, "feedback": console.model.max_records}
     start_at = start_at or {}
@@ -942,9 +943,17 @@ async def start_feeds(settings: Settings, console: Console, timeout: float = REA
              for kind, topic in FEEDS.items()]
     started = []
     try:
+        if console.store is not None:
+            # with a store an alert is placed when it is applied, by the directory as it is then: the
+            # customers published after the projection are read first
+            first = next(v for v in views if v.topic == settings.topic(names.CUSTOMERS))
+            await first.start()
+            started.append(first)
+            await first.wait_ready(timeout)
         for view in views:
-            await view.start()
-            started.append(view)
+            if view not in started:
+                await view.start()
+                started.append(view)
         for view in views:
             await view.wait_ready(timeout)
     except BaseException:
