@@ -75,7 +75,12 @@ ALERT_LIMIT_DEFAULT, FEEDBACK_LIMIT_DEFAULT, LIMIT_MAX = 1000, 200, 10000
 SUBSCRIBER_QUEUE = 2000
 #: with a history store: how long the board's figures are reused, and how often the board forgets resolved
 #: alerts older than GRIDWATCH_CONSOLE_RECENT_HOURS and drops customers the projector has caught up with
-FIGURES_TTL_S = 30.0
+FIGURES_TTL_S = 10.0
+#: ... and recomputed then only when an alert, message or reply arrived since (or up to this long before
+#: they were computed: the projector writes it a moment after the console reads it), else kept up to
+#: FIGURES_MAX_AGE_S
+PROJECTION_GRACE_S = 10.0
+FIGURES_MAX_AGE_S = 300.0
 MAINTENANCE_S = 60.0
 RECENT_HOURS_DEFAULT = 24.0
 
@@ -165,6 +170,7 @@ class Console:
     #: everything itself, read from the topics)
     store: Any = None
     _kept: dict[str, tuple[float, dict]] = field(default_factory=dict)
+    _last_change: float = 0.0
     _figures_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def feed(self, topic_kind: str) -> Callable[..., Any]:
@@ -187,6 +193,8 @@ class Console:
         """Apply one record to the model and push what changed (silences with ``active`` and ``state``, as
         ``GET /api/silences`` shows them)."""
         events = self.model.apply(topic_kind, key, value, kafka_ts, position)
+        if events and topic_kind in ("alerts", "notifications", "feedback"):
+            self._last_change = self.clock()
         self.hub.publish([("silence", _silence_view(self, payload)) if name == "silence" and "deleted" not in payload
                           else (name, payload) for name, payload in events])
 
@@ -229,11 +237,14 @@ class Console:
         return await self._from_store("satisfaction")
 
     async def _from_store(self, name: str) -> dict:
-        """``store.<name>()`` computed in a thread at most every :data:`FIGURES_TTL_S` seconds."""
+        """``store.<name>()`` computed in a thread: at most every :data:`FIGURES_TTL_S` seconds, and only when
+        something changed since (see :data:`PROJECTION_GRACE_S`) or it is :data:`FIGURES_MAX_AGE_S` old."""
         async with self._figures_lock:
             now = self.clock()
             kept = self._kept.get(name)
-            if kept is None or now - kept[0] >= FIGURES_TTL_S:
+            age = now - kept[0] if kept is not None else None
+            if age is None or age >= FIGURES_MAX_AGE_S or (
+                    age >= FIGURES_TTL_S and self._last_change >= kept[0] - PROJECTION_GRACE_S):
                 try:
                     body = await asyncio.to_thread(getattr(self.store, name))
                 except Exception as exc:  # noqa: BLE001

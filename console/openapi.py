@@ -185,8 +185,9 @@ def _schemas() -> dict[str, Any]:
                             "resolved": {"type": "integer"}, "no_fault": {"type": "integer"},
                             "rate": {"type": ["number", "null"], "description": "no_fault / resolved"}}},
                         "computed_at": {"type": "string", "format": "date-time", "description":
-                                        "With a history store: when the store computed these (reused for 30 s; "
-                                        "what the projector has not written yet is not in them). Absent "
+                                        "With a history store: when the store computed these (again at most every "
+                                        "10 s, when something changed; what the projector has not written yet is "
+                                        "not in them). Absent "
                                         "without one: computed from what the console holds."}}},
     }
 

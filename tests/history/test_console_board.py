@@ -177,3 +177,42 @@ def test_an_alert_no_longer_held_is_shown_from_the_store_with_its_customers_and_
             assert (await c.get("/api/alerts/A3", headers=VIEW)).status == 200  # from the store
 
     asyncio.run(go())
+
+
+def test_the_store_figures_are_recomputed_only_when_something_changed(history_engine):
+    fill(history_engine)
+    store = BoardStore(history_engine)
+    computed = []
+
+    class Counting(BoardStore):
+        def figures(self):
+            computed.append(now[0])
+            return store.figures()
+
+    now = [T0 + 1000.0]
+    app = make_app(settings(), USERS, model=ConsoleModel(directory=StoreDirectory()), producer=FakeProducer(),
+                   offsets=FakeOffsets(None), clock=lambda: now[0])
+    console = app[CONSOLE]
+    console.store = Counting(history_engine)
+
+    async def go():
+        async def at(t):
+            now[0] = T0 + 1000.0 + t
+            return await console.figures()
+
+        first = await at(0)
+        await at(5)
+        await at(40)  # nothing arrived: kept
+        assert len(computed) == 1
+        console.apply("alerts", "A9", ALERTS[2] | {"alert_id": "A9"}, None)  # at +40
+        await at(45)  # changed since the computation at 0
+        assert len(computed) == 2
+        await at(50)
+        await at(70)  # the change at +40 was within 10 s before the computation at +45: once more
+        assert len(computed) == 3
+        await at(100)  # nothing since
+        assert len(computed) == 3
+        await at(400)  # five minutes old
+        assert len(computed) == 4 and first["false_alarms"]["resolved"] == 2
+
+    asyncio.run(go())
