@@ -75,12 +75,12 @@ ALERT_LIMIT_DEFAULT, FEEDBACK_LIMIT_DEFAULT, LIMIT_MAX = 1000, 200, 10000
 SUBSCRIBER_QUEUE = 2000
 #: with a history store: how long the board's figures are reused, and how often the board forgets resolved
 #: alerts older than GRIDWATCH_CONSOLE_RECENT_HOURS and drops customers the projector has caught up with
-FIGURES_TTL_S = 10.0
-#: ... and recomputed then only when an alert, message or reply arrived since (or up to this long before
-#: they were computed: the projector writes it a moment after the console reads it), else kept up to
-#: FIGURES_MAX_AGE_S
-PROJECTION_GRACE_S = 10.0
-FIGURES_MAX_AGE_S = 300.0
+#: with a history store the figures are recomputed after an alert, message or reply arrived, once the projector
+#: has written it (waiting at most PROJECTION_WAIT_S), at most every FIGURES_EVERY_S
+FIGURES_EVERY_S = 5.0
+PROJECTION_WAIT_S = 30.0
+#: the topics whose records change the figures and the satisfaction
+FIGURE_FEEDS = ("alerts", "notifications", "feedback")
 MAINTENANCE_S = 60.0
 RECENT_HOURS_DEFAULT = 24.0
 
@@ -169,8 +169,11 @@ class Console:
     #: the history store the board looks customers, past alerts and its figures up in (None: it holds
     #: everything itself, read from the topics)
     store: Any = None
-    _kept: dict[str, tuple[float, dict]] = field(default_factory=dict)
-    _last_change: float = 0.0
+    _kept: dict[str, dict] = field(default_factory=dict)
+    #: topic kind -> partition -> the next offset after the last record applied
+    _seen: dict[str, dict[int, int]] = field(default_factory=dict)
+    #: set when a record that changes the figures was applied
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
     _figures_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def feed(self, topic_kind: str) -> Callable[..., Any]:
@@ -193,8 +196,10 @@ class Console:
         """Apply one record to the model and push what changed (silences with ``active`` and ``state``, as
         ``GET /api/silences`` shows them)."""
         events = self.model.apply(topic_kind, key, value, kafka_ts, position)
-        if events and topic_kind in ("alerts", "notifications", "feedback"):
-            self._last_change = self.clock()
+        if position is not None:
+            self._seen.setdefault(topic_kind, {})[position[0]] = position[1] + 1
+        if events and topic_kind in FIGURE_FEEDS:
+            self.changed.set()
         self.hub.publish([("silence", _silence_view(self, payload)) if name == "silence" and "deleted" not in payload
                           else (name, payload) for name, payload in events])
 
@@ -237,23 +242,27 @@ class Console:
         return await self._from_store("satisfaction")
 
     async def _from_store(self, name: str) -> dict:
-        """``store.<name>()`` computed in a thread: at most every :data:`FIGURES_TTL_S` seconds, and only when
-        something changed since (see :data:`PROJECTION_GRACE_S`) or it is :data:`FIGURES_MAX_AGE_S` old."""
+        """What the store last computed (:meth:`compute`); computed now when nothing was yet."""
+        if name not in self._kept:
+            await self.compute()
+        return self._kept[name]
+
+    async def compute(self) -> None:
+        """Compute the figures and the satisfaction in the store (in a thread, one at a time) and keep them."""
         async with self._figures_lock:
-            now = self.clock()
-            kept = self._kept.get(name)
-            age = now - kept[0] if kept is not None else None
-            if age is None or age >= FIGURES_MAX_AGE_S or (
-                    age >= FIGURES_TTL_S and self._last_change >= kept[0] - PROJECTION_GRACE_S):
-                try:
-                    body = await asyncio.to_thread(getattr(self.store, name))
-                except Exception as exc:  # noqa: BLE001
-                    log.warning("console: %s not computed by the history store (%s)", name, type(exc).__name__)
-                    raise ApiError(503, f"history store unavailable ({type(exc).__name__})") from None
-                if name == "figures":
-                    body = {**body, "computed_at": format_time(now)}
-                kept = self._kept[name] = (now, body)
-            return kept[1]
+            try:
+                figures = await asyncio.to_thread(self.store.figures)
+                satisfaction = await asyncio.to_thread(self.store.satisfaction)
+            except Exception as exc:  # noqa: BLE001
+                log.warning("console: figures not computed by the history store (%s)", type(exc).__name__)
+                raise ApiError(503, f"history store unavailable ({type(exc).__name__})") from None
+            self._kept = {"figures": {**figures, "computed_at": format_time(self.clock())},
+                          "satisfaction": satisfaction}
+
+    def seen(self, settings: Settings) -> dict[str, dict[int, int]]:
+        """deployed topic -> partition -> next offset the console has applied, of the topics in the figures."""
+        return {settings.topic(FEEDS[kind]): dict(parts) for kind, parts in self._seen.items()
+                if kind in FIGURE_FEEDS}
 
     async def publish(self, topic: str, key: str, value: dict) -> None:
         """Publish one JSON record (acks=all) and wait for the broker; ApiError 503 when it does not take it."""
@@ -1008,7 +1017,8 @@ async def serve(settings: Settings, users: list[gwauth.User], host: str, port: i
     except (TopicViewError, TimeoutError) as exc:
         print(f"gridwatch console: {exc}", file=sys.stderr, flush=True)
         return 2
-    upkeep = asyncio.create_task(_keep_board(console, settings)) if store is not None else None
+    upkeep = [asyncio.create_task(_keep_board(console, settings)),
+              asyncio.create_task(refresh_figures(console, settings))] if store is not None else []
     try:
         try:
             await producer.start()
@@ -1050,8 +1060,8 @@ async def serve(settings: Settings, users: list[gwauth.User], host: str, port: i
             await producer.stop()
             print("console stopped.", flush=True)
     finally:
-        if upkeep is not None:
-            upkeep.cancel()
+        for task in upkeep:
+            task.cancel()
         for view in views:
             await view.stop()
     return 0
@@ -1094,6 +1104,36 @@ def _load_board(store, model: ConsoleModel, settings: Settings, now: float) -> d
         model.load_alert(a["record"], a["first_ts"], a["updated_ts"], a["placed"])
     wanted = {settings.topic(t) for t in STORE_FEEDS}
     return {topic: offsets for topic, offsets in snap.offsets.items() if topic in wanted}
+
+
+async def refresh_figures(console: Console, settings: Settings, *, every: float = FIGURES_EVERY_S,
+                          wait: float = PROJECTION_WAIT_S, poll: float = 0.5) -> None:
+    """With a history store: after an alert, message or reply arrived, wait until the projector has written
+    every record the console had applied then (at most ``wait`` seconds), recompute the figures and the
+    satisfaction, and tell the live subscribers (``event: figures``); at most every ``every`` seconds. So a
+    request never waits for the store's aggregates, and a board sees a change once it is in them."""
+    while True:
+        await console.changed.wait()
+        console.changed.clear()
+        wanted = console.seen(settings)
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            try:
+                projected = await asyncio.to_thread(console.store.projected)
+            except Exception as exc:  # noqa: BLE001 - computed anyway below, or tried at the next change
+                log.warning("console: the projector's offsets not read (%s)", type(exc).__name__)
+                break
+            if all(projected.get(topic, {}).get(p, 0) >= off for topic, parts in wanted.items()
+                   for p, off in parts.items()):
+                break
+            await asyncio.sleep(poll)
+        try:
+            await console.compute()
+        except ApiError:
+            console.changed.set()  # the store did not answer: again after the pause
+        else:
+            console.hub.publish([("figures", {"computed_at": console._kept["figures"]["computed_at"]})])
+        await asyncio.sleep(every)
 
 
 async def _keep_board(console: Console, settings: Settings, every: float = MAINTENANCE_S) -> None:

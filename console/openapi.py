@@ -185,9 +185,8 @@ def _schemas() -> dict[str, Any]:
                             "resolved": {"type": "integer"}, "no_fault": {"type": "integer"},
                             "rate": {"type": ["number", "null"], "description": "no_fault / resolved"}}},
                         "computed_at": {"type": "string", "format": "date-time", "description":
-                                        "With a history store: when the store computed these (again at most every "
-                                        "10 s, when something changed; what the projector has not written yet is "
-                                        "not in them). Absent "
+                                        "With a history store: when the store computed these (after a change, once "
+                                        "the projector has written it; at most every 5 s). Absent "
                                         "without one: computed from what the console holds."}}},
     }
 
@@ -289,7 +288,8 @@ def document() -> dict[str, Any]:
         "/api/events": {"get": {
             "summary": "Live changes as Server-Sent Events",
             "description": "`event: alert` (data: an AlertSummary), `event: notification` (a notifications "
-                           "record), `event: feedback` (a feedback record), `event: silence` (a Silence); a "
+                           "record), `event: feedback` (a feedback record), `event: silence` (a Silence), `event: "
+                           "figures` (with a history store: new figures and satisfaction were computed); a "
                            "`: heartbeat` comment every 15 s. Changes are pushed as they reach Kafka; a new "
                            "subscriber fetches /api/alerts for the current state. A subscriber that falls far "
                            "behind is disconnected (reconnect and refetch).",

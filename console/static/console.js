@@ -917,6 +917,8 @@
     source.addEventListener("notification", function (e) { onEvent(e, onNotificationEvent); });
     source.addEventListener("feedback", function (e) { onEvent(e, onFeedbackEvent); });
     source.addEventListener("silence", function (e) { onEvent(e, onSilenceEvent); });
+    // with a history store the figures and satisfaction are recomputed there after a change
+    source.addEventListener("figures", function () { loadFigures(); loadFeedback(); });
   }
 
   function onEvent(e, handler) {

@@ -179,40 +179,49 @@ def test_an_alert_no_longer_held_is_shown_from_the_store_with_its_customers_and_
     asyncio.run(go())
 
 
-def test_the_store_figures_are_recomputed_only_when_something_changed(history_engine):
+def test_after_a_change_the_figures_are_recomputed_once_the_projector_has_it_and_boards_are_told(history_engine):
+    from console.app import refresh_figures
+    from history.projector import Batch, write
+
     fill(history_engine)
-    store = BoardStore(history_engine)
-    computed = []
+    calls = []
 
     class Counting(BoardStore):
         def figures(self):
-            computed.append(now[0])
-            return store.figures()
+            calls.append("figures")
+            return super().figures()
 
-    now = [T0 + 1000.0]
     app = make_app(settings(), USERS, model=ConsoleModel(directory=StoreDirectory()), producer=FakeProducer(),
-                   offsets=FakeOffsets(None), clock=lambda: now[0])
+                   offsets=FakeOffsets(None))
     console = app[CONSOLE]
     console.store = Counting(history_engine)
+    late = outage("A9", "resolved", [3], "2026-07-05T10:00:00Z", "2026-07-05T10:03:00Z",
+                  resolved_at="2026-07-05T11:00:00Z", no_fault=True)
 
     async def go():
-        async def at(t):
-            now[0] = T0 + 1000.0 + t
-            return await console.figures()
-
-        first = await at(0)
-        await at(5)
-        await at(40)  # nothing arrived: kept
-        assert len(computed) == 1
-        console.apply("alerts", "A9", ALERTS[2] | {"alert_id": "A9"}, None)  # at +40
-        await at(45)  # changed since the computation at 0
-        assert len(computed) == 2
-        await at(50)
-        await at(70)  # the change at +40 was within 10 s before the computation at +45: once more
-        assert len(computed) == 3
-        await at(100)  # nothing since
-        assert len(computed) == 3
-        await at(400)  # five minutes old
-        assert len(computed) == 4 and first["false_alarms"]["resolved"] == 2
+        before = await console.figures()  # nothing kept yet: computed on request
+        assert before["false_alarms"] == {"resolved": 2, "no_fault": 1, "rate": 0.5} and calls == ["figures"]
+        assert await console.figures() is before and calls == ["figures"]  # kept
+        queue = console.hub.subscribe("t")
+        task = asyncio.create_task(refresh_figures(console, console.settings, every=0, wait=30, poll=0.05))
+        try:
+            # the console reads A9 at offset 7 of t.alerts/0; the projector has not written it yet
+            console.apply("alerts", "A9", late, None, (0, 7))
+            assert (await queue.get()).startswith(b"event: alert")
+            await asyncio.sleep(0.5)
+            assert calls == ["figures"]  # waiting for the projector
+            batch = Batch()
+            batch.alert(late, None)
+            batch.alert_customers.add(("A9", "C3"))
+            batch.offsets[("t.alerts", 0)] = 8
+            with history_engine.begin() as conn:
+                write(conn, batch)
+            frame = (await asyncio.wait_for(queue.get(), 30)).decode()
+            assert frame.startswith("event: figures\n") and "computed_at" in frame
+            after = await console.figures()
+            assert after["false_alarms"] == {"resolved": 3, "no_fault": 2, "rate": 0.6667}
+            assert calls == ["figures", "figures"]
+        finally:
+            task.cancel()
 
     asyncio.run(go())
