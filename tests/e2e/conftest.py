@@ -181,6 +181,19 @@ def stack(chromium, kafka_broker, tmp_path_factory, request):
                 "GRIDWATCH_CONSOLE_USERS_FILE", "GRIDWATCH_CONSOLE_URL"):
         env.pop(var, None)
 
+    # a module with HISTORY_STORE = True runs the console on a history store of its own, filled by the projector
+    admin_url = db_name = None
+    if getattr(request.module, "HISTORY_STORE", False):
+        from sqlalchemy.engine import make_url
+
+        from history import server
+
+        admin_url = request.getfixturevalue("postgres_admin_url")
+        db_name = f"e2e_{uuid.uuid4().hex[:10]}"
+        server.create_database(admin_url, db_name)
+        env["GRIDWATCH_DATABASE_URL"] = make_url(admin_url).set(database=db_name).render_as_string(
+            hide_password=False)
+
     procs = Processes()
     url = f"http://127.0.0.1:{console_port}"
     stack = Stack(settings, env, procs, url)
@@ -199,6 +212,8 @@ def stack(chromium, kafka_broker, tmp_path_factory, request):
         procs.start("sandbox", gridwatch_argv("sandbox", "--port", str(sandbox_port)), env, run_dir / "sandbox.log")
         procs.start("webhooks", gridwatch_argv("webhooks", "--port", str(hook_port)), env, run_dir / "webhooks.log")
         procs.start("worker", gridwatch_argv("worker"), env, run_dir / "worker.log")
+        if db_name is not None:
+            procs.start("projector", gridwatch_argv("history", "project"), env, run_dir / "projector.log")
         procs.start("console", gridwatch_argv("console", "--port", str(console_port)), env, run_dir / "console.log")
         token = {"Authorization": f"Bearer {OPERATOR[2]}"}
         deadline = time.monotonic() + 120
@@ -229,8 +244,12 @@ def stack(chromium, kafka_broker, tmp_path_factory, request):
         stack.producer.close()
         procs.stop()
         if request.session.testsfailed:
-            for name in ("console", "worker"):
+            for name in ("console", "worker") + (("projector",) if db_name else ()):
                 sys.stderr.write(f"\n--- {name}.log (tail) ---\n{stack.log_tail(name, 80)}\n")
+        if db_name is not None:
+            from history import server
+
+            server.drop_database(admin_url, db_name)
 
 
 @pytest.fixture(scope="module")
