@@ -1,10 +1,12 @@
 """``gridwatch console``: the operations console's web API, live events, metrics and pages (aiohttp).
 
-At start it reads the whole ``alerts``, ``notifications``, ``feedback``, ``gridwatch.silences`` and
-``customers`` topics over every partition (:class:`streams.topicview.TopicView`, so it shows everything
-whichever worker wrote it), waits until it has caught up, then serves and keeps following them; each
-record is applied to a :class:`console.model.ConsoleModel` and pushed to ``/api/events`` subscribers as
-it arrives. Operator actions are published on Kafka (``gridwatch.alert-actions``, ``gridwatch.silences``)
+At start it reads the ``alerts``, ``notifications``, ``feedback``, ``gridwatch.silences`` and ``customers``
+topics over every partition (:class:`streams.topicview.TopicView`, so it shows everything whichever worker
+wrote it), waits until it has caught up, then serves and keeps following them; each record is applied to a
+:class:`console.model.ConsoleModel` and pushed to ``/api/events`` subscribers as it arrives. Without a
+database it reads them whole (notifications and feedback: their tails) and holds everything; with the
+history store it starts from the store's snapshot and reads on from the projector's offsets, looking
+customers, past alerts and its figures up in the store (:mod:`console.board_store`). Operator actions are published on Kafka (``gridwatch.alert-actions``, ``gridwatch.silences``)
 with acks=all; nothing is changed locally except a silence the console itself just published.
 
 Security: every path except ``/login`` and ``/static/*`` needs credentials (:mod:`console.auth`); a
@@ -1241,7 +1243,9 @@ def register(subparsers) -> None:
         description="Serve the operations console's pages and JSON API (GET /api/openapi.json describes it), "
                     "live events (/api/events) and Prometheus metrics (/metrics). Reads the alerts, "
                     "notifications, feedback, silences and customers topics before serving (notifications and feedback: "
-                    "the newest 50,000 records of each partition, as many as it keeps). Users: "
+                    "the newest 50,000 records of each partition, as many as it keeps); with a history store "
+                    "(GRIDWATCH_DATABASE_URL or `gridwatch db start`) only what the projector has not written "
+                    "yet, looking customers, past alerts and figures up in the store. Users: "
                     "GRIDWATCH_CONSOLE_USERS=name:role:secret,... or GRIDWATCH_CONSOLE_USERS_FILE (role viewer "
                     "or operator); GRIDWATCH_CONSOLE_URL when browsers reach it under another URL.")
     p.add_argument("--host", default=DEFAULT_HOST, help="interface to listen on (default: %(default)s)")
