@@ -1014,6 +1014,8 @@ async def serve(settings: Settings, users: list[gwauth.User], host: str, port: i
         app.on_cleanup.append(close_sessions)
     console = app[CONSOLE]
     console.store = store
+    if store is not None:  # the history pages use the same engine (one pool of connections)
+        app[history_api.HISTORY].engine = store.engine
     try:
         views = await start_feeds(settings, console, start_at=start_at)
     except (TopicViewError, TimeoutError) as exc:
