@@ -1121,22 +1121,25 @@ async def refresh_figures(console: Console, settings: Settings, *, every: float 
         console.changed.clear()
         wanted = console.seen(settings)
         deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
+        caught_up = False
+        while not caught_up and time.monotonic() < deadline:
             try:
                 projected = await asyncio.to_thread(console.store.projected)
-            except Exception as exc:  # noqa: BLE001 - computed anyway below, or tried at the next change
+            except Exception as exc:  # noqa: BLE001 - computed anyway below, and tried again
                 log.warning("console: the projector's offsets not read (%s)", type(exc).__name__)
                 break
-            if all(projected.get(topic, {}).get(p, 0) >= off for topic, parts in wanted.items()
-                   for p, off in parts.items()):
-                break
-            await asyncio.sleep(poll)
+            caught_up = all(projected.get(topic, {}).get(p, 0) >= off for topic, parts in wanted.items()
+                            for p, off in parts.items())
+            if not caught_up:
+                await asyncio.sleep(poll)
         try:
             await console.compute()
         except ApiError:
-            console.changed.set()  # the store did not answer: again after the pause
+            caught_up = False
         else:
             console.hub.publish([("figures", {"computed_at": console._kept["figures"]["computed_at"]})])
+        if not caught_up:  # the projector is behind (or the store did not answer): once more after the pause
+            console.changed.set()
         await asyncio.sleep(every)
 
 
