@@ -26,7 +26,7 @@ from typing import Any, Iterable
 from gridwatch import config as names
 from notifiers.privacy import mask_phone
 
-__all__ = ["ConsoleModel", "STATUSES", "MESSAGE_STATUSES", "TOPIC_KINDS", "parse_time", "format_time",
+__all__ = ["ConsoleModel", "MemoryDirectory", "STATUSES", "MESSAGE_STATUSES", "TOPIC_KINDS", "parse_time", "format_time",
            "quantile", "reason_category"]
 
 STATUSES = ("open", "acknowledged", "resolved")
