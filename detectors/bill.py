@@ -7,9 +7,6 @@ same day of the next month. Every day the detector projects the cycle's bill::
     projected kWh = measured kWh so far + r * (Prophet forecast of the days not yet measured)
     r             = measured / forecast over the last ``ratio_days`` (5) usable days of the cycle
 
-(with ``trend_weight`` > 0 the forecast days are scaled by r plus that share of r's trend carried forward,
-:func:`_trend_ratio`; the cross-validation has not chosen it, so the default is 0).
-
 Prophet supplies the shape of the rest of the cycle (weekly pattern, yearly season, the country's public
 holidays) and its uncertainty; r puts it on the level the household is at now, measured against the
 forecast's own shape. The projection (times the tariff's price, in the tariff's currency) is compared with
@@ -122,11 +119,14 @@ class BillConfig:
                                        "(no alert for +50 % of an empty flat's 2 kWh)")
     history_days: int = param(460, "days of usage kept per customer: a year, the cycle and 8 weeks either side")
     min_history_days: int = param(28, "usable days of history before the first forecast")
-    ratio_days: int = param(5, "the last this many usable days of the cycle set the level of the forecast")
+    ratio_days: int = param(4, "the last this many usable days of the cycle set the level of the forecast")
     min_ratio_days: int = param(3, "no projection from fewer usable days than this in the cycle")
-    early_margin_pct: float = param(10.0, "the threshold is raised by this many points times the share of the "
+    early_margin_pct: float = param(120.0, "the threshold is raised by this many points times the share of the "
                                           "cycle still ahead: the forecast part of the bill is uncertain, the "
                                           "measured part is not")
+    margin_power: float = param(3.0, "... times that share to this power: 1 linear; 2 falls faster towards the "
+                                     "cycle's end (the level can drift over the days still ahead, so the "
+                                     "uncertainty of their use grows faster than their number)")
     fit_spread_days: int = param(7, "the cycle fit runs on one of the first this many days of the cycle "
                                     "(a hash of the customer id), so fits do not all fall on one day")
     yearly_order: int = param(3, "Fourier order of Prophet's yearly seasonality (used with a year of history)")
@@ -138,10 +138,7 @@ class BillConfig:
                                            "in the history (else recent cycles)")
     holiday_ratio: float = param(0.6, "... and its daily mean is at least this share of the 8 weeks around it")
     recent_cycles: int = param(3, "recent-cycles basis: the highest of this many complete cycles")
-    trend_weight: float = param(0.0, "the rest of the cycle is projected at the level r plus this share of its "
-                                     "trend (the change of r from the previous ratio_days usable days) carried "
-                                     "forward: a ramp is caught by where it is heading, not where it is")
-    min_level_ratio: float = param(1.1, "an alert also needs the household's level r (use against the forecast "
+    min_level_ratio: float = param(1.0, "an alert also needs the household's level r (use against the forecast "
                                         "over the last ratio_days) at least this high: a change this cycle, not a "
                                         "level the forecast already expected")
     vacant_share: float = param(0.2, "days under this share of the history's median use (an empty house) are "
@@ -289,7 +286,7 @@ class BillSpikeDetector(Detector):
             return []
         usual_kwh = usual["kwh_per_day"] * length
         pct = proj["kwh"] / usual_kwh - 1 if usual_kwh > 0 else 0.0
-        required = cust.alert_pct + cfg.early_margin_pct * (length - 1 - i) / length
+        required = cust.alert_pct + cfg.early_margin_pct * ((length - 1 - i) / length) ** cfg.margin_power
         if usual_kwh <= 0 or pct * 100 < required or proj["kwh"] - usual_kwh < cfg.min_excess_kwh \
                 or proj["ratio"] < cfg.min_level_ratio:
             return []
@@ -325,7 +322,6 @@ class BillSpikeDetector(Detector):
                 "cycle_end": (end - timedelta(days=1)).isoformat(), "days_left": length - 1 - (d - start).days,
                 "driver": driver, "drivers": drivers, "estimated_share": round(proj["estimated_share"], 3),
                 "measured_kwh": round(proj["measured_kwh"], 1), "level_ratio": round(proj["ratio"], 2),
-                "rest_level_ratio": round(proj["rest_ratio"], 2),
                 "forecast": {"fitted_through": proj["fitted_through"], "kind": proj["fit_reason"]},
                 "alert_pct": cust.alert_pct, "required_pct": round(required, 1),
                 "series": _series(hist, cust, usual, fc, start, end, d),
@@ -472,25 +468,18 @@ def project(get: Any, fc: dict, start: date, end: date, d: date, cfg: BillConfig
     yhat = fc["yhat"]
     length, i_t = (end - start).days, (d - start).days
     rows = [get(start.toordinal() + i) for i in range(i_t + 1)]
-    k = cfg.ratio_days
-    # the last k usable days, then the k before them: (measured, forecast, days, sum of day indices)
-    win = [[0.0, 0.0, 0, 0], [0.0, 0.0, 0, 0]]
-    for i in range(i_t, -1, -1):
+    a = f = 0.0
+    used = 0
+    for i in range(i_t, -1, -1):                         # the last ratio_days usable days
         row = rows[i]
         if row is not None and _usable(row, cfg):
-            w = win[0] if win[0][2] < k else win[1]
-            w[0], w[1], w[2], w[3] = w[0] + row[KWH], w[1] + yhat[i], w[2] + 1, w[3] + i
-            if win[1][2] == k:
+            a, f, used = a + row[KWH], f + yhat[i], used + 1
+            if used == cfg.ratio_days:
                 break
-    a, f, used = win[0][0], win[0][1], win[0][2]
     if used < cfg.min_ratio_days or f <= 0:
         return None
     r = min(4.0, max(0.25, a / f))
     rest = sum(yhat[i_t + 1:length])
-    r_rest = r
-    if cfg.trend_weight > 0 and rest > 0:
-        at = sum(j * yhat[j] for j in range(i_t + 1, length)) / rest
-        r_rest = _trend_ratio(r, win, at, cfg.min_ratio_days, cfg.trend_weight)
     measured = raw = flagged = missing = 0.0
     for i, row in enumerate(rows):
         if row is None:
@@ -501,27 +490,10 @@ def project(get: Any, fc: dict, start: date, end: date, d: date, cfg: BillConfig
         flagged += extra
         measured += row[KWH] - extra + min(extra, r * yhat[i])
     base = measured + r * missing
-    return {"kwh": base + r_rest * rest, "lo": base + r_rest * fc["tail_lo"][i_t + 1],
-            "hi": base + r_rest * fc["tail_hi"][i_t + 1], "ratio": r, "rest_ratio": r_rest, "measured_kwh": raw, "estimated_share": flagged / raw if raw > 0 else 0.0,
+    return {"kwh": base + r * rest, "lo": base + r * fc["tail_lo"][i_t + 1],
+            "hi": base + r * fc["tail_hi"][i_t + 1], "ratio": r, "measured_kwh": raw,
+            "estimated_share": flagged / raw if raw > 0 else 0.0,
             "fitted_through": fc["data_end"], "fit_reason": fc.get("reason", "cycle")}
-
-
-def _trend_ratio(r: float, win: list, at: float, min_days: int, weight: float) -> float:
-    """The level the rest of the cycle is projected at: r, plus ``weight`` times its trend carried forward.
-
-    The trend is the change of the level between the window of the last ``ratio_days`` usable days and the
-    window before it, per day between their centres; carried to ``at``, the forecast-weighted mean day (index)
-    of the rest of the cycle. Without a full enough earlier window (or with weight 0) it is r itself. ``win`` holds the two
-    windows as [measured kWh, forecast kWh, days, sum of the days' indices].
-    """
-    (a1, f1, n1, s1), (a2, f2, n2, s2) = win
-    if weight <= 0 or n2 < min_days or f2 <= 0:
-        return r
-    c1, c2 = s1 / n1, s2 / n2
-    if c1 <= c2:
-        return r
-    slope = (r - min(4.0, max(0.25, a2 / f2))) / (c1 - c2)
-    return min(4.0, max(0.25, r + weight * slope * (at - c1)))
 
 
 def usual_bill(get: Any, start: date, end: date, cfg: BillConfig) -> dict | None:

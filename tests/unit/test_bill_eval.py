@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.bill_eval import BILL_TARGET, _choose, inject, naive, wilson
+from benchmarks.bill_eval import BILL_TARGET, _choose, decide, inject, naive, wilson
 
 
 def cycle(kwh, usual_per_day=10.0):
@@ -63,3 +63,14 @@ def test_parameters_are_chosen_on_the_training_households_only():
     assert _choose(table, ["a"], grid) == 1
     assert _choose(table, ["b"], grid) == 0
 
+
+
+def test_the_early_margin_falls_with_the_share_of_the_cycle_ahead_to_its_power():
+    """10 kWh a day against a usual 300 kWh, x1.8 from day 15: from day 17 the level (3 days) is 1.8 and the
+    projection 40 % above usual. The margin of 30 points times the share ahead (12/30 on day 17) asks 42 %
+    linearly, 34.8 % squared: the squared margin alerts on day 17, the linear one first on day 20 (9/30: 39 %)."""
+    kwh = [10.0] * 15 + [18.0] * 15
+    params = {"ratio_days": 3, "early_margin_pct": 30.0, "min_level_ratio": 1.1}
+    assert decide(kwh, [True] * 30, [10.0] * 30, 300.0, {**params, "margin_power": 2.0}) == 17
+    assert decide(kwh, [True] * 30, [10.0] * 30, 300.0, {**params, "margin_power": 1.0}) == 20
+    assert decide([10.0] * 30, [True] * 30, [10.0] * 30, 300.0, {**params, "margin_power": 2.0}) is None
