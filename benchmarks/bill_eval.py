@@ -32,10 +32,12 @@ The seasonal swing that must not alert is the real one: the untouched rows are a
 (November to February) and for customers in their first year (no same period last year).
 
 **Parameters by cross-validation across households.** The decision (see :func:`decide`) has four
-parameters: ``ratio_days`` (days of evidence for the level), ``early_margin_pct``, ``min_level_ratio`` and
-``trend_weight`` (how much of the level's trend is carried over the rest of the cycle). The households are
+parameters: ``ratio_days`` (days of evidence for the level), ``early_margin_pct`` and ``margin_power`` (the
+margin over the threshold for the share of the cycle still ahead) and ``min_level_ratio``. The households are
 split into 5 fixed folds; for each fold a grid point is chosen on the *other* four folds (see :func:`_choose`:
-false alerts <= 4 % and >= 80 % of natural spikes alerted, then the best target recall) and scored on the fold's households only. Every figure in the table is a held-out one: pooled over the five held-out folds, with
+false alerts <= 4 %, over all untouched cycles and over the winter ones, and >= 80 % of natural spikes
+alerted, then the best target recall) and scored on the fold's households only. Every figure in the table is
+a held-out one: pooled over the five held-out folds, with
 Wilson 95 % intervals, and per household. :func:`decide` reproduces the detector's decision from the
 stored forecast; the run checks that on every case of every cycle it alerts on the same day as the real
 detector (``process`` from the mid-cycle state) for the detector's default parameters, and prints the count.
@@ -647,8 +649,9 @@ def format_report(res: dict) -> str:
                  f"{_p(t['median'])}, {t['at_least_90pct']} of {t['households']} households >= 90 %; false-alert rate "
                  f"median {_p(f['median'])}, 90th percentile {_p(f['p90'])}, max {_p(f['max'])}, "
                  f"{f['none']} of {f['households']} households with none")
-    lines.append(f"parameters chosen on the other four folds (there: false alerts <= {100 * MAX_TRAIN_FALSE:.0f} %, "
-                 f"natural spikes alerted >= {100 * MIN_TRAIN_NATURAL:.0f} %, then the best '{TARGET}' recall):")
+    lines.append(f"parameters chosen on the other four folds (there: false alerts <= {100 * MAX_TRAIN_FALSE:.0f} % "
+                 f"of all and of winter cycles, natural spikes alerted >= {100 * MIN_TRAIN_NATURAL:.0f} %, then the best "
+                 f"'{TARGET}' recall):")
     for c in res["folds"]:
         t = c["train"]
         lines.append(f"  fold {c['fold']} ({c['households']} households): {_params(c['params'])} "
