@@ -47,9 +47,9 @@ expects for their day, r uses only complete days of measured reads, and the fits
 
 Scaling: where the Prophet fits happen, and how many
 ----------------------------------------------------
-Measured with ``python -m benchmarks.bill_forecast`` on this 2-core machine (at a load average of 12, which
+Measured with ``python -m benchmarks.bill_forecast`` on this 2-core machine (at a load average of 9, which
 inflates CPU time): a fit of ~460 days of history with the cycle's forecast, 300 predictive samples and the
-country's holidays costs ~150 ms of CPU (121 ms in the fitting process and 28 ms in the CmdStan child process
+country's holidays costs ~133 ms of CPU (110 ms in the fitting process and 23 ms in the CmdStan child process
 it starts), plus ~1 CPU-s once per process to import Prophet. Refitting every customer every day would cost
 that per customer per day, in a burst on every cycle day. So fits never run in :meth:`BillSpikeDetector.process`:
 
@@ -71,8 +71,8 @@ that per customer per day, in a burst on every cycle day. So fits never run in :
 - ``apply_fit(state, result, ctx)`` stores the forecast and decides with it at once. It ignores a result for
   a cycle that is no longer current.
 
-So a customer costs one fit per cycle: 4.9 ms of fit CPU per day plus 0.4 ms for the daily update and its
-state's JSON round trip, 5.3 ms in all (same benchmark). Prophet is not what limits a worker: its reading
+So a customer costs one fit per cycle: 4.3 ms of fit CPU per day plus 0.4 ms for the daily update and its
+state's JSON round trip, 4.7 ms in all (same benchmark). Prophet is not what limits a worker: its reading
 path costs ~10 ms per customer per day (96 readings).
 
 State (JSON, ~10 KB with a full history): the last ``history_days`` (460) days in integer-Wh columns. That is
