@@ -74,3 +74,18 @@ def test_the_early_margin_falls_with_the_share_of_the_cycle_ahead_to_its_power()
     assert decide(kwh, [True] * 30, [10.0] * 30, 300.0, {**params, "margin_power": 2.0}) == 17
     assert decide(kwh, [True] * 30, [10.0] * 30, 300.0, {**params, "margin_power": 1.0}) == 20
     assert decide([10.0] * 30, [True] * 30, [10.0] * 30, 300.0, {**params, "margin_power": 2.0}) is None
+
+
+def test_a_point_with_too_many_winter_false_alerts_is_not_chosen():
+    """Point 0 catches more spikes, but alerts falsely on 1 of 10 winter cycles (10 %; 1 of 30 = 3.3 % of all):
+    under the 4 % bound over all cycles, over it in winter, so point 1 is chosen."""
+    def outcome(winter, untouched, found):
+        return {"natural": False, "winter": winter, "untouched": untouched,
+                "cases": {"step to +40 %": {"days": found, "mid": 15}}}
+
+    table = {"a": [outcome(True, [20, None], [None, None])] + [outcome(True, [None, None], [16, 16])] * 9
+             + [outcome(False, [None, None], [16, None])] * 20}
+    grid = [{"p": 0}, {"p": 1}]
+    assert _choose(table, ["a"], grid) == 1
+    table["a"][0] = outcome(False, [20, None], [None, None])      # the same false alert outside winter
+    assert _choose(table, ["a"], grid) == 0
