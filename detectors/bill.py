@@ -5,10 +5,7 @@ Input: the customer's closed days of usage (:mod:`detectors.usage`), as they clo
 same day of the next month. Every day the detector projects the cycle's bill::
 
     projected kWh = measured kWh so far + r * (Prophet forecast of the days not yet measured)
-    r             = measured / forecast over the last ``ratio_days`` (5) usable days of the cycle
-
-(with ``trend_weight`` > 0 the forecast days are scaled by r plus that share of r's trend carried forward,
-:func:`_trend_ratio`; the cross-validation has not chosen it, so the default is 0).
+    r             = measured / forecast over the last ``ratio_days`` (4) usable days of the cycle
 
 Prophet supplies the shape of the rest of the cycle (weekly pattern, yearly season, the country's public
 holidays) and its uncertainty; r puts it on the level the household is at now, measured against the
@@ -25,29 +22,34 @@ the *usual bill*:
 An alert (one ``event`` finding) needs all of:
 
 - the projection at least ``bill_alert_pct`` (the customer's preference, default 30) above the usual bill,
-  plus ``early_margin_pct`` (10) points times the share of the cycle still ahead: the measured part of the
-  bill is certain and the forecast part is not;
-- the level r at least ``min_level_ratio`` (1.1): use this cycle is above what the forecast, which has seen
-  the household's last months and last year's season, expected. A year that simply runs higher than the last
-  (a colder winter, a larger household) is in the forecast already; a change this cycle is not;
+  plus a margin for what is not measured yet: ``early_margin_pct`` (120) points times the share of the cycle
+  still ahead ((days after today) / cycle days) to the power ``margin_power`` (3). In a 30-day cycle that is
+  +47 points on day 7 (the first an alert may come), +12 on day 15, +1.5 on day 22 (the last): a projection made early is mostly forecast and the level it carries can still drift
+  (a cold week, a guest), late it is mostly measured. A margin linear in that share (power 1) either held
+  the late alerts back or let the early, mostly false, ones through;
+- the level r at least ``min_level_ratio`` (1.0): use this cycle is not below what the forecast, which has
+  seen the household's last months and last year's season, expected. A season the forecast expects high
+  (a winter that is merely winter) does not alert on its own;
 - at least ``min_excess_kwh`` above the usual bill;
 - a day that is neither in the first nor in the last ``edge_days`` (7) days of the cycle, and no alert yet
   in this cycle.
 
-The three numbers (5 days, 10 points, 1.1) were chosen by cross-validation across households
+The four numbers (4 days, 120 points, power 3, 1.0) were chosen by cross-validation across households
 (``python -m benchmarks.bill_eval``: 152 real households, five folds; README, "Bill alerts"): on held-out
-households 4.0 % of untouched cycles alerted, 90.1 % of the bills a step from mid-cycle brought to 40 % above
-usual alerted at least 7 days before the end (the naive projected rule: 8.4 % and 59.0 %). Prophet's interval
-as evidence (alerting on its low end) was tried and never chosen; the interval is reported in the alert.
+households 2.3 % of untouched cycles alerted (3.8 % of the winter ones), 92.2 % of the bills a step from
+mid-cycle brought to 40 % above usual alerted at least 7 days before the end, 29.4 % of those a ramp brought
+there (the naive projected rule: 8.4 %, 10.8 %, 59.0 % and 23.2 %). Prophet's interval as evidence
+(alerting on its low end) and the level's trend carried over the rest of the cycle were tried and never
+chosen; the interval is reported in the alert.
 
 Estimated reads and outage catch-up cannot cause it: their kWh count at no more than the level the forecast
 expects for their day, r uses only complete days of measured reads, and the fits leave such days out.
 
 Scaling: where the Prophet fits happen, and how many
 ----------------------------------------------------
-Measured with ``python -m benchmarks.bill_forecast`` on this 2-core machine (at a load average of 12, which
+Measured with ``python -m benchmarks.bill_forecast`` on this 2-core machine (at a load average of 9, which
 inflates CPU time): a fit of ~460 days of history with the cycle's forecast, 300 predictive samples and the
-country's holidays costs ~150 ms of CPU (121 ms in the fitting process and 28 ms in the CmdStan child process
+country's holidays costs ~133 ms of CPU (110 ms in the fitting process and 23 ms in the CmdStan child process
 it starts), plus ~1 CPU-s once per process to import Prophet. Refitting every customer every day would cost
 that per customer per day, in a burst on every cycle day. So fits never run in :meth:`BillSpikeDetector.process`:
 
@@ -69,8 +71,8 @@ that per customer per day, in a burst on every cycle day. So fits never run in :
 - ``apply_fit(state, result, ctx)`` stores the forecast and decides with it at once. It ignores a result for
   a cycle that is no longer current.
 
-So a customer costs one fit per cycle: 4.9 ms of fit CPU per day plus 0.4 ms for the daily update and its
-state's JSON round trip, 5.3 ms in all (same benchmark). Prophet is not what limits a worker: its reading
+So a customer costs one fit per cycle: 4.3 ms of fit CPU per day plus 0.4 ms for the daily update and its
+state's JSON round trip, 4.7 ms in all (same benchmark). Prophet is not what limits a worker: its reading
 path costs ~10 ms per customer per day (96 readings).
 
 State (JSON, ~10 KB with a full history): the last ``history_days`` (460) days in integer-Wh columns. That is
@@ -122,11 +124,14 @@ class BillConfig:
                                        "(no alert for +50 % of an empty flat's 2 kWh)")
     history_days: int = param(460, "days of usage kept per customer: a year, the cycle and 8 weeks either side")
     min_history_days: int = param(28, "usable days of history before the first forecast")
-    ratio_days: int = param(5, "the last this many usable days of the cycle set the level of the forecast")
+    ratio_days: int = param(4, "the last this many usable days of the cycle set the level of the forecast")
     min_ratio_days: int = param(3, "no projection from fewer usable days than this in the cycle")
-    early_margin_pct: float = param(10.0, "the threshold is raised by this many points times the share of the "
+    early_margin_pct: float = param(120.0, "the threshold is raised by this many points times the share of the "
                                           "cycle still ahead: the forecast part of the bill is uncertain, the "
                                           "measured part is not")
+    margin_power: float = param(3.0, "... times that share to this power: 1 linear; 2 falls faster towards the "
+                                     "cycle's end (the level can drift over the days still ahead, so the "
+                                     "uncertainty of their use grows faster than their number)")
     fit_spread_days: int = param(7, "the cycle fit runs on one of the first this many days of the cycle "
                                     "(a hash of the customer id), so fits do not all fall on one day")
     yearly_order: int = param(3, "Fourier order of Prophet's yearly seasonality (used with a year of history)")
@@ -138,10 +143,7 @@ class BillConfig:
                                            "in the history (else recent cycles)")
     holiday_ratio: float = param(0.6, "... and its daily mean is at least this share of the 8 weeks around it")
     recent_cycles: int = param(3, "recent-cycles basis: the highest of this many complete cycles")
-    trend_weight: float = param(0.0, "the rest of the cycle is projected at the level r plus this share of its "
-                                     "trend (the change of r from the previous ratio_days usable days) carried "
-                                     "forward: a ramp is caught by where it is heading, not where it is")
-    min_level_ratio: float = param(1.1, "an alert also needs the household's level r (use against the forecast "
+    min_level_ratio: float = param(1.0, "an alert also needs the household's level r (use against the forecast "
                                         "over the last ratio_days) at least this high: a change this cycle, not a "
                                         "level the forecast already expected")
     vacant_share: float = param(0.2, "days under this share of the history's median use (an empty house) are "
@@ -289,7 +291,7 @@ class BillSpikeDetector(Detector):
             return []
         usual_kwh = usual["kwh_per_day"] * length
         pct = proj["kwh"] / usual_kwh - 1 if usual_kwh > 0 else 0.0
-        required = cust.alert_pct + cfg.early_margin_pct * (length - 1 - i) / length
+        required = cust.alert_pct + cfg.early_margin_pct * ((length - 1 - i) / length) ** cfg.margin_power
         if usual_kwh <= 0 or pct * 100 < required or proj["kwh"] - usual_kwh < cfg.min_excess_kwh \
                 or proj["ratio"] < cfg.min_level_ratio:
             return []
@@ -325,7 +327,6 @@ class BillSpikeDetector(Detector):
                 "cycle_end": (end - timedelta(days=1)).isoformat(), "days_left": length - 1 - (d - start).days,
                 "driver": driver, "drivers": drivers, "estimated_share": round(proj["estimated_share"], 3),
                 "measured_kwh": round(proj["measured_kwh"], 1), "level_ratio": round(proj["ratio"], 2),
-                "rest_level_ratio": round(proj["rest_ratio"], 2),
                 "forecast": {"fitted_through": proj["fitted_through"], "kind": proj["fit_reason"]},
                 "alert_pct": cust.alert_pct, "required_pct": round(required, 1),
                 "series": _series(hist, cust, usual, fc, start, end, d),
@@ -472,25 +473,18 @@ def project(get: Any, fc: dict, start: date, end: date, d: date, cfg: BillConfig
     yhat = fc["yhat"]
     length, i_t = (end - start).days, (d - start).days
     rows = [get(start.toordinal() + i) for i in range(i_t + 1)]
-    k = cfg.ratio_days
-    # the last k usable days, then the k before them: (measured, forecast, days, sum of day indices)
-    win = [[0.0, 0.0, 0, 0], [0.0, 0.0, 0, 0]]
-    for i in range(i_t, -1, -1):
+    a = f = 0.0
+    used = 0
+    for i in range(i_t, -1, -1):                         # the last ratio_days usable days
         row = rows[i]
         if row is not None and _usable(row, cfg):
-            w = win[0] if win[0][2] < k else win[1]
-            w[0], w[1], w[2], w[3] = w[0] + row[KWH], w[1] + yhat[i], w[2] + 1, w[3] + i
-            if win[1][2] == k:
+            a, f, used = a + row[KWH], f + yhat[i], used + 1
+            if used == cfg.ratio_days:
                 break
-    a, f, used = win[0][0], win[0][1], win[0][2]
     if used < cfg.min_ratio_days or f <= 0:
         return None
     r = min(4.0, max(0.25, a / f))
     rest = sum(yhat[i_t + 1:length])
-    r_rest = r
-    if cfg.trend_weight > 0 and rest > 0:
-        at = sum(j * yhat[j] for j in range(i_t + 1, length)) / rest
-        r_rest = _trend_ratio(r, win, at, cfg.min_ratio_days, cfg.trend_weight)
     measured = raw = flagged = missing = 0.0
     for i, row in enumerate(rows):
         if row is None:
@@ -501,27 +495,10 @@ def project(get: Any, fc: dict, start: date, end: date, d: date, cfg: BillConfig
         flagged += extra
         measured += row[KWH] - extra + min(extra, r * yhat[i])
     base = measured + r * missing
-    return {"kwh": base + r_rest * rest, "lo": base + r_rest * fc["tail_lo"][i_t + 1],
-            "hi": base + r_rest * fc["tail_hi"][i_t + 1], "ratio": r, "rest_ratio": r_rest, "measured_kwh": raw, "estimated_share": flagged / raw if raw > 0 else 0.0,
+    return {"kwh": base + r * rest, "lo": base + r * fc["tail_lo"][i_t + 1],
+            "hi": base + r * fc["tail_hi"][i_t + 1], "ratio": r, "measured_kwh": raw,
+            "estimated_share": flagged / raw if raw > 0 else 0.0,
             "fitted_through": fc["data_end"], "fit_reason": fc.get("reason", "cycle")}
-
-
-def _trend_ratio(r: float, win: list, at: float, min_days: int, weight: float) -> float:
-    """The level the rest of the cycle is projected at: r, plus ``weight`` times its trend carried forward.
-
-    The trend is the change of the level between the window of the last ``ratio_days`` usable days and the
-    window before it, per day between their centres; carried to ``at``, the forecast-weighted mean day (index)
-    of the rest of the cycle. Without a full enough earlier window (or with weight 0) it is r itself. ``win`` holds the two
-    windows as [measured kWh, forecast kWh, days, sum of the days' indices].
-    """
-    (a1, f1, n1, s1), (a2, f2, n2, s2) = win
-    if weight <= 0 or n2 < min_days or f2 <= 0:
-        return r
-    c1, c2 = s1 / n1, s2 / n2
-    if c1 <= c2:
-        return r
-    slope = (r - min(4.0, max(0.25, a2 / f2))) / (c1 - c2)
-    return min(4.0, max(0.25, r + weight * slope * (at - c1)))
 
 
 def usual_bill(get: Any, start: date, end: date, cfg: BillConfig) -> dict | None:

@@ -287,9 +287,9 @@ def test_the_evaluations_decision_model_is_the_detectors(shared):
 
     _, _, started = shared
     fc = started["fc"]
-    for params in ({"ratio_days": 3, "early_margin_pct": 20.0, "min_level_ratio": 1.0},
-                   {"ratio_days": 7, "early_margin_pct": 10.0, "min_level_ratio": 1.2},
-                   {"ratio_days": 4, "early_margin_pct": 10.0, "min_level_ratio": 1.0, "trend_weight": 0.5}):
+    for params in ({"ratio_days": 3, "early_margin_pct": 20.0, "margin_power": 1.0, "min_level_ratio": 1.0},
+                   {"ratio_days": 7, "early_margin_pct": 10.0, "margin_power": 1.0, "min_level_ratio": 1.2},
+                   {"ratio_days": 4, "early_margin_pct": 30.0, "margin_power": 2.0, "min_level_ratio": 1.0}):
         det = BillSpikeDetector(fit_spread_days=1, **params)
         usual = det.usual(started, CYCLE, CYCLE_END)["kwh_per_day"] * LENGTH
         for factor in (1.0, 1.6, 1.9, 2.5):
@@ -315,15 +315,3 @@ def test_the_customers_own_threshold_decides(shared):
         state, f = det.process(state, [d], picky)
         found += f
     assert found == [] and state["counts"]["alerts"] == 0
-
-
-def test_the_trend_of_the_level_is_carried_over_the_rest_of_the_cycle():
-    """r 1.3 over days 12..16 after 1.0 over days 7..11: +0.06 a day; carried 9 days on (the rest's mean day 23
-    from the window's centre 14) at weight 0.5, the rest is projected at 1.3 + 0.5 x 0.06 x 9 = 1.57."""
-    from detectors.bill import _trend_ratio
-
-    win = [[13.0, 10.0, 5, 70], [10.0, 10.0, 5, 45]]
-    assert _trend_ratio(1.3, win, 23.0, 3, 0.5) == pytest.approx(1.57)
-    assert _trend_ratio(1.3, win, 23.0, 3, 0.0) == 1.3                  # weight 0: the level alone
-    assert _trend_ratio(1.3, [win[0], [0.0, 0.0, 0, 0]], 23.0, 3, 0.5) == 1.3   # no earlier window
-    assert _trend_ratio(1.3, [win[0], [40.0, 10.0, 5, 45]], 23.0, 3, 1.0) == 0.25  # clipped like r

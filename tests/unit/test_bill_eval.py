@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.bill_eval import BILL_TARGET, _choose, inject, naive, wilson
+from benchmarks.bill_eval import BILL_TARGET, _choose, decide, inject, naive, wilson
 
 
 def cycle(kwh, usual_per_day=10.0):
@@ -63,3 +63,29 @@ def test_parameters_are_chosen_on_the_training_households_only():
     assert _choose(table, ["a"], grid) == 1
     assert _choose(table, ["b"], grid) == 0
 
+
+
+def test_the_early_margin_falls_with_the_share_of_the_cycle_ahead_to_its_power():
+    """10 kWh a day against a usual 300 kWh, x1.8 from day 15: from day 17 the level (3 days) is 1.8 and the
+    projection 40 % above usual. The margin of 30 points times the share ahead (12/30 on day 17) asks 42 %
+    linearly, 34.8 % squared: the squared margin alerts on day 17, the linear one first on day 20 (9/30: 39 %)."""
+    kwh = [10.0] * 15 + [18.0] * 15
+    params = {"ratio_days": 3, "early_margin_pct": 30.0, "min_level_ratio": 1.1}
+    assert decide(kwh, [True] * 30, [10.0] * 30, 300.0, {**params, "margin_power": 2.0}) == 17
+    assert decide(kwh, [True] * 30, [10.0] * 30, 300.0, {**params, "margin_power": 1.0}) == 20
+    assert decide([10.0] * 30, [True] * 30, [10.0] * 30, 300.0, {**params, "margin_power": 2.0}) is None
+
+
+def test_a_point_with_too_many_winter_false_alerts_is_not_chosen():
+    """Point 0 catches more spikes, but alerts falsely on 1 of 10 winter cycles (10 %; 1 of 30 = 3.3 % of all):
+    under the 4 % bound over all cycles, over it in winter, so point 1 is chosen."""
+    def outcome(winter, untouched, found):
+        return {"natural": False, "winter": winter, "untouched": untouched,
+                "cases": {"step to +40 %": {"days": found, "mid": 15}}}
+
+    table = {"a": [outcome(True, [20, None], [None, None])] + [outcome(True, [None, None], [16, 16])] * 9
+             + [outcome(False, [None, None], [16, None])] * 20}
+    grid = [{"p": 0}, {"p": 1}]
+    assert _choose(table, ["a"], grid) == 1
+    table["a"][0] = outcome(False, [20, None], [None, None])      # the same false alert outside winter
+    assert _choose(table, ["a"], grid) == 0
