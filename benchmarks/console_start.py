@@ -67,7 +67,7 @@ def _status(pid: int) -> dict[str, int]:
 
 def start_console(settings, timeout: float) -> tuple[float, dict[str, int]]:
     """Start `gridwatch console` on the settings' topics: seconds until it serves, and its memory then."""
-    from streams.demo import gridwatch_argv
+    from devtools.demo import gridwatch_argv
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

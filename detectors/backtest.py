@@ -2,7 +2,7 @@
 
 The run itself is :class:`detectors.pipeline.Pipeline` — the same stages, in the same event-time order, as
 the worker — fed with the simulator's ``timed_records()`` or with a recorded CSV read by
-:mod:`streams.replay`. What comes out (alert records, exactly as on the ``alerts`` topic) is scored here by
+:mod:`devtools.replay`. What comes out (alert records, exactly as on the ``alerts`` topic) is scored here by
 pure functions:
 
 :func:`alert_spans`
@@ -25,7 +25,7 @@ pure functions:
     recall = found / truths, detection delay (``detected_at`` - labelled ``start``, event time) median and
     max, scope right / found.
 
-Truth records are the JSON objects :meth:`streams.simulator.Simulator.truth` returns (and
+Truth records are the JSON objects :meth:`devtools.simulator.Simulator.truth` returns (and
 ``gridwatch simulate --truth`` writes): ``fault, scope{level,id}, start, end, meter_ids, customer_ids,
 expected_kind``.
 """

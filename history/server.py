@@ -2,7 +2,7 @@
 
 Why this exists: the history store (``history/``) is a real PostgreSQL, and ``make demo`` / ``make test``
 must work on a machine where nobody set one up. When ``GRIDWATCH_DATABASE_URL`` is unset, gridwatch runs
-its own cluster the way ``streams/broker.py`` runs Kafka: data, log, generated password and pid file in
+its own cluster the way ``devtools/broker.py`` runs Kafka: data, log, generated password and pid file in
 the run directory (``<run dir>/postgres``, by default ``.run/postgres``), listening on 127.0.0.1 only,
 password authentication (scram-sha-256) even there, and only a server this module started (its pid file,
 checked to still be that ``postgres`` process on that data directory) is ever stopped.
@@ -35,6 +35,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from gridwatch.config import Settings
+from gridwatch.locks import locked as _locked
 
 BIND_HOST = "127.0.0.1"
 DEFAULT_PORT = 5433  # beside, not on, a system cluster's 5432
@@ -272,8 +273,6 @@ def start(settings: Settings | None = None, *, port: int | None = None, timeout:
     paths = ServerPaths.for_settings(settings)
     port = port or int(os.environ.get("GRIDWATCH_POSTGRES_PORT", DEFAULT_PORT))
     paths.home.mkdir(parents=True, exist_ok=True)
-    from streams.broker import _locked
-
     with _locked(paths.home / ".lock"):
         pid = _read_int(paths.pid_file)
         running_port = _read_int(paths.port_file)

@@ -18,7 +18,7 @@ import time
 from typing import Any
 
 from gridwatch.config import ALERT_ACTIONS, ALERTS, SILENCES, Settings
-from gridwatch.contract import format_ts
+from gridwatch.contract import dumps, format_ts
 from notifiers import silences as sil
 
 EXIT_INVALID = 2
@@ -37,8 +37,6 @@ def publish(settings: Settings, topic: str, key: str, value: Any) -> None:
     from kafka import KafkaProducer
     from kafka.errors import KafkaError, KafkaTimeoutError
 
-    from streams.simulator import encode_value
-
     name = settings.topic(topic)
     try:
         producer = KafkaProducer(
@@ -49,7 +47,7 @@ def publish(settings: Settings, topic: str, key: str, value: Any) -> None:
         raise OperatorError(f"cannot reach Kafka at {settings.bootstrap_servers} ({type(exc).__name__}): "
                             "start one with `gridwatch kafka start`") from None
     try:
-        producer.send(name, key=key.encode("utf-8"), value=encode_value(value)).get(timeout=SEND_TIMEOUT_S)
+        producer.send(name, key=key.encode("utf-8"), value=dumps(value)).get(timeout=SEND_TIMEOUT_S)
         producer.flush(SEND_TIMEOUT_S)
     except KafkaTimeoutError:
         raise OperatorError(f"could not publish to '{name}' on {settings.bootstrap_servers} in time: "

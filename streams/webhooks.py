@@ -35,7 +35,7 @@ from collections import OrderedDict
 from aiohttp import web
 
 from gridwatch import config as names
-from gridwatch.config import Settings
+from gridwatch.config import Settings, check_twilio, sandbox_credentials
 from gridwatch.signals import stop_event
 
 log = logging.getLogger("gridwatch.webhooks")
@@ -79,13 +79,9 @@ def auth_token(settings: Settings) -> str:
     """The token Twilio signs with: the real account's, or the sandbox's when no ``TWILIO_*`` is set at all
     (:class:`~gridwatch.config.ConfigError` for a partial or mixed configuration: never the sandbox's public
     token next to real credentials)."""
-    from gridwatch.config import check_twilio
-
     check_twilio(settings)
     if settings.uses_real_twilio:
         return settings.twilio_auth_token
-    from notifiers.sandbox import sandbox_credentials
-
     return sandbox_credentials()[1]
 
 

@@ -4,7 +4,7 @@ Starts (or reuses) Kafka, creates the topics, starts the SMS sandbox and the wor
 utility with a transformer undervoltage, and prints alerts and SMS as they happen. Ctrl-C, or
 ``--duration``, stops everything it started — and nothing it did not start.
 
-The simulated customers' phone numbers are all in ranges reserved for fiction (:func:`streams.simulator.fiction_phone`),
+The simulated customers' phone numbers are all in ranges reserved for fiction (:func:`devtools.simulator.fiction_phone`),
 and SMS go to the local sandbox: with ``TWILIO_*`` set the demo refuses to start (exit 2) unless
 ``--real-twilio`` says that real SMS to those numbers are meant.
 """
@@ -88,7 +88,8 @@ def ensure_service(procs: Processes, command: str, url: str, probe: str, env: di
 def run(args) -> int:
     from kafka import KafkaConsumer
 
-    from streams import broker, topics
+    from devtools import broker
+    from streams import topics
 
     if hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(line_buffering=True)  # alerts and SMS show as they happen, even when piped

@@ -491,14 +491,14 @@ def register(subparsers) -> None:
                    help=f"first publish a matching customer record (230 V, en, EN 50160) "
                         f"(id default {DEFAULT_CUSTOMER}; with several meters C-<meter_id>)")
     p.add_argument("--phone", default=None, help="phone (E.164) of the --customer record (default a fiction number)")
-    from streams.simulator import add_publish_options
+    from devtools.simulator import add_publish_options
 
     add_publish_options(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from streams.simulator import _quiet_kafka_logs, publish_for_command
+    from devtools.simulator import _quiet_kafka_logs, publish_for_command
 
     _quiet_kafka_logs(args)
     err = sys.stderr
