@@ -41,11 +41,16 @@ from aiohttp import web
 from console import auth as gwauth
 from console import evidence, history_api, openapi
 from console.metrics import KafkaOffsets, render as render_metrics
+from console.errors import ApiError
 from console.model import ConsoleModel
+from console.sessions import open_sessions
 from gridwatch import config as names
 from gridwatch import contract
 from gridwatch.config import Settings
 from gridwatch.signals import stop_event
+from notifiers.silences import active, expire, new_silence, parse_scope, silence_state
+from streams.lifecycle import apply_action, make_action
+from streams.topicview import TopicView, TopicViewError
 
 __all__ = ["CONSOLE", "Console", "EventHub", "make_app", "serve", "run", "register", "SECURITY_HEADERS"]
 
@@ -83,14 +88,6 @@ SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 # what the console reads: short name -> contract topic
 FEEDS = {"alerts": names.ALERTS, "notifications": names.NOTIFICATIONS, "feedback": names.FEEDBACK,
          "silences": names.SILENCES, "customers": names.CUSTOMERS}
-
-
-class ApiError(Exception):
-    """An error answered as JSON ``{"error": message}`` with ``status`` (and ``headers``)."""
-
-    def __init__(self, status: int, message: str, headers: dict | None = None):
-        super().__init__(message)
-        self.status, self.message, self.headers = status, message, headers
 
 
 # ------------------------------------------------------------------------------------------ live events
@@ -531,9 +528,6 @@ async def alert_evidence(request: web.Request) -> web.Response:
 
 
 async def _act(request: web.Request, action: str) -> web.Response:
-    from streams.lifecycle import apply_action
-    from streams.operator import make_action
-
     console = request.app[CONSOLE]
     user = _require_operator(request)
     body = await _body(request)
@@ -567,17 +561,11 @@ async def list_silences(request: web.Request) -> web.Response:
 
 
 def _silence_view(console: Console, record: dict) -> dict:
-    from notifiers.silences import active
-    from streams.operator import silence_state
-
     now = console.clock()
     return {**record, "active": active(record, now), "state": silence_state(record, now)}
 
 
 async def add_silence(request: web.Request) -> web.Response:
-    from notifiers.silences import new_silence
-    from streams.operator import parse_scope
-
     console = request.app[CONSOLE]
     user = _require_operator(request)
     body = await _body(request)
@@ -610,8 +598,6 @@ async def add_silence(request: web.Request) -> web.Response:
 
 
 async def expire_silence(request: web.Request) -> web.Response:
-    from notifiers.silences import expire
-
     console = request.app[CONSOLE]
     user = _require_operator(request)
     sid = request.match_info["silence_id"]
@@ -669,7 +655,7 @@ async def events(request: web.Request) -> web.StreamResponse:
 
 
 async def openapi_document(request: web.Request) -> web.Response:
-    return _json(openapi.document())
+    return _json(openapi.document(history_api.openapi_paths()))
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -723,7 +709,8 @@ def make_app(settings: Settings | None, users: Iterable[gwauth.User] | gwauth.Au
     r.add_get("/api/events", events)
     r.add_get("/api/openapi.json", openapi_document)
     r.add_get("/metrics", metrics)
-    history_api.install(app, settings)  # /api/history/*: the history store (console/history_api.py)
+    # /api/history/*: the history store (console/history_api.py)
+    history_api.install(app, settings, static_dir=console.static_dir)
     if console.static_dir.is_dir():
         r.add_static("/static", console.static_dir, follow_symlinks=False, show_index=False)
 
@@ -755,78 +742,15 @@ def make_app(settings: Settings | None, users: Iterable[gwauth.User] | gwauth.Au
 
 # ------------------------------------------------------------------------------------- reading Kafka
 
-def _feed_view_class():
-    from streams.topicview import TopicView, decode_record
-
-    class FeedView(TopicView):
-        """A TopicView that hands every record to ``sink(key, value, kafka_ts)`` with its Kafka timestamp
-        (epoch seconds), and, with ``keyless``, also the records without a key (feedback from an unknown
-        number), which a TopicView cannot keep per key. It keeps nothing itself: the model holds the records
-        (a TopicView's own map would add an entry per key that nothing reads).
-
-        ``tail``: read at most the last ``tail`` records of each partition (the model keeps only the newest
-        ``max_records`` notifications and feedback; every one of those is within the last ``max_records`` of
-        its partition), so a long history on those topics does not lengthen the start."""
-
-        def __init__(self, settings: Settings, topic: str, sink, *, keyless: bool = False,
-                     tail: int | None = None):
-            super().__init__(settings, topic, client_id="gridwatch-console")
-            self._sink, self._keyless, self._ts = sink, keyless, None
-            self._tail, self._positioned = tail, tail is None
-            self.skipped = 0  # records before the tail, not read
-
-        async def _check_ready(self) -> None:
-            # first called by start() right after it assigned the partitions and took their end offsets,
-            # before the reading task exists: the place to move to the tail
-            if not self._positioned:
-                self._positioned = True
-                tps = list(self._targets)
-                begins = await self._consumer.beginning_offsets(tps)
-                for tp in tps:
-                    start = max(begins.get(tp, 0), self._targets[tp] - self._tail)
-                    if start > begins.get(tp, 0):
-                        self._consumer.seek(tp, start)
-                        self.skipped += start - begins.get(tp, 0)
-            await super()._check_ready()
-
-        async def _apply(self, key, value) -> None:
-            decoded = decode_record(self.topic, key, value)
-            if decoded is None:
-                return
-            try:
-                self._sink(*decoded, self._ts)
-            except Exception:
-                log.exception("%s: applying a record failed", self.topic)
-
-        async def _record(self, record) -> None:
-            ts = record.timestamp
-            self._ts = ts / 1000.0 if isinstance(ts, (int, float)) and ts >= 0 else None
-            if record.key is None and self._keyless:
-                self._apply_keyless(record.value)
-            else:
-                await self._apply(record.key, record.value)
-
-        def _apply_keyless(self, value: bytes | None) -> None:
-            if value is None:
-                return
-            try:
-                decoded = json.loads(value)
-            except ValueError:
-                log.warning("%s: a record without a key that is not JSON is skipped", self.topic)
-                return
-            try:
-                self._sink(None, decoded, self._ts)
-            except Exception:
-                log.exception("%s: applying a record without a key failed", self.topic)
-
-    return FeedView
-
-
 async def start_feeds(settings: Settings, console: Console, timeout: float = READY_TIMEOUT_S) -> list:
-    """Start one view per topic the console reads, wait until each has caught up, return them."""
-    FeedView = _feed_view_class()
+    """Start one view per topic the console reads, wait until each has caught up, return them.
+
+    The model holds the records (a view's own map would add an entry per key that nothing reads); it keeps
+    only the newest ``max_records`` notifications and feedback, every one of them within the last
+    ``max_records`` of its partition, so only those are read. Feedback from an unknown number has no key."""
     tail = {"notifications": console.model.max_records, "feedback": console.model.max_records}
-    views = [FeedView(settings, topic, console.feed(kind), keyless=(kind == "feedback"), tail=tail.get(kind))
+    views = [TopicView(settings, topic, client_id="gridwatch-console", on_record=console.feed(kind),
+                       keyless=(kind == "feedback"), tail=tail.get(kind))
              for kind, topic in FEEDS.items()]
     started = []
     try:
@@ -847,8 +771,6 @@ async def serve(settings: Settings, users: list[gwauth.User], host: str, port: i
                 stop: asyncio.Event | None = None) -> int:
     from aiokafka import AIOKafkaProducer
     from aiokafka.errors import KafkaError
-
-    from streams.topicview import TopicViewError
 
     model = ConsoleModel()
     sessions = await asyncio.to_thread(_session_store, settings)
@@ -910,8 +832,6 @@ async def serve(settings: Settings, users: list[gwauth.User], host: str, port: i
 
 def _session_store(settings: Settings):
     """Sessions in the configured database (they survive a restart), else None: in memory only."""
-    from console.sessions import open_sessions
-
     try:
         store = open_sessions(settings)
     except Exception as exc:  # configured but unreachable: the board still serves, sessions end at a restart

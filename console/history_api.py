@@ -16,13 +16,16 @@ import io
 import json
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 from sqlalchemy import and_, desc, func, or_, select, tuple_
 from sqlalchemy.engine import Engine
 
-from history import customer_figures, reliability, schema as t
+from console.errors import ApiError  # the console's JSON error, answered by its middleware
+from console.openapi import UNAUTHORIZED, _error, _json
+from history import customer_figures, db, reliability, reports, schema as t, server
 
 PAGE_DEFAULT, PAGE_MAX = 50, 1000
 CUSTOMER_TABLES = ("first_message", "told_before_report", "delivery", "replies", "satisfaction", "opt_out")
@@ -34,6 +37,7 @@ class HistoryStore:
 
     settings: Any
     engine: Engine | None = None
+    static_dir: Path | None = None  # the console's pages (history.html)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def get(self) -> Engine:
@@ -45,8 +49,6 @@ class HistoryStore:
         return self.engine
 
     def _open(self) -> Engine:
-        from history import db, server
-
         try:
             engine = db.make_engine(db.database_url(self.settings, start=False),
                                     connect_args={"application_name": "gridwatch-console"})
@@ -61,9 +63,11 @@ class HistoryStore:
 HISTORY = web.AppKey("history", HistoryStore)
 
 
-def install(app: web.Application, settings, engine: Engine | None = None) -> None:
-    """Add the history paths to the console's app (``engine``: a given one, e.g. in tests)."""
-    app[HISTORY] = HistoryStore(settings, engine)
+def install(app: web.Application, settings, engine: Engine | None = None, *,
+            static_dir: Path | None = None) -> None:
+    """Add the history paths to the console's app (``engine``: a given one, e.g. in tests; ``static_dir``:
+    where the console's pages are)."""
+    app[HISTORY] = HistoryStore(settings, engine, static_dir=static_dir)
     r = app.router
     r.add_get("/history", history_page)
     r.add_get("/api/history/alerts", list_alerts)
@@ -75,8 +79,6 @@ def install(app: web.Application, settings, engine: Engine | None = None) -> Non
 # ------------------------------------------------------------------------------------------- helpers
 
 def _api_error(status: int, message: str) -> Exception:
-    from console.app import ApiError  # the console's JSON error, answered by its middleware
-
     return ApiError(status, message)
 
 
@@ -169,9 +171,7 @@ async def _run(request: web.Request, fn, *args):
 # ------------------------------------------------------------------------------------------ handlers
 
 async def history_page(request: web.Request) -> web.StreamResponse:
-    from console.app import CONSOLE
-
-    return web.FileResponse(request.app[CONSOLE].static_dir / "history.html", headers={"Cache-Control": "no-store"})
+    return web.FileResponse(request.app[HISTORY].static_dir / "history.html", headers={"Cache-Control": "no-store"})
 
 
 ALERT_COLUMNS = (t.alerts.c.alert_id, t.alerts.c.kind, t.alerts.c.severity, t.alerts.c.status,
@@ -265,8 +265,6 @@ def _fresh(request: web.Request) -> bool:
 def _report(conn, name: str, year: int, fresh: bool, feeder: str | None = None) -> dict:
     """The kept report (history/reports.py) unless there is none or a fresh one is asked for; with
     ``feeder``, that feeder's slice."""
-    from history import reports
-
     rep = None if fresh else reports.cached(conn, name, year, feeder)
     if rep is None:
         rep = json.loads(json.dumps(reports.compute(conn, name, year), default=str))
@@ -301,8 +299,6 @@ async def customer_report(request: web.Request) -> web.Response:
 # ------------------------------------------------------------------------------------------- OpenAPI
 
 def openapi_paths() -> dict[str, Any]:
-    from console.openapi import UNAUTHORIZED, _error, _json
-
     def q(name, description, schema=None):
         return {"name": name, "in": "query", "required": False, "description": description,
                 "schema": schema or {"type": "string"}}

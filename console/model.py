@@ -25,6 +25,7 @@ from typing import Any, Iterable
 
 from gridwatch import config as names
 from notifiers.privacy import mask_phone
+from notifiers.silences import active as is_active, silence_state
 
 __all__ = ["ConsoleModel", "STATUSES", "MESSAGE_STATUSES", "TOPIC_KINDS", "parse_time", "format_time",
            "quantile", "reason_category"]
@@ -400,9 +401,6 @@ class ConsoleModel:
     def list_silences(self, now: float) -> list[dict]:
         """Every silence with ``active`` (in force at ``now``) and ``state`` (active, scheduled, expired,
         ended), latest start first."""
-        from notifiers.silences import active as is_active
-        from streams.operator import silence_state
-
         out = [{**s, "active": is_active(s, now), "state": silence_state(s, now)} for s in self.silences.values()]
         out.sort(key=lambda s: (str(s.get("starts_at")), str(s.get("silence_id"))), reverse=True)
         return out

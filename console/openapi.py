@@ -186,8 +186,8 @@ def _schemas() -> dict[str, Any]:
     }
 
 
-def document() -> dict[str, Any]:
-    """The OpenAPI 3.1 document."""
+def document(more_paths: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The OpenAPI 3.1 document, with ``more_paths`` (the history's, :func:`console.history_api.openapi_paths`)."""
     secured = [{"bearerAuth": []}, {"basicAuth": []}, {"cookieAuth": []}]
     common = {"401": UNAUTHORIZED}
     act = {"401": UNAUTHORIZED, "403": FORBIDDEN}
@@ -299,9 +299,7 @@ def document() -> dict[str, Any]:
             "responses": {"200": {"description": "Prometheus text format", "content": {"text/plain": {}}},
                           **common}}},
     }
-    from console.history_api import openapi_paths
-
-    paths.update(openapi_paths())
+    paths.update(more_paths or {})
     return {
         "openapi": "3.1.0",
         "info": {"title": "gridwatch operations console", "version": "1.0.0",

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
 from gridwatch.contract import parse_ts
+from detectors.pipeline import Pipeline
 
 __all__ = [
     "DEFAULT_TOLERANCE_S", "AlertSpan", "TruthEvent", "TruthOutcome", "AlertOutcome", "Matching",
@@ -477,8 +478,6 @@ def build_detectors(names: Sequence[str] | None, settings: Mapping[str, Mapping[
 
 def run_pipeline(detectors: list, timed_records: Iterable[tuple[int, str, str, Any]], progress: Any = None):
     """Run :class:`detectors.pipeline.Pipeline` over the records; returns it (``.alerts``, ``.reports``)."""
-    from .pipeline import Pipeline
-
     return Pipeline(detectors).run(timed_records, progress=progress)
 
 

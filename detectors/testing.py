@@ -41,7 +41,8 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 from gridwatch.contract import MeterEvent, Reading, check, format_ts
 
 from .api import FINDING_STATUSES, Context, Detector
-from .standards import profile_for
+from .registry import DetectorError, validate
+from .standards import profile_for_customer
 
 __all__ = [
     "DEFAULT_START", "Clock", "Window", "window", "reading", "readings", "event", "customer", "context",
@@ -241,10 +242,7 @@ def customer(**overrides: Any) -> dict:
 
 
 def _profile(cust: Mapping[str, Any]):
-    try:  # a customer may name its standard; fall back to the one for its nominal voltage
-        from .standards import profile_for_customer
-    except ImportError:
-        return profile_for(cust["nominal_voltage"])
+    """The customer's voltage profile: the standard it names, else the one for its nominal voltage."""
     return profile_for_customer(cust)
 
 
@@ -582,8 +580,6 @@ def check_docstring(cls: type[Detector], sc: Scenario | None = None) -> None:
 
 def check_registry(cls: type[Detector], sc: Scenario | None = None) -> None:
     """``detectors.registry.validate`` accepts it."""
-    from .registry import DetectorError, validate
-
     try:
         validate(cls)
     except DetectorError as exc:

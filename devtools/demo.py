@@ -24,8 +24,11 @@ import urllib.request
 from collections import Counter
 from pathlib import Path
 
+from devtools import broker
 from gridwatch import config as names
 from gridwatch.config import Settings
+from history import db, server
+from streams import topics
 
 __all__ = ["register", "run", "Processes", "wait_http"]
 
@@ -87,9 +90,6 @@ def ensure_service(procs: Processes, command: str, url: str, probe: str, env: di
 
 def run(args) -> int:
     from kafka import KafkaConsumer
-
-    from devtools import broker
-    from streams import topics
 
     if hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(line_buffering=True)  # alerts and SMS show as they happen, even when piped
@@ -195,8 +195,6 @@ def run(args) -> int:
         print("\nstopping what the demo started…")
         procs.stop()
         if started_db:
-            from history import server
-
             server.stop(settings)
         if started_broker:
             broker.stop(settings)
@@ -207,8 +205,6 @@ def start_history(procs: Processes, settings: Settings, env: dict) -> bool:
     demo started that PostgreSQL (so it stops it). A demo on its own topic prefix gets its own database.
     Without PostgreSQL binaries the demo goes on without the history, and says so."""
     from sqlalchemy.engine import make_url
-
-    from history import db, server
 
     try:
         started = not settings.database_url and server.managed_pid(settings) is None

@@ -8,12 +8,12 @@ import json
 import sys
 from pathlib import Path
 
-from history import server
+from history import customer_figures, db, reliability, reports, retention, server
+from history.projector import Projector
+from history.reports import Refresher
 
 
 def _cmd_url(args) -> int:
-    from history import db
-
     try:
         url = db.database_url(start=False)
     except server.ServerError as exc:
@@ -24,8 +24,6 @@ def _cmd_url(args) -> int:
 
 
 def _cmd_migrate(args) -> int:
-    from history import db
-
     try:
         engine = db.make_engine(db.database_url())
     except (server.ServerError, ValueError) as exc:
@@ -38,8 +36,6 @@ def _cmd_migrate(args) -> int:
 
 
 def _cmd_backup(args) -> int:
-    from history import db
-
     try:
         server.backup(db.database_url(start=False), Path(args.out))
     except (server.ServerError, ValueError) as exc:
@@ -53,9 +49,6 @@ def _cmd_project(args) -> int:
     import signal
     import threading
 
-    from history import db
-    from history.projector import Projector
-
     try:
         engine = db.open_store(application_name="gridwatch-history-projector")
     except (server.ServerError, ValueError) as exc:
@@ -64,8 +57,6 @@ def _cmd_project(args) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    from history.reports import Refresher
-
     # its own connections, named apart from the projector's in pg_stat_activity
     refresher = Refresher(db.make_engine(engine.url.render_as_string(hide_password=False),
                                          connect_args={"application_name": "gridwatch-history-reports"}))
@@ -91,8 +82,6 @@ def _cmd_project(args) -> int:
 
 
 def _cmd_report(args) -> int:
-    from history import customer_figures, db, reliability
-
     engine = db.open_store()
     with engine.connect() as conn:
         report = {"reliability": reliability.report(conn, year=args.year, feeder=args.feeder),
@@ -102,8 +91,6 @@ def _cmd_report(args) -> int:
 
 
 def _cmd_refresh(args) -> int:
-    from history import db, reports
-
     engine = db.open_store()
     with engine.connect() as conn:
         years = [args.year] if args.year else reports.years_with_data(conn)
@@ -114,8 +101,6 @@ def _cmd_refresh(args) -> int:
 
 
 def _cmd_prune(args) -> int:
-    from history import db, retention
-
     try:
         days = args.keep_days if args.keep_days is not None else retention.keep_days_from_env()
     except ValueError as exc:

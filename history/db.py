@@ -13,6 +13,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine, make_url
 
 from gridwatch.config import Settings
+from history import server
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 #: key of the advisory lock that serialises migrations of one database (any constant of our own)
@@ -32,8 +33,6 @@ def database_url(settings: Settings | None = None, *, start: bool = True) -> str
     settings = settings or Settings()
     if settings.database_url:
         return normalize_url(settings.database_url)
-    from history import server
-
     url = server.local_url(settings)
     if url is None:
         if not start:

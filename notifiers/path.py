@@ -35,7 +35,9 @@ from typing import Any, Awaitable, Callable, Protocol
 
 from notifiers.base import NotifierError
 from notifiers.quiet import DEFERRABLE_KINDS, quiet_until
-from notifiers.silences import SAFETY_KINDS, is_safety
+from notifiers import templates
+from notifiers.channels import address, channels_for
+from notifiers.silences import SAFETY_KINDS, is_safety, matching
 
 __all__ = ["Decision", "Env", "NotificationPath", "Policy", "STAGES", "GO", "RECORD", "HOLD", "DROP",
            "RESTORATION_KINDS", "HELD_DURING_OUTAGE", "SAFETY_KINDS", "VOLTAGE_KINDS", "is_safety"]
@@ -187,8 +189,6 @@ async def silence(d: Decision, env: Env) -> str:
         return d.stop(RECORD, "suppressed", "opted_out")
     if _is_reply(d):
         return GO
-    from notifiers.silences import matching
-
     hit = matching(env.silences(), d.alert, d.customer, env.now())
     if hit is not None:
         return d.stop(RECORD, "suppressed",
@@ -349,8 +349,6 @@ class NotificationPath:
 
     def decisions(self, req: dict) -> list[Decision]:
         """route, the part that fans out: one decision per channel the customer chose (SMS by default)."""
-        from notifiers.channels import channels_for
-
         cid = req["customer_id"]
         cust = self.env.customer(cid)
         alert = req["alert"]
@@ -412,8 +410,6 @@ def _opted_out(d: Decision, env: Env) -> bool:
 
 
 def _address(d: Decision) -> str:
-    from notifiers.channels import address
-
     return address(d.customer, d.channel)
 
 
@@ -443,8 +439,6 @@ async def _track_outage(d: Decision, env: Env) -> None:
 
 
 def _render_into(d: Decision, env: Env) -> None:
-    from notifiers import templates
-
     p, cust, alert = _policy(env), d.customer, d.alert
     d.record["template"] = f"{alert.get('kind')}/{d.phase}@{templates.TEMPLATE_VERSION}"
     if d.phase == "reply":

@@ -30,7 +30,7 @@ from typing import Iterable
 from gridwatch.contract import format_ts, parse_ts
 
 __all__ = ["SCOPE_LEVELS", "SAFETY_KINDS", "MAX_DURATION_S", "new_silence", "parse_duration", "parse_time",
-           "active", "covers", "is_safety", "matching", "expire"]
+           "active", "covers", "is_safety", "matching", "expire", "silence_state", "parse_scope"]
 
 #: what a silence can cover; "all" is every alert everywhere (its id is "*")
 SCOPE_LEVELS = ("feeder", "transformer", "meter", "customer", "all")
@@ -201,3 +201,29 @@ def expire(silence: dict, by: str, now: float) -> dict:
         raise ValueError(f"silence {silence.get('silence_id')} was already expired at {silence['expired_at']} "
                          f"by {silence.get('expired_by')}")
     return {**silence, "expired_at": format_ts(now), "expired_by": by.strip()}
+
+
+def silence_state(silence: dict, now: float) -> str:
+    """"active", "scheduled" (starts later), "expired" (ended early by an operator) or "ended"."""
+    if active(silence, now):
+        return "active"
+    if silence.get("expired_at") is not None:
+        return "expired"
+    try:
+        if parse_time(silence["starts_at"]) > now:
+            return "scheduled"
+    except (KeyError, TypeError, ValueError):
+        pass
+    return "ended"
+
+
+def parse_scope(text: str) -> tuple[str, str | None]:
+    """``feeder:F01`` -> ("feeder", "F01"); ``all`` -> ("all", None)."""
+    level, _, sid = (text or "").strip().partition(":")
+    level = level.strip().lower()
+    if level == "all":
+        return "all", None
+    if level not in SCOPE_LEVELS or not sid.strip():
+        raise ValueError(f"--scope {text!r}: use LEVEL:ID with LEVEL one of feeder, transformer, meter, "
+                         "customer (e.g. feeder:F01), or all")
+    return level, sid.strip()

@@ -65,6 +65,7 @@ from aiohttp.abc import AbstractResolver
 from aiohttp.resolver import DefaultResolver
 
 from notifiers.base import Delivery, Notifier, NotifierError
+from gridwatch.config import Settings
 
 __all__ = [
     "DEV_WEBHOOK_SECRET",
@@ -386,8 +387,6 @@ class WebhookNotifier(Notifier):
 
 def _secret_command(args) -> int:
     import sys
-
-    from gridwatch.config import Settings
 
     master = Settings().webhook_secret
     if not master:

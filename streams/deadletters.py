@@ -40,6 +40,7 @@ from typing import Awaitable, Callable
 
 from gridwatch import config as names
 from gridwatch.config import Settings
+from gridwatch.contract import ContractError
 
 log = logging.getLogger("gridwatch.dlq")
 
@@ -70,8 +71,6 @@ class RetriesExhausted(TransientError):
 
 def classify(exc: BaseException) -> str:
     """``invalid`` (the input is wrong: retrying cannot help) or ``internal`` (see the module doc)."""
-    from gridwatch.contract import ContractError
-
     if isinstance(exc, TransientError):
         return INTERNAL
     if isinstance(exc, (ContractError, ValueError, KeyError, TypeError, IndexError)):

@@ -37,6 +37,17 @@ class TopicViewError(RuntimeError):
     """The topic does not exist, or the broker cannot be reached; the message says which."""
 
 
+def _decode_keyless(topic: str, value: bytes | None) -> tuple[None, Any] | None:
+    """(None, the JSON value) of a record without a key; None for a tombstone or a value that is not JSON."""
+    if value is None:
+        return None
+    try:
+        return None, json.loads(value)
+    except ValueError:
+        log.warning("%s: a record without a key that is not JSON is skipped", topic)
+        return None
+
+
 def decode_record(topic: str, key: bytes | None, value: bytes | None) -> tuple[str, Any] | None:
     """``(key, value)`` of a record (value None for a tombstone), or None when it cannot be kept."""
     if key is None:
@@ -66,14 +77,26 @@ class TopicView:
         await view.stop()
 
     or ``async with TopicView(...) as view:`` (start and stop; waiting for ready is still explicit).
+
+    A reader that keeps the records itself (the console's model) passes ``on_record(key, value, kafka_ts)``
+    instead: every decoded record goes there with its Kafka timestamp (epoch seconds, or None), and the view
+    keeps nothing. With it, ``keyless`` also hands over the JSON records without a key (key None), which a
+    view per key cannot keep, and ``tail`` reads at most the last ``tail`` records of each partition
+    (``skipped`` counts those before them), so a long history does not lengthen the start.
     """
 
     def __init__(self, settings: Settings | None, topic: str, *,
                  on_change: Callable[[str, Any], Any] | None = None, poll_timeout_ms: int = 500,
-                 client_id: str = "gridwatch-topicview"):
+                 client_id: str = "gridwatch-topicview",
+                 on_record: Callable[[str | None, Any, float | None], Any] | None = None,
+                 keyless: bool = False, tail: int | None = None):
+        if (keyless or tail is not None) and on_record is None:
+            raise ValueError("keyless and tail need on_record: a view per key keeps the whole topic")
         self.settings = settings or Settings()
         self.topic = self.settings.topic(topic)
         self.on_change = on_change
+        self.on_record, self.keyless, self.tail = on_record, keyless, tail
+        self.skipped = 0  # records before the tail, not read
         self._poll_timeout_ms = poll_timeout_ms
         self._client_id = client_id
         self._data: dict[str, Any] = {}
@@ -140,6 +163,13 @@ class TopicView:
             consumer.assign(tps)
             await consumer.seek_to_beginning(*tps)
             self._targets = await consumer.end_offsets(tps)
+            if self.tail is not None:
+                begins = await consumer.beginning_offsets(tps)
+                for tp in tps:
+                    start = max(begins.get(tp, 0), self._targets[tp] - self.tail)
+                    if start > begins.get(tp, 0):
+                        consumer.seek(tp, start)
+                        self.skipped += start - begins.get(tp, 0)
         except KafkaError as exc:
             await consumer.stop()
             raise TopicViewError(f"cannot read '{self.topic}' from Kafka at {self.settings.bootstrap_servers} "
@@ -235,9 +265,21 @@ class TopicView:
             raise
 
     async def _record(self, record) -> None:
-        """One consumer record (key, value, timestamp…); a subclass that needs more than key and value
-        overrides this."""
-        await self._apply(record.key, record.value)
+        """One consumer record: kept per key, or handed to ``on_record`` with its Kafka timestamp."""
+        if self.on_record is None:
+            await self._apply(record.key, record.value)
+            return
+        if record.key is None and self.keyless:
+            decoded = _decode_keyless(self.topic, record.value)
+        else:
+            decoded = decode_record(self.topic, record.key, record.value)
+        if decoded is None:
+            return
+        ts = record.timestamp
+        try:
+            self.on_record(*decoded, ts / 1000.0 if isinstance(ts, (int, float)) and ts >= 0 else None)
+        except Exception:
+            log.exception("%s: applying a record failed", self.topic)
 
     async def _check_ready(self) -> None:
         """Ready when each partition's position (the next offset to read) reached its end offset at start.

@@ -37,6 +37,7 @@ from aiohttp import web
 from gridwatch import config as names
 from gridwatch.config import Settings, check_twilio, sandbox_credentials
 from gridwatch.signals import stop_event
+from notifiers.replies import signature_ok
 
 log = logging.getLogger("gridwatch.webhooks")
 
@@ -93,8 +94,6 @@ class _Refused(Exception):
 
 def make_app(settings: Settings, publish, *, replays: ReplayGuard | None = None) -> web.Application:
     """``publish(topic, key: bytes, value: bytes)`` is awaited for every accepted callback."""
-    from notifiers.replies import signature_ok
-
     token = auth_token(settings)
     public = (settings.webhook_url or "").rstrip("/")
     replays = replays if replays is not None else ReplayGuard()
