@@ -25,6 +25,7 @@ from sqlalchemy.engine import Engine
 
 from console.errors import ApiError  # the console's JSON error, answered by its middleware
 from console.openapi import UNAUTHORIZED, _error, _json
+from gridwatch.timefmt import parse_datetime
 from history import customer_figures, db, reliability, reports, schema as t, server
 
 PAGE_DEFAULT, PAGE_MAX = 50, 1000
@@ -97,10 +98,9 @@ def _time(request: web.Request, name: str) -> datetime | None:
     if not raw:
         return None
     try:
-        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        return parse_datetime(raw, naive_utc=True)
     except ValueError:
         raise _bad(f"{name} must be an RFC 3339 time or a date (YYYY-MM-DD), not {raw!r}") from None
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
 def _int(request: web.Request, name: str, default: int | None, lo: int, hi: int) -> int | None:
@@ -154,7 +154,7 @@ def _encode_cursor(started_at: datetime | None, alert_id: str) -> str:
 def _decode_cursor(raw: str) -> tuple[datetime, str]:
     try:
         started, aid = json.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
-        return datetime.fromisoformat(started), str(aid)
+        return parse_datetime(started), str(aid)
     except (ValueError, TypeError):
         raise _bad("cursor is not one this API gave out") from None
 

@@ -22,9 +22,10 @@ from detectors import backtest as bt
 from detectors.cli import emit, load_detectors
 from detectors.registry import DetectorError
 from devtools.replay import _customer_zone, customer_record, parse_file, reading_messages
-from devtools.simulator import DEFAULTS, SCENARIOS, Simulator, config_from_args, parse_duration
+from devtools.simulator import DEFAULTS, SCENARIOS, Simulator, config_from_args
 from gridwatch import config
 from gridwatch.contract import format_ts
+from gridwatch.timefmt import parse_duration
 
 __all__ = ["register", "run_backtest"]
 

@@ -134,6 +134,7 @@ from gridwatch.config import (SANDBOX_ACCOUNT_SID, SANDBOX_AUTH_TOKEN, SANDBOX_F
                               sandbox_smtp_address)
 from gridwatch.httpauth import basic_credentials
 from gridwatch.signals import stop_event
+from gridwatch.timefmt import parse_datetime
 from notifiers.privacy import mask_email, mask_phone
 from notifiers.webhook import (IDEMPOTENCY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, customer_secret,
                                verify_signature, webhook_secret as _webhook_secret)
@@ -613,7 +614,7 @@ async def list_messages(request: web.Request) -> web.Response:
 
     def listed(r: dict) -> bool:  # list-lag: the list shows a message only some time after its creation
         lag = next((f.arg for f in state.faults.get(r["to"], ()) if f.kind == "list-lag"), None)
-        return lag is None or (now - datetime.fromisoformat(r["sandbox"]["received_at"])).total_seconds() >= lag
+        return lag is None or (now - parse_datetime(r["sandbox"]["received_at"])).total_seconds() >= lag
 
     rows = [r for r in reversed(state.records)
             if (not q.get("To") or r["to"] == q["To"]) and (not q.get("From") or r["from"] == q["From"])

@@ -98,6 +98,8 @@ import numpy as np
 from detectors.standards import profile_for
 from gridwatch import config
 from gridwatch.contract import format_ts
+from gridwatch import timefmt
+from gridwatch.timefmt import parse_duration
 
 __all__ = [
     "REGIONS", "SCENARIOS", "DEFAULTS", "Fault", "SimConfig", "Simulator",
@@ -214,36 +216,14 @@ _NOISE_SIGMA = {"residential": 0.25, "commercial": 0.10, "industrial": 0.06}
 
 # ----------------------------------------------------------------------------------------------- faults
 
-_TIME_UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
-_DUR_RE = re.compile(r"(\d+(?:\.\d+)?)([dhms])")
-
-
-def parse_duration(text: str) -> int:
-    """``45m``, ``2h``, ``1h30m``, ``1d``, ``90s`` -> seconds."""
-    t = text.strip().lower()
-    parts = _DUR_RE.findall(t)
-    if not parts or "".join(n + u for n, u in parts) != t:
-        raise ValueError(f"not a duration: {text!r} (use e.g. 45m, 2h, 1h30m, 1d)")
-    return int(round(sum(float(n) * _TIME_UNITS[u] for n, u in parts)))
-
-
 def parse_time(text: str, base: int | None = None) -> int:
     """RFC 3339 (``2026-07-01T10:00Z``), a date (midnight UTC) or ``+DURATION`` after ``base`` -> epoch s.
 
-    A timestamp without an offset is read as UTC.
+    A timestamp without an offset is read as UTC (:mod:`gridwatch.timefmt`).
     """
-    t = text.strip()
-    if t.startswith("+"):
-        if base is None:
-            raise ValueError(f"relative time {text!r} needs a start")
-        return base + parse_duration(t[1:])
-    try:
-        dt = datetime.fromisoformat(t)
-    except ValueError:
-        raise ValueError(f"not a time: {text!r} (use RFC 3339, YYYY-MM-DD or +DURATION)") from None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
-    return int(dt.timestamp())
+    if text.strip().startswith("+") and base is None:
+        raise ValueError(f"relative time {text!r} needs a start")
+    return int(timefmt.parse_time(text, naive_utc=True, relative_to=base, numbers=False))
 
 
 _FAULT_RE = re.compile(r"^(?P<kind>[a-z_]+):(?P<target>[^@\s]+)@(?P<start>[^/\s]+)(?:/(?P<arg>\S+))?$")

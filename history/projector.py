@@ -31,6 +31,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from gridwatch import config as names
 from gridwatch.config import Settings
+from gridwatch.timefmt import parse_datetime
 from history import schema as t
 
 log = logging.getLogger(__name__)
@@ -53,12 +54,9 @@ def parse_ts(value: Any) -> datetime | None:
     if not isinstance(value, str):
         raise BadRecord(f"timestamp {value!r} is not a string")
     try:
-        ts = datetime.fromisoformat(value.replace("z", "Z"))
-    except ValueError:
-        raise BadRecord(f"timestamp {value!r} is not RFC 3339") from None
-    if ts.tzinfo is None:
-        raise BadRecord(f"timestamp {value!r} has no UTC offset")
-    return ts
+        return parse_datetime(value)
+    except ValueError as exc:
+        raise BadRecord(str(exc)) from None
 
 
 def broker_ts(ms: int | None) -> datetime | None:
