@@ -46,6 +46,7 @@ from console.model import ConsoleModel
 from console.sessions import open_sessions
 from gridwatch import config as names
 from gridwatch import contract
+from gridwatch.kinds import KINDS
 from gridwatch.config import Settings
 from gridwatch.signals import stop_event
 from notifiers.silences import active, expire, new_silence, parse_scope, silence_state
@@ -496,6 +497,12 @@ async def me(request: web.Request) -> web.Response:
     return _json({"user": user.name, "role": user.role, "csrf": session.csrf if session else None})
 
 
+async def list_kinds(request: web.Request) -> web.Response:
+    """The declared alert kinds (gridwatch/kinds.py), for the page's kind filter."""
+    return _json({"kinds": [{"name": k.name, "family": k.family, "summary": k.summary}
+                            for k in KINDS if k.alert]})
+
+
 async def list_alerts(request: web.Request) -> web.Response:
     model = request.app[CONSOLE].model
     result = model.list_alerts(kind=_values(request, "kind"), severity=_values(request, "severity"),
@@ -696,6 +703,7 @@ def make_app(settings: Settings | None, users: Iterable[gwauth.User] | gwauth.Au
     r.add_post("/login", login)
     r.add_post("/logout", logout)
     r.add_get("/api/me", me)
+    r.add_get("/api/kinds", list_kinds)
     r.add_get("/api/alerts", list_alerts)
     r.add_get("/api/alerts/{alert_id}", alert_detail)
     r.add_get("/api/alerts/{alert_id}/evidence.svg", alert_evidence)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from gridwatch.kinds import FAMILIES
+
 __all__ = ["document"]
 
 FIRST_MESSAGE_DEFINITION = (
@@ -212,6 +214,15 @@ def document(more_paths: dict[str, Any] | None = None) -> dict[str, Any]:
                              "responses": {"200": _json({"type": "object"}, "Signed out"), "403": FORBIDDEN}}},
         "/api/me": {"get": {"summary": "Who is signed in, and the session's CSRF token",
                             "responses": {"200": _json(_ref("Me"), "The user"), **common}}},
+        "/api/kinds": {"get": {
+            "summary": "The alert kinds gridwatch declares (gridwatch/kinds.py), with their family",
+            "responses": {"200": _json({"type": "object", "required": ["kinds"], "properties": {"kinds": {
+                "type": "array", "items": {"type": "object", "required": ["name", "family", "summary"],
+                                           "properties": {"name": {"type": "string"},
+                                                          "family": {"type": "string",
+                                                                     "enum": list(FAMILIES)},
+                                                          "summary": {"type": "string"}}}}}}, "The kinds"),
+                          **common}}},
         "/api/alerts": {"get": {
             "summary": "Alerts, newest detection first",
             "description": "Every filter takes one value or several separated by commas. `counts` are over the "

@@ -35,6 +35,7 @@ from typing import Any, Awaitable, Callable, Protocol
 
 from notifiers.base import NotifierError
 from notifiers.quiet import DEFERRABLE_KINDS, quiet_until
+from gridwatch import kinds
 from notifiers import templates
 from notifiers.channels import address, channels_for
 from notifiers.silences import SAFETY_KINDS, is_safety, matching
@@ -46,11 +47,11 @@ GO, RECORD, HOLD, DROP = "go", "record", "hold", "drop"
 
 #: Alert kinds whose end is worth a message of its own ("power is back"): an outage gives each customer
 #: exactly two messages per channel, the notice and the restoration.
-RESTORATION_KINDS = ("outage",)
+RESTORATION_KINDS = kinds.having("restoration")
 #: inhibit: kinds held while the customer is in an outage (released when it ends, or after max_hold_s)
-HELD_DURING_OUTAGE = ("bill_spike",)
+HELD_DURING_OUTAGE = kinds.having("held_during_outage")
 #: inhibit: kinds never sent to a customer who is in an outage (the outage explains them)
-VOLTAGE_KINDS = ("undervoltage", "overvoltage", "sag", "swell", "loose_neutral")
+VOLTAGE_KINDS = kinds.having("inhibited_by_outage")
 #: answers to a customer's own SMS (HELP, "still out", a rating): sent whatever the budget or quiet hours
 REPLY_PREFIX = "reply_"
 

@@ -27,6 +27,7 @@ import uuid
 from typing import Iterable
 
 from gridwatch import timefmt
+from gridwatch.kinds import having
 from gridwatch.contract import format_ts
 
 __all__ = ["SCOPE_LEVELS", "SAFETY_KINDS", "MAX_DURATION_S", "new_silence", "parse_duration", "parse_time",
@@ -35,7 +36,7 @@ __all__ = ["SCOPE_LEVELS", "SAFETY_KINDS", "MAX_DURATION_S", "new_silence", "par
 #: what a silence can cover; "all" is every alert everywhere (its id is "*")
 SCOPE_LEVELS = ("feeder", "transformer", "meter", "customer", "all")
 #: kinds whose messages a silence mutes only with ``include_safety`` (as does any "critical" alert)
-SAFETY_KINDS = frozenset({"outage", "loose_neutral"})
+SAFETY_KINDS = frozenset(having("safety"))
 #: the longest silence accepted without ``force``: a forgotten silence must not mute an area for months
 MAX_DURATION_S = 7 * 24 * 3600
 

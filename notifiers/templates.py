@@ -59,6 +59,7 @@ from dataclasses import dataclass, field
 from datetime import date, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from gridwatch import kinds
 from gridwatch.timefmt import parse_datetime
 
 from .tips import Tip, choose_tip, format_money
@@ -540,7 +541,8 @@ _ZH = {
 }
 
 _TEXTS = {"en": _EN, "zh-CN": _ZH}
-_SPECIFIC_KINDS = ("undervoltage", "overvoltage", "sag", "swell", "outage", "loose_neutral")
+#: the kinds whose notice has its own text (any other kind gets the generic "other" one)
+_SPECIFIC_KINDS = tuple(k for k in kinds.names() if k in _EN["found"])
 _SEGMENTS = ("residential", "commercial", "industrial")
 BILL_KIND = "bill_spike"
 MOMENTARY_KIND = "momentary_interruption"
