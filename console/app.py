@@ -25,9 +25,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import hmac
 import json
 import logging
+import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -37,17 +39,19 @@ from typing import Any, Callable, Iterable
 from urllib.parse import quote, urlsplit
 
 from aiohttp import web
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 
 from console import auth as gwauth
 from console import evidence, history_api, openapi
-from console.metrics import KafkaOffsets, render as render_metrics
 from console.errors import ApiError
+from console.metrics import KafkaOffsets, render as render_metrics
 from console.model import ConsoleModel
 from console.sessions import open_sessions
 from gridwatch import config as names
 from gridwatch import contract
-from gridwatch.kinds import KINDS
 from gridwatch.config import Settings
+from gridwatch.kinds import KINDS
 from gridwatch.signals import stop_event
 from notifiers.silences import active, expire, new_silence, parse_scope, silence_state
 from streams.lifecycle import apply_action, make_action
@@ -729,8 +733,6 @@ def make_app(settings: Settings | None, users: Iterable[gwauth.User] | gwauth.Au
 
     if producer is None:
         async def kafka_producer(app: web.Application):
-            from aiokafka import AIOKafkaProducer
-
             made = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_list, acks="all", enable_idempotence=True,
                                     client_id="gridwatch-console")
             await made.start()
@@ -777,9 +779,6 @@ async def start_feeds(settings: Settings, console: Console, timeout: float = REA
 async def serve(settings: Settings, users: list[gwauth.User], host: str, port: int, *,
                 demo_tokens: list[tuple[gwauth.User, str]] | None = None,
                 stop: asyncio.Event | None = None) -> int:
-    from aiokafka import AIOKafkaProducer
-    from aiokafka.errors import KafkaError
-
     model = ConsoleModel()
     sessions = await asyncio.to_thread(_session_store, settings)
     authenticator = gwauth.Authenticator(users, store=sessions)
@@ -855,8 +854,6 @@ def _reload_users_on_sighup(settings: Settings, authenticator: gwauth.Authentica
                             keep: list[gwauth.User]) -> None:
     """``kill -HUP``: read the users again; whoever was removed or changed is signed out and their live-event
     streams end (the demo users stay)."""
-    import signal
-
     def reload() -> None:
         try:
             users = gwauth.load_users(settings)
@@ -884,8 +881,6 @@ NO_USERS = ("no console users configured: set GRIDWATCH_CONSOLE_USERS=name:role:
 def hash_secret_command() -> int:
     """Read a secret from stdin (one line) and print its Argon2id hash for the users list."""
     if sys.stdin.isatty():
-        import getpass
-
         secret = getpass.getpass("secret: ")
     else:
         secret = sys.stdin.readline().rstrip("\r\n")

@@ -32,13 +32,14 @@ expected_kind``.
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
-from gridwatch.contract import parse_ts
 from detectors.pipeline import Pipeline
+from gridwatch.contract import parse_ts
 
 __all__ = [
     "DEFAULT_TOLERANCE_S", "AlertSpan", "TruthEvent", "TruthOutcome", "AlertOutcome", "Matching",
@@ -426,8 +427,6 @@ def parse_settings(specs: Iterable[str], classes: Mapping[str, type]) -> dict[st
     The value is converted to the type of the parameter's default (int, float, bool, str; JSON for
     anything else). Raises ValueError naming the detector and parameter when one is unknown.
     """
-    import json
-
     out: dict[str, dict[str, Any]] = {}
     for spec in specs:
         name_param, sep, text = spec.partition("=")

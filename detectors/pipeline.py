@@ -26,6 +26,7 @@ so a clean meter costs the ring's upkeep only.
 from __future__ import annotations
 
 import copy
+import importlib
 import operator
 import struct
 from typing import Any, Callable, Iterable
@@ -571,7 +572,5 @@ def _reading(v: dict) -> Reading:
 
 
 def _inline_fit(stage: CustomerStage, name: str, payload: Any) -> Any:
-    import importlib
-
     det = next(d for d in stage.detectors if d.name == name)
     return importlib.import_module(type(det).__module__).fit(payload)

@@ -30,12 +30,14 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import importlib
 import json
 import math
 import random
 from dataclasses import dataclass
 from datetime import date as _date, datetime, timedelta
 from typing import Any, Callable, Iterable, Mapping, Sequence
+from zoneinfo import ZoneInfo
 
 from gridwatch.contract import MeterEvent, Reading, check, format_ts
 from gridwatch.timefmt import parse_duration, parse_time
@@ -291,8 +293,6 @@ def day(date: str | _date = "2026-07-01", kwh: float | None = 10.0, *, tz: str =
     ``readings`` defaults to ``intervals``; ``night_kwh`` (00:00-05:00) and ``evening_kwh`` (17:00-22:00)
     default to 20 % and 30 % of ``kwh``.
     """
-    from zoneinfo import ZoneInfo
-
     d = _date.fromisoformat(date) if isinstance(date, str) else date
     start = datetime(d.year, d.month, d.day, tzinfo=ZoneInfo(tz))
     share = (lambda f: None if kwh is None else round(f * kwh, 6))
@@ -389,8 +389,6 @@ def fitter(cls: type[Detector]) -> Callable[[Any], Any] | None:
     the payload so the suite's repeated runs pay for each distinct fit once; None for other detectors."""
     if not (hasattr(cls, "fit_request") and hasattr(cls, "apply_fit")):
         return None
-    import importlib
-
     fn = getattr(importlib.import_module(cls.__module__), "fit", None)
     if fn is None:
         return None

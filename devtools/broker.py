@@ -550,6 +550,7 @@ def status(settings: Settings | None = None) -> dict:
 def _infer_version(versions: dict[int, tuple[int, int]]) -> str:
     """A broker not started by us: its release, as kafka-python infers it from the API ranges."""
     try:
+        # an internal module of kafka-python, which may move: imported here so only this status line can fail
         from kafka.protocol.broker_version_data import infer_broker_version_from_api_versions
         inferred = infer_broker_version_from_api_versions(versions)
         return ".".join(map(str, inferred)) + " (inferred)"

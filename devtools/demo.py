@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -23,6 +23,9 @@ import time
 import urllib.request
 from collections import Counter
 from pathlib import Path
+
+from kafka import KafkaConsumer
+from sqlalchemy.engine import make_url
 
 from devtools import broker
 from gridwatch import config as names
@@ -89,8 +92,6 @@ def ensure_service(procs: Processes, command: str, url: str, probe: str, env: di
 
 
 def run(args) -> int:
-    from kafka import KafkaConsumer
-
     if hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(line_buffering=True)  # alerts and SMS show as they happen, even when piped
     base = Settings()
@@ -204,8 +205,6 @@ def start_history(procs: Processes, settings: Settings, env: dict) -> bool:
     """The history store (GRIDWATCH_DATABASE_URL, else a local PostgreSQL) and its projector; True when the
     demo started that PostgreSQL (so it stops it). A demo on its own topic prefix gets its own database.
     Without PostgreSQL binaries the demo goes on without the history, and says so."""
-    from sqlalchemy.engine import make_url
-
     try:
         started = not settings.database_url and server.managed_pid(settings) is None
         url = db.database_url(settings)

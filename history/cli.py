@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import threading
 from pathlib import Path
+
+from kafka.errors import KafkaError
 
 from history import customer_figures, db, reliability, reports, retention, server
 from history.projector import Projector
@@ -46,9 +50,6 @@ def _cmd_backup(args) -> int:
 
 
 def _cmd_project(args) -> int:
-    import signal
-    import threading
-
     try:
         engine = db.open_store(application_name="gridwatch-history-projector")
     except (server.ServerError, ValueError) as exc:
@@ -64,8 +65,6 @@ def _cmd_project(args) -> int:
     refresher.changed()  # the cached reports are brought up to date once at start
     projector = Projector(engine, batch_size=args.batch, on_commit=lambda batch: refresher.changed())
     print(f"projecting into {engine.url.render_as_string(hide_password=True)}", flush=True)
-    from kafka.errors import KafkaError
-
     try:
         stats = projector.run(stop, until_caught_up=args.once)
     except RuntimeError as exc:

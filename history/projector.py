@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterable
 
+from kafka import KafkaConsumer, TopicPartition
+from kafka import KafkaProducer
 from sqlalchemy import bindparam, delete, func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Connection, Engine
@@ -55,8 +57,8 @@ def parse_ts(value: Any) -> datetime | None:
         raise BadRecord(f"timestamp {value!r} is not a string")
     try:
         return parse_datetime(value)
-    except ValueError as exc:
-        raise BadRecord(str(exc)) from None
+    except ValueError:
+        raise BadRecord(f"timestamp {value!r} is not RFC 3339 with a UTC offset") from None
 
 
 def broker_ts(ms: int | None) -> datetime | None:
@@ -326,8 +328,6 @@ class Projector:
         self._lock_conn = conn
 
     def _assign(self) -> None:
-        from kafka import KafkaConsumer, TopicPartition
-
         consumer = KafkaConsumer(bootstrap_servers=self.settings.bootstrap_list, group_id=None,
                                  enable_auto_commit=False, auto_offset_reset="earliest",
                                  client_id="gridwatch-history", max_poll_records=self.batch_size)
@@ -395,8 +395,6 @@ class Projector:
             batch.action(rec, msg.partition, msg.offset)
 
     def _dead_letters(self, dead: list) -> None:
-        from kafka import KafkaProducer
-
         if self._producer is None:
             self._producer = KafkaProducer(bootstrap_servers=self.settings.bootstrap_list, acks="all")
         for msg, error in dead:

@@ -21,6 +21,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy import text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Connection, Engine
 
@@ -103,8 +104,6 @@ def cached(conn: Connection, name: str, year: int, feeder: str | None = None) ->
 
 
 def years_with_data(conn: Connection) -> list[int]:
-    from sqlalchemy import text
-
     rows = conn.execute(text(
         "SELECT DISTINCT extract(year FROM started_at AT TIME ZONE 'UTC')::int AS y FROM alerts "
         "WHERE started_at IS NOT NULL UNION "

@@ -34,6 +34,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
+import psycopg
+from psycopg import sql
+from sqlalchemy.engine import make_url
+
 from gridwatch.config import Settings
 from gridwatch.locks import locked as _locked
 
@@ -312,8 +316,6 @@ def start(settings: Settings | None = None, *, port: int | None = None, timeout:
 
 
 def _wait_ready(paths: ServerPaths, pid: int, proc, port: int, timeout: float, since: float) -> None:
-    import psycopg
-
     deadline = since + timeout
     password = paths.password_file.read_text().strip()
     while True:
@@ -339,10 +341,6 @@ def _wait_ready(paths: ServerPaths, pid: int, proc, port: int, timeout: float, s
 
 def create_database(admin_url: str, name: str) -> bool:
     """CREATE DATABASE ``name`` unless it exists (through the server's ``postgres`` database); True if made."""
-    import psycopg
-    from psycopg import sql
-    from sqlalchemy.engine import make_url
-
     u = make_url(admin_url)
     with psycopg.connect(host=u.host, port=u.port, user=u.username, password=u.password,
                          dbname=u.database or "postgres", autocommit=True) as conn:
@@ -355,10 +353,6 @@ def create_database(admin_url: str, name: str) -> bool:
 
 
 def drop_database(admin_url: str, name: str) -> None:
-    import psycopg
-    from psycopg import sql
-    from sqlalchemy.engine import make_url
-
     u = make_url(admin_url)
     with psycopg.connect(host=u.host, port=u.port, user=u.username, password=u.password,
                          dbname="postgres", autocommit=True) as conn:
@@ -408,8 +402,6 @@ def status(settings: Settings | None = None) -> dict:
 
 def backup(url: str, out: Path) -> None:
     """``pg_dump`` of the history database in the custom format (restore with ``pg_restore``)."""
-    from sqlalchemy.engine import make_url
-
     u = make_url(url)
     try:
         pg_dump = str(find_bin_dir() / "pg_dump")

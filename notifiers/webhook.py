@@ -55,6 +55,7 @@ import ipaddress
 import json
 import logging
 import socket
+import sys
 import time
 import uuid
 from typing import Any, Iterable
@@ -64,8 +65,8 @@ import aiohttp
 from aiohttp.abc import AbstractResolver
 from aiohttp.resolver import DefaultResolver
 
-from notifiers.base import Delivery, Notifier, NotifierError
 from gridwatch.config import Settings
+from notifiers.base import Delivery, Notifier, NotifierError
 
 __all__ = [
     "DEV_WEBHOOK_SECRET",
@@ -386,8 +387,6 @@ class WebhookNotifier(Notifier):
 # ------------------------------------------------------------------------------------------------ CLI
 
 def _secret_command(args) -> int:
-    import sys
-
     master = Settings().webhook_secret
     if not master:
         print("gridwatch webhook-secret: GRIDWATCH_WEBHOOK_SECRET is not set (the development secret is public "

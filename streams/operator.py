@@ -17,6 +17,9 @@ import sys
 import time
 from typing import Any
 
+from kafka import KafkaProducer
+from kafka.errors import KafkaError, KafkaTimeoutError
+
 from gridwatch.config import ALERT_ACTIONS, ALERTS, SILENCES, Settings
 from gridwatch.contract import dumps
 from notifiers import silences as sil
@@ -37,9 +40,6 @@ class OperatorError(Exception):
 
 def publish(settings: Settings, topic: str, key: str, value: Any) -> None:
     """Send one JSON record (acks=all) and wait until the broker has it; OperatorError otherwise."""
-    from kafka import KafkaProducer
-    from kafka.errors import KafkaError, KafkaTimeoutError
-
     name = settings.topic(topic)
     try:
         producer = KafkaProducer(

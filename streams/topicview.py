@@ -24,6 +24,12 @@ import logging
 import time
 from typing import Any, Callable, Iterator
 
+import kafka
+import kafka.errors
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
+
 from gridwatch.config import Settings
 
 __all__ = ["TopicView", "TopicViewError", "read_all", "decode_record"]
@@ -141,9 +147,6 @@ class TopicView:
 
         TopicViewError when the broker cannot be reached or the topic does not exist.
         """
-        from aiokafka import AIOKafkaConsumer, TopicPartition
-        from aiokafka.errors import KafkaError
-
         if self._consumer is not None:
             raise RuntimeError("TopicView already started")
         try:
@@ -188,8 +191,6 @@ class TopicView:
         cache, which holds a topic only once the consumer is assigned or subscribed to it, and its
         ``topics()`` returns names only.
         """
-        from aiokafka.admin import AIOKafkaAdminClient
-
         admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.bootstrap_list,
                                     client_id=f"{self._client_id}-meta")
         try:
@@ -317,18 +318,15 @@ def read_all(settings: Settings | None, topic: str, timeout: float = 30.0) -> di
     TopicViewError when the broker cannot be reached or the topic does not exist; TimeoutError when the
     end is not reached within ``timeout`` seconds.
     """
-    from kafka import KafkaConsumer, TopicPartition
-    from kafka.errors import KafkaError
-
     settings = settings or Settings()
     name = settings.topic(topic)
     deadline = time.monotonic() + timeout
     try:
-        consumer = KafkaConsumer(
+        consumer = kafka.KafkaConsumer(
             bootstrap_servers=settings.bootstrap_list, group_id=None, enable_auto_commit=False,
             auto_offset_reset="earliest", client_id="gridwatch-read-all",
             bootstrap_timeout_ms=int(max(1.0, min(timeout, 10.0)) * 1000))
-    except KafkaError as exc:
+    except kafka.errors.KafkaError as exc:
         raise TopicViewError(f"cannot reach Kafka at {settings.bootstrap_servers} ({type(exc).__name__}): "
                              "start one with `gridwatch kafka start`") from None
     data: dict[str, Any] = {}
@@ -338,7 +336,7 @@ def read_all(settings: Settings | None, topic: str, timeout: float = 30.0) -> di
         if not partitions:
             raise TopicViewError(f"topic '{name}' does not exist on {settings.bootstrap_servers}: "
                                  "run `gridwatch topics create`")
-        tps = [TopicPartition(name, p) for p in sorted(partitions)]
+        tps = [kafka.TopicPartition(name, p) for p in sorted(partitions)]
         consumer.assign(tps)
         consumer.seek_to_beginning(*tps)
         def remaining_ms() -> int:
@@ -363,7 +361,7 @@ def read_all(settings: Settings | None, topic: str, timeout: float = 30.0) -> di
                         data.pop(key, None)
                     else:
                         data[key] = value
-    except KafkaError as exc:
+    except kafka.errors.KafkaError as exc:
         raise TopicViewError(f"cannot read '{name}' from Kafka at {settings.bootstrap_servers} "
                              f"({type(exc).__name__}: {exc})") from None
     finally:

@@ -33,6 +33,7 @@ import time
 from collections import OrderedDict
 
 from aiohttp import web
+from aiokafka import AIOKafkaProducer
 
 from gridwatch import config as names
 from gridwatch.config import Settings, check_twilio, sandbox_credentials
@@ -162,8 +163,6 @@ def make_app(settings: Settings, publish, *, replays: ReplayGuard | None = None)
 
 
 async def serve(settings: Settings, host: str, port: int) -> None:
-    from aiokafka import AIOKafkaProducer
-
     producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_list, acks="all", enable_idempotence=True)
     await producer.start()
 

@@ -29,16 +29,25 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import importlib
 import json
 import logging
+import multiprocessing
 import os
 import socket
 import threading
 import time
 import uuid
 from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
+
+import faust
+from faust.worker import Worker
+from kafka.partitioner.default import murmur2
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily
 
 from detectors.pipeline import CustomerStage, FeederStage, MeterStage, batch_gaps, directory_entry, profile_dict
 from detectors.registry import DetectorError, enabled
@@ -91,8 +100,6 @@ MAX_FUTURE_S = int(os.environ.get("GRIDWATCH_MAX_FUTURE_S", "900"))
 
 def partition_for(key: str, partitions: int) -> int:
     """The partition Kafka's default partitioner (murmur2) gives ``key``: the same in every client."""
-    from kafka.partitioner.default import murmur2
-
     return (murmur2(key.encode("utf-8")) & 0x7FFFFFFF) % partitions
 
 
@@ -166,8 +173,6 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
     ``cluster`` (the Kafka cluster id) names the state directory: table state records changelog offsets of
     one cluster, and a worker pointed at another cluster (a fresh local broker, say) must not reuse it.
     """
-    import faust
-
     s = settings or Settings()
     detectors = enabled(s.detectors)  # a broken or unknown detector stops the start here, by name
     n = s.partitions
@@ -682,17 +687,12 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
     # -- daily usage per customer -> bill detector (model fits in a process pool) --------------------
     def fit_pool():
         if not pool_box:
-            import multiprocessing
-            from concurrent.futures import ProcessPoolExecutor
-
             # spawn, not fork: the worker has threads (Kafka, RocksDB) a forked child must not inherit
             pool_box.append(ProcessPoolExecutor(max_workers=max(1, s.fit_processes),
                                                 mp_context=multiprocessing.get_context("spawn")))
         return pool_box[0]
 
     def fit_function(name: str):
-        import importlib
-
         det = next(d for d in customer_stage.detectors if d.name == name)
         return importlib.import_module(type(det).__module__).fit
 
@@ -1041,9 +1041,6 @@ WORKER_COUNTERS = (
 
 def worker_exposition(stats) -> str:
     """Prometheus text of this worker's counters (since it started) named in ``WORKER_COUNTERS``."""
-    from prometheus_client import CollectorRegistry, generate_latest
-    from prometheus_client.core import CounterMetricFamily
-
     class Collector:
         def collect(self):
             for prefix, name, label, help_ in WORKER_COUNTERS:
@@ -1088,8 +1085,6 @@ def _bounded_stop_worker():
     a bound: tens of seconds with a broker that is slow to answer, minutes without one. Nothing depends on
     that stop being graceful: outbox claims reach the broker before a message leaves and offsets are
     committed after processing, so a stop cut short is a crash, which recovery covers."""
-    from faust.worker import Worker
-
     class BoundedStopWorker(Worker):
         def _schedule_shutdown(self, signum) -> None:
             if not self._signal_stop_time:

@@ -6,7 +6,8 @@ inside a function, since an import hidden in a function is still a dependency (a
 A package may import itself and the packages to its left; nothing imports ``devtools`` (the simulator, replay,
 local broker, sandbox, backtest and demo), and the ``gridwatch`` command reaches every package only through
 the ``gridwatch.commands`` entry points (pyproject.toml), never by an import. Between modules there is no
-cycle, and modules of our own are imported at module top.
+cycle, and modules of our own are imported at module top: a function-local import is kept only for a heavy
+optional third-party dependency (Prophet, alembic), with a comment on its line or the line above saying why.
 """
 
 from __future__ import annotations
@@ -133,6 +134,27 @@ def test_no_import_cycle_between_modules():
 def test_our_modules_are_imported_at_module_top():
     local = [imp for imp in IMPORTS if imp.local]
     assert not local, "function-local imports of our own modules:\n" + "\n".join(map(repr, local))
+
+
+def test_a_function_local_import_says_why():
+    """Third-party imports inside a function are for heavy optional dependencies only, with the reason."""
+    silent = []
+    for module, path in MODULES.items():
+        lines = path.read_text(encoding="utf-8").splitlines()
+        tree = ast.parse("\n".join(lines))
+        for fn in ast.walk(tree):
+            if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for node in ast.walk(fn):
+                if isinstance(node, (ast.Import, ast.ImportFrom)):
+                    # the import's own lines, the imports right above it, and the line above those
+                    first = node.lineno - 1
+                    while first > 0 and lines[first - 1].strip().startswith(("import ", "from ")):
+                        first -= 1
+                    near = lines[max(first - 1, 0): node.end_lineno]
+                    if not any("#" in text for text in near):
+                        silent.append(f"{path.relative_to(ROOT)}:{node.lineno}: {lines[node.lineno - 1].strip()}")
+    assert not silent, "function-local imports without a reason:\n" + "\n".join(sorted(set(silent)))
 
 
 # ------------------------------------------------------------------------ the checker itself
