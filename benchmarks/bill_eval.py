@@ -111,7 +111,7 @@ def load_days(path: Path, clock: str, tz: str, meter_id: str) -> list[dict]:
     """A sub-daily household file -> its closed local days (:mod:`detectors.usage` records), in date order."""
     from detectors.usage import accumulate
     from gridwatch.contract import Reading, parse_ts
-    from streams.replay import parse_file
+    from devtools.replay import parse_file
 
     res = parse_file(path, tz=clock, meter_id=meter_id)
     readings = [Reading(meter_id=r["meter_id"], ts=parse_ts(r["ts"]), interval_s=r["interval_s"], kwh=r["kwh"],

@@ -6,7 +6,7 @@ import math
 import os
 from pathlib import Path
 
-from streams.simulator import DEFAULTS, SimConfig, Simulator
+from devtools.simulator import DEFAULTS, SimConfig, Simulator
 
 
 def sim_for(meters: int, days: float, batch: int, *, seed: int = 42, scenario: str | None = None) -> Simulator:

@@ -93,7 +93,7 @@ def _get(url: str, token: str) -> float:
 def start_console(settings, timeout: float, env_extra: dict[str, str], probe: bool = False) -> dict:
     """Start `gridwatch console` on the settings' topics: seconds until it serves, its memory then, and with
     ``probe`` the time of its first /api/figures and /api/alerts and its memory after them."""
-    from streams.demo import gridwatch_argv
+    from devtools.demo import gridwatch_argv
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

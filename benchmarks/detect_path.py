@@ -45,7 +45,7 @@ def _json_codec():
 def build_messages(meters: int, days: float, batch: int, seed: int, scenario: str | None):
     """(messages as (key bytes, value bytes), directory entries by meter, readings count, simulator)."""
     from gridwatch.config import READINGS
-    from streams.simulator import encode_value
+    from devtools.simulator import encode_value
 
     sim = sim_for(meters, days, batch, seed=seed, scenario=scenario)
     # the meters table holds directory entries as JSON (the table's value codec)

@@ -3,7 +3,7 @@ without a broker.
 
     python -m benchmarks.recovery [--kills 5]
 
-Starts a broker of its own (``streams.broker`` on free 127.0.0.1 ports, data in a temporary directory: the
+Starts a broker of its own (``devtools.broker`` on free 127.0.0.1 ports, data in a temporary directory: the
 shared broker is never touched), a topic prefix of its own and one worker. A *probe* is one customers record
 per partition (48 simulated customers, re-sent); the worker has resumed every partition when each of them
 has come out again on ``gridwatch.meter-directory``. Printed per round: seconds from the new process's
@@ -38,7 +38,7 @@ def free_port() -> int:
 
 def own_broker(run_dir: Path) -> Settings:
     """A broker of our own on two free ports, its data under ``run_dir/kafka``."""
-    from streams import broker
+    from devtools import broker
 
     client, controller = free_port(), free_port()
     os.environ["GRIDWATCH_KAFKA_CONTROLLER_PORT"] = str(controller)
@@ -53,7 +53,7 @@ class Probe:
     def __init__(self, settings: Settings):
         from kafka import KafkaConsumer, KafkaProducer
 
-        from streams.simulator import SimConfig, Simulator
+        from devtools.simulator import SimConfig, Simulator
 
         self.settings = settings
         self.customers = Simulator(SimConfig(seed=1, feeders=2, transformers_per_feeder=3,
@@ -86,7 +86,7 @@ class Probe:
 
 
 def start_worker(settings: Settings, log: Path) -> subprocess.Popen:
-    from streams.demo import gridwatch_argv
+    from devtools.demo import gridwatch_argv
 
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
            "GRIDWATCH_TOPIC_PREFIX": settings.topic_prefix, "GRIDWATCH_RUN_DIR": str(settings.run_dir),
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--kills", type=int, default=5, help="kill -9 / restart rounds (default 5)")
     args = p.parse_args(argv)
-    from streams import broker
+    from devtools import broker
     from streams.topics import create_topics
 
     with tempfile.TemporaryDirectory(prefix="gridwatch-recovery-") as tmp:

@@ -204,7 +204,7 @@ def broker_pid() -> int | None:
     """The broker started by ``gridwatch kafka start`` (the project's default run directory), if any."""
     try:
         from gridwatch.config import Settings
-        from streams.broker import managed_pid
+        from devtools.broker import managed_pid
 
         return managed_pid(Settings())
     except Exception:  # noqa: BLE001
@@ -267,7 +267,7 @@ def show_profile(path: str, profiler: str, top: int = 30) -> None:
 def main(argv: list[str] | None = None) -> int:  # noqa: C901 - one linear script
     from gridwatch import config as names
     from gridwatch.config import Settings
-    from streams.simulator import TopicSink, make_producer, publish
+    from devtools.simulator import TopicSink, make_producer, publish
     from streams.topics import create_topics
 
     p = argparse.ArgumentParser(prog="python -m benchmarks.worker_throughput",

@@ -27,10 +27,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import hmac
-import inspect
 import json
 import logging
+import os
+import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -40,16 +42,24 @@ from typing import Any, Callable, Iterable
 from urllib.parse import quote, urlsplit
 
 from aiohttp import web
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 
 from console import auth as gwauth
 from console import evidence, history_api, openapi
+from console.errors import ApiError
+from console.board_store import StoreDirectory, open_board_store
 from console.metrics import KafkaOffsets, render as render_metrics
-from console.board_store import StoreDirectory
 from console.model import ConsoleModel, format_time
+from console.sessions import open_sessions
 from gridwatch import config as names
 from gridwatch import contract
 from gridwatch.config import Settings
+from gridwatch.kinds import KINDS
 from gridwatch.signals import stop_event
+from notifiers.silences import active, expire, new_silence, parse_scope, silence_state
+from streams.lifecycle import apply_action, make_action
+from streams.topicview import TopicView, TopicViewError
 
 __all__ = ["CONSOLE", "Console", "EventHub", "make_app", "serve", "run", "register", "SECURITY_HEADERS"]
 
@@ -97,14 +107,6 @@ SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 # what the console reads: short name -> contract topic
 FEEDS = {"alerts": names.ALERTS, "notifications": names.NOTIFICATIONS, "feedback": names.FEEDBACK,
          "silences": names.SILENCES, "customers": names.CUSTOMERS}
-
-
-class ApiError(Exception):
-    """An error answered as JSON ``{"error": message}`` with ``status`` (and ``headers``)."""
-
-    def __init__(self, status: int, message: str, headers: dict | None = None):
-        super().__init__(message)
-        self.status, self.message, self.headers = status, message, headers
 
 
 # ------------------------------------------------------------------------------------------ live events
@@ -597,6 +599,12 @@ async def me(request: web.Request) -> web.Response:
     return _json({"user": user.name, "role": user.role, "csrf": session.csrf if session else None})
 
 
+async def list_kinds(request: web.Request) -> web.Response:
+    """The declared alert kinds (gridwatch/kinds.py), for the page's kind filter."""
+    return _json({"kinds": [{"name": k.name, "family": k.family, "summary": k.summary}
+                            for k in KINDS if k.alert]})
+
+
 async def list_alerts(request: web.Request) -> web.Response:
     model = request.app[CONSOLE].model
     result = model.list_alerts(kind=_values(request, "kind"), severity=_values(request, "severity"),
@@ -644,9 +652,6 @@ async def alert_evidence(request: web.Request) -> web.Response:
 
 
 async def _act(request: web.Request, action: str) -> web.Response:
-    from streams.lifecycle import apply_action
-    from streams.operator import make_action
-
     console = request.app[CONSOLE]
     user = _require_operator(request)
     body = await _body(request)
@@ -680,17 +685,11 @@ async def list_silences(request: web.Request) -> web.Response:
 
 
 def _silence_view(console: Console, record: dict) -> dict:
-    from notifiers.silences import active
-    from streams.operator import silence_state
-
     now = console.clock()
     return {**record, "active": active(record, now), "state": silence_state(record, now)}
 
 
 async def add_silence(request: web.Request) -> web.Response:
-    from notifiers.silences import new_silence
-    from streams.operator import parse_scope
-
     console = request.app[CONSOLE]
     user = _require_operator(request)
     body = await _body(request)
@@ -723,8 +722,6 @@ async def add_silence(request: web.Request) -> web.Response:
 
 
 async def expire_silence(request: web.Request) -> web.Response:
-    from notifiers.silences import expire
-
     console = request.app[CONSOLE]
     user = _require_operator(request)
     sid = request.match_info["silence_id"]
@@ -782,7 +779,7 @@ async def events(request: web.Request) -> web.StreamResponse:
 
 
 async def openapi_document(request: web.Request) -> web.Response:
-    return _json(openapi.document())
+    return _json(openapi.document(history_api.openapi_paths()))
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -823,6 +820,7 @@ def make_app(settings: Settings | None, users: Iterable[gwauth.User] | gwauth.Au
     r.add_post("/login", login)
     r.add_post("/logout", logout)
     r.add_get("/api/me", me)
+    r.add_get("/api/kinds", list_kinds)
     r.add_get("/api/alerts", list_alerts)
     r.add_get("/api/alerts/{alert_id}", alert_detail)
     r.add_get("/api/alerts/{alert_id}/evidence.svg", alert_evidence)
@@ -836,7 +834,8 @@ def make_app(settings: Settings | None, users: Iterable[gwauth.User] | gwauth.Au
     r.add_get("/api/events", events)
     r.add_get("/api/openapi.json", openapi_document)
     r.add_get("/metrics", metrics)
-    history_api.install(app, settings)  # /api/history/*: the history store (console/history_api.py)
+    # /api/history/*: the history store (console/history_api.py)
+    history_api.install(app, settings, static_dir=console.static_dir)
     if console.static_dir.is_dir():
         r.add_static("/static", console.static_dir, follow_symlinks=False, show_index=False)
 
@@ -847,8 +846,6 @@ def make_app(settings: Settings | None, users: Iterable[gwauth.User] | gwauth.Au
 
     if producer is None:
         async def kafka_producer(app: web.Application):
-            from aiokafka import AIOKafkaProducer
-
             made = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_list, acks="all", enable_idempotence=True,
                                     client_id="gridwatch-console")
             await made.start()
@@ -868,100 +865,21 @@ def make_app(settings: Settings | None, users: Iterable[gwauth.User] | gwauth.Au
 
 # ------------------------------------------------------------------------------------- reading Kafka
 
-def _feed_view_class():
-    from streams.topicview import TopicView, decode_record
-
-    class FeedView(TopicView):
-        """A TopicView that hands every record to ``sink(key, value, kafka_ts, position=(partition, offset))``
-        with its Kafka timestamp (epoch seconds), awaiting the sink when it is a coroutine function, and, with
-        ``keyless``, also the records without a key (feedback from an unknown number), which a TopicView
-        cannot keep per key. It keeps nothing itself: the model holds the records (a TopicView's own map
-        would add an entry per key that nothing reads).
-
-        Where each partition is read from: its beginning, or later — ``tail``: at most its last ``tail``
-        records (the model keeps only the newest ``max_records`` notifications and feedback; every one of
-        those is within the last ``max_records`` of its partition), ``start_at``: from these offsets
-        (partition -> offset: where the history store's projection ended; partitions not named from their
-        beginning). With both, the later of the two."""
-
-        def __init__(self, settings: Settings, topic: str, sink, *, keyless: bool = False,
-                     tail: int | None = None, start_at: dict[int, int] | None = None):
-            super().__init__(settings, topic, client_id="gridwatch-console")
-            self._sink, self._keyless, self._ts, self._pos = sink, keyless, None, None
-            self._tail, self._start_at = tail, start_at
-            self._positioned = tail is None and not start_at
-            self.skipped = 0  # records before where reading began, not read
-
-        async def _check_ready(self) -> None:
-            # first called by start() right after it assigned the partitions and took their end offsets,
-            # before the reading task exists: the place to move to the tail
-            if not self._positioned:
-                self._positioned = True
-                tps = list(self._targets)
-                begins = await self._consumer.beginning_offsets(tps)
-                for tp in tps:
-                    begin, end = begins.get(tp, 0), self._targets[tp]
-                    start = begin
-                    if self._tail is not None:
-                        start = max(start, end - self._tail)
-                    if self._start_at and tp.partition in self._start_at:
-                        start = max(start, min(end, self._start_at[tp.partition]))
-                    if start > begin:
-                        self._consumer.seek(tp, start)
-                        self.skipped += start - begin
-            await super()._check_ready()
-
-        async def _deliver(self, *args) -> None:
-            result = self._sink(*args, position=self._pos)
-            if inspect.isawaitable(result):
-                await result
-
-        async def _apply(self, key, value) -> None:
-            decoded = decode_record(self.topic, key, value)
-            if decoded is None:
-                return
-            try:
-                await self._deliver(*decoded, self._ts)
-            except Exception:
-                log.exception("%s: applying a record failed", self.topic)
-
-        async def _record(self, record) -> None:
-            ts = record.timestamp
-            self._ts = ts / 1000.0 if isinstance(ts, (int, float)) and ts >= 0 else None
-            self._pos = (record.partition, record.offset)
-            if record.key is None and self._keyless:
-                await self._apply_keyless(record.value)
-            else:
-                await self._apply(record.key, record.value)
-
-        async def _apply_keyless(self, value: bytes | None) -> None:
-            if value is None:
-                return
-            try:
-                decoded = json.loads(value)
-            except ValueError:
-                log.warning("%s: a record without a key that is not JSON is skipped", self.topic)
-                return
-            try:
-                await self._deliver(None, decoded, self._ts)
-            except Exception:
-                log.exception("%s: applying a record without a key failed", self.topic)
-
-    return FeedView
-
-
 async def start_feeds(settings: Settings, console: Console, timeout: float = READY_TIMEOUT_S,
                       start_at: dict[str, dict[int, int]] | None = None) -> list:
     """Start one view per topic the console reads, wait until each has caught up, return them.
 
+    The model holds the records (a view's own map would add an entry per key that nothing reads); it keeps
+    only the newest ``max_records`` notifications and feedback, every one of them within the last
+    ``max_records`` of its partition, so only those are read. Feedback from an unknown number has no key.
     ``start_at``: deployed topic -> {partition: offset} to read on from (the history store's projection;
     see :class:`console.board_store.Snapshot`), for the topics the store holds. With a store
     (``console.store``) ``customers`` is read to its end before the other topics start."""
-    FeedView = _feed_view_class()
     tail = {"notifications": console.model.max_records, "feedback": console.model.max_records}
     start_at = start_at or {}
-    views = [FeedView(settings, topic, console.feed(kind), keyless=(kind == "feedback"), tail=tail.get(kind),
-                      start_at=start_at.get(settings.topic(topic)))
+    views = [TopicView(settings, topic, client_id="gridwatch-console", on_record=console.feed(kind),
+                       keyless=(kind == "feedback"), tail=tail.get(kind),
+                       start_at=start_at.get(settings.topic(topic)))
              for kind, topic in FEEDS.items()]
     started = []
     try:
@@ -988,11 +906,6 @@ async def start_feeds(settings: Settings, console: Console, timeout: float = REA
 async def serve(settings: Settings, users: list[gwauth.User], host: str, port: int, *,
                 demo_tokens: list[tuple[gwauth.User, str]] | None = None,
                 stop: asyncio.Event | None = None) -> int:
-    from aiokafka import AIOKafkaProducer
-    from aiokafka.errors import KafkaError
-
-    from streams.topicview import TopicViewError
-
     store = await asyncio.to_thread(_board_store, settings)
     model = ConsoleModel(directory=StoreDirectory() if store is not None else None)
     start_at = None
@@ -1074,8 +987,6 @@ async def serve(settings: Settings, users: list[gwauth.User], host: str, port: i
 def _recent_s() -> float:
     """GRIDWATCH_CONSOLE_RECENT_HOURS (24): with a history store, how long a resolved alert stays on the
     board after its latest record."""
-    import os
-
     raw = os.environ.get("GRIDWATCH_CONSOLE_RECENT_HOURS")
     try:
         hours = float(raw) if raw else RECENT_HOURS_DEFAULT
@@ -1087,8 +998,6 @@ def _recent_s() -> float:
 def _board_store(settings: Settings):
     """The history store the board looks things up in, or None: without a database configured, or when the
     configured one cannot be used (then the board reads the topics whole, as without one, and says why)."""
-    from console.board_store import open_board_store
-
     try:
         return open_board_store(settings)
     except Exception as exc:  # noqa: BLE001 - configured but unreachable, or not PostgreSQL
@@ -1161,8 +1070,6 @@ async def _keep_board(console: Console, settings: Settings, every: float = MAINT
 
 def _session_store(settings: Settings):
     """Sessions in the configured database (they survive a restart), else None: in memory only."""
-    from console.sessions import open_sessions
-
     try:
         store = open_sessions(settings)
     except Exception as exc:  # configured but unreachable: the board still serves, sessions end at a restart
@@ -1178,8 +1085,6 @@ def _reload_users_on_sighup(settings: Settings, authenticator: gwauth.Authentica
                             keep: list[gwauth.User]) -> None:
     """``kill -HUP``: read the users again; whoever was removed or changed is signed out and their live-event
     streams end (the demo users stay)."""
-    import signal
-
     def reload() -> None:
         try:
             users = gwauth.load_users(settings)
@@ -1207,8 +1112,6 @@ NO_USERS = ("no console users configured: set GRIDWATCH_CONSOLE_USERS=name:role:
 def hash_secret_command() -> int:
     """Read a secret from stdin (one line) and print its Argon2id hash for the users list."""
     if sys.stdin.isatty():
-        import getpass
-
         secret = getpass.getpass("secret: ")
     else:
         secret = sys.stdin.readline().rstrip("\r\n")

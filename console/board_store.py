@@ -23,6 +23,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from console.model import CUSTOMER_FIELDS, MESSAGE_STATUSES, _directory_entry, format_time
+from history import db, server
 
 __all__ = ["BoardStore", "StoreDirectory", "Snapshot", "open_board_store"]
 
@@ -308,8 +309,6 @@ class StoreDirectory:
 def open_board_store(settings) -> BoardStore | None:
     """The board's store on the configured database (migrated to head), None when none is configured; the
     console never starts a database itself. Raises when one is configured but cannot be used."""
-    from history import db, server
-
     try:
         url = db.database_url(settings, start=False)
     except server.ServerError:

@@ -16,13 +16,17 @@ import io
 import json
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 from sqlalchemy import and_, desc, func, or_, select, tuple_
 from sqlalchemy.engine import Engine
 
-from history import customer_figures, reliability, schema as t
+from console.errors import ApiError  # the console's JSON error, answered by its middleware
+from console.openapi import UNAUTHORIZED, _error, _json
+from gridwatch.timefmt import parse_datetime
+from history import customer_figures, db, reliability, reports, schema as t, server
 
 PAGE_DEFAULT, PAGE_MAX = 50, 1000
 CUSTOMER_TABLES = ("first_message", "told_before_report", "delivery", "replies", "satisfaction", "opt_out")
@@ -34,6 +38,7 @@ class HistoryStore:
 
     settings: Any
     engine: Engine | None = None
+    static_dir: Path | None = None  # the console's pages (history.html)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def get(self) -> Engine:
@@ -45,8 +50,6 @@ class HistoryStore:
         return self.engine
 
     def _open(self) -> Engine:
-        from history import db, server
-
         try:
             engine = db.make_engine(db.database_url(self.settings, start=False),
                                     connect_args={"application_name": "gridwatch-console"})
@@ -61,9 +64,11 @@ class HistoryStore:
 HISTORY = web.AppKey("history", HistoryStore)
 
 
-def install(app: web.Application, settings, engine: Engine | None = None) -> None:
-    """Add the history paths to the console's app (``engine``: a given one, e.g. in tests)."""
-    app[HISTORY] = HistoryStore(settings, engine)
+def install(app: web.Application, settings, engine: Engine | None = None, *,
+            static_dir: Path | None = None) -> None:
+    """Add the history paths to the console's app (``engine``: a given one, e.g. in tests; ``static_dir``:
+    where the console's pages are)."""
+    app[HISTORY] = HistoryStore(settings, engine, static_dir=static_dir)
     r = app.router
     r.add_get("/history", history_page)
     r.add_get("/api/history/alerts", list_alerts)
@@ -75,8 +80,6 @@ def install(app: web.Application, settings, engine: Engine | None = None) -> Non
 # ------------------------------------------------------------------------------------------- helpers
 
 def _api_error(status: int, message: str) -> Exception:
-    from console.app import ApiError  # the console's JSON error, answered by its middleware
-
     return ApiError(status, message)
 
 
@@ -95,10 +98,9 @@ def _time(request: web.Request, name: str) -> datetime | None:
     if not raw:
         return None
     try:
-        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        return parse_datetime(raw, naive_utc=True)
     except ValueError:
         raise _bad(f"{name} must be an RFC 3339 time or a date (YYYY-MM-DD), not {raw!r}") from None
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
 def _int(request: web.Request, name: str, default: int | None, lo: int, hi: int) -> int | None:
@@ -152,7 +154,7 @@ def _encode_cursor(started_at: datetime | None, alert_id: str) -> str:
 def _decode_cursor(raw: str) -> tuple[datetime, str]:
     try:
         started, aid = json.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
-        return datetime.fromisoformat(started), str(aid)
+        return parse_datetime(started), str(aid)
     except (ValueError, TypeError):
         raise _bad("cursor is not one this API gave out") from None
 
@@ -169,9 +171,7 @@ async def _run(request: web.Request, fn, *args):
 # ------------------------------------------------------------------------------------------ handlers
 
 async def history_page(request: web.Request) -> web.StreamResponse:
-    from console.app import CONSOLE
-
-    return web.FileResponse(request.app[CONSOLE].static_dir / "history.html", headers={"Cache-Control": "no-store"})
+    return web.FileResponse(request.app[HISTORY].static_dir / "history.html", headers={"Cache-Control": "no-store"})
 
 
 ALERT_COLUMNS = (t.alerts.c.alert_id, t.alerts.c.kind, t.alerts.c.severity, t.alerts.c.status,
@@ -265,8 +265,6 @@ def _fresh(request: web.Request) -> bool:
 def _report(conn, name: str, year: int, fresh: bool, feeder: str | None = None) -> dict:
     """The kept report (history/reports.py) unless there is none or a fresh one is asked for; with
     ``feeder``, that feeder's slice."""
-    from history import reports
-
     rep = None if fresh else reports.cached(conn, name, year, feeder)
     if rep is None:
         rep = json.loads(json.dumps(reports.compute(conn, name, year), default=str))
@@ -301,8 +299,6 @@ async def customer_report(request: web.Request) -> web.Response:
 # ------------------------------------------------------------------------------------------- OpenAPI
 
 def openapi_paths() -> dict[str, Any]:
-    from console.openapi import UNAUTHORIZED, _error, _json
-
     def q(name, description, schema=None):
         return {"name": name, "in": "query", "required": False, "description": description,
                 "schema": schema or {"type": "string"}}

@@ -20,6 +20,10 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 
+from aiokafka import AIOKafkaConsumer
+from aiokafka import TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.exposition import choose_encoder
@@ -67,9 +71,6 @@ class KafkaOffsets:
                 return None
 
     async def _start(self) -> None:
-        from aiokafka import AIOKafkaConsumer
-        from aiokafka.admin import AIOKafkaAdminClient
-
         if self._admin is None:
             admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.bootstrap_list,
                                         client_id="gridwatch-console-metrics")
@@ -90,8 +91,6 @@ class KafkaOffsets:
         return found
 
     async def _query(self) -> KafkaFigures:
-        from aiokafka import TopicPartition
-
         await self._start()
         s = self.settings
         readings, dlq, events = s.topic(names.READINGS), s.topic(names.DLQ), s.topic(names.EVENTS)
@@ -120,8 +119,6 @@ class KafkaOffsets:
     async def _committed(self, group: str, attempts: int = 4):
         """The group's committed offsets, or None when its coordinator does not answer (a new cluster
         creates the offsets topic on the first request): the lag is then left out, the rest reported."""
-        from aiokafka.errors import KafkaError
-
         for attempt in range(attempts):
             try:
                 return await self._admin.list_consumer_group_offsets(group)

@@ -23,8 +23,9 @@ from collections import Counter, defaultdict, deque
 from datetime import datetime, timezone
 from typing import Any, Iterable
 
-from gridwatch import config as names
+from gridwatch import config as names, timefmt
 from notifiers.privacy import mask_phone
+from notifiers.silences import active as is_active, silence_state
 
 __all__ = ["ConsoleModel", "MemoryDirectory", "STATUSES", "MESSAGE_STATUSES", "TOPIC_KINDS", "parse_time", "format_time",
            "quantile", "reason_category"]
@@ -44,18 +45,12 @@ _REASON = re.compile(r"[A-Za-z_]+")
 
 
 def parse_time(value: Any) -> float | None:
-    """RFC 3339 (with an offset) or epoch seconds -> epoch seconds (float); None when absent or unreadable."""
-    if value is None or isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        return float(value) if math.isfinite(value) else None
+    """RFC 3339 (with an offset) or epoch seconds -> epoch seconds (float); None when absent or unreadable
+    (:func:`gridwatch.timefmt.parse_time`)."""
     try:
-        dt = datetime.fromisoformat(str(value).strip())
+        return timefmt.parse_time(value)
     except ValueError:
         return None
-    if dt.tzinfo is None:
-        return None
-    return dt.timestamp()
 
 
 def format_time(epoch: float | None) -> str | None:
@@ -499,9 +494,6 @@ class ConsoleModel:
     def list_silences(self, now: float) -> list[dict]:
         """Every silence with ``active`` (in force at ``now``) and ``state`` (active, scheduled, expired,
         ended), latest start first."""
-        from notifiers.silences import active as is_active
-        from streams.operator import silence_state
-
         out = [{**s, "active": is_active(s, now), "state": silence_state(s, now)} for s in self.silences.values()]
         out.sort(key=lambda s: (str(s.get("starts_at")), str(s.get("silence_id"))), reverse=True)
         return out

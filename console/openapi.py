@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from gridwatch.kinds import FAMILIES
+
 __all__ = ["document"]
 
 FIRST_MESSAGE_DEFINITION = (
@@ -191,8 +193,8 @@ def _schemas() -> dict[str, Any]:
     }
 
 
-def document() -> dict[str, Any]:
-    """The OpenAPI 3.1 document."""
+def document(more_paths: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The OpenAPI 3.1 document, with ``more_paths`` (the history's, :func:`console.history_api.openapi_paths`)."""
     secured = [{"bearerAuth": []}, {"basicAuth": []}, {"cookieAuth": []}]
     common = {"401": UNAUTHORIZED}
     act = {"401": UNAUTHORIZED, "403": FORBIDDEN}
@@ -217,6 +219,15 @@ def document() -> dict[str, Any]:
                              "responses": {"200": _json({"type": "object"}, "Signed out"), "403": FORBIDDEN}}},
         "/api/me": {"get": {"summary": "Who is signed in, and the session's CSRF token",
                             "responses": {"200": _json(_ref("Me"), "The user"), **common}}},
+        "/api/kinds": {"get": {
+            "summary": "The alert kinds gridwatch declares (gridwatch/kinds.py), with their family",
+            "responses": {"200": _json({"type": "object", "required": ["kinds"], "properties": {"kinds": {
+                "type": "array", "items": {"type": "object", "required": ["name", "family", "summary"],
+                                           "properties": {"name": {"type": "string"},
+                                                          "family": {"type": "string",
+                                                                     "enum": list(FAMILIES)},
+                                                          "summary": {"type": "string"}}}}}}, "The kinds"),
+                          **common}}},
         "/api/alerts": {"get": {
             "summary": "Alerts, newest detection first",
             "description": "Every filter takes one value or several separated by commas. `counts` are over the "
@@ -307,9 +318,7 @@ def document() -> dict[str, Any]:
             "responses": {"200": {"description": "Prometheus text format", "content": {"text/plain": {}}},
                           **common}}},
     }
-    from console.history_api import openapi_paths
-
-    paths.update(openapi_paths())
+    paths.update(more_paths or {})
     return {
         "openapi": "3.1.0",
         "info": {"title": "gridwatch operations console", "version": "1.0.0",

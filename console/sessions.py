@@ -19,6 +19,7 @@ from sqlalchemy.engine import Engine
 
 from console.auth import StoredSession
 from history import schema as t
+from history import db, server
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +74,6 @@ class PostgresSessions:
 def open_sessions(settings) -> PostgresSessions | None:
     """The session store on the configured database (migrated to head), or None when there is none (sessions
     then live in memory only); the console never starts a database itself."""
-    from history import db, server
-
     try:
         url = db.database_url(settings, start=False)
     except server.ServerError:

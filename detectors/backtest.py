@@ -2,7 +2,7 @@
 
 The run itself is :class:`detectors.pipeline.Pipeline` — the same stages, in the same event-time order, as
 the worker — fed with the simulator's ``timed_records()`` or with a recorded CSV read by
-:mod:`streams.replay`. What comes out (alert records, exactly as on the ``alerts`` topic) is scored here by
+:mod:`devtools.replay`. What comes out (alert records, exactly as on the ``alerts`` topic) is scored here by
 pure functions:
 
 :func:`alert_spans`
@@ -25,18 +25,20 @@ pure functions:
     recall = found / truths, detection delay (``detected_at`` - labelled ``start``, event time) median and
     max, scope right / found.
 
-Truth records are the JSON objects :meth:`streams.simulator.Simulator.truth` returns (and
+Truth records are the JSON objects :meth:`devtools.simulator.Simulator.truth` returns (and
 ``gridwatch simulate --truth`` writes): ``fault, scope{level,id}, start, end, meter_ids, customer_ids,
 expected_kind``.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
+from detectors.pipeline import Pipeline
 from gridwatch.contract import parse_ts
 
 __all__ = [
@@ -425,8 +427,6 @@ def parse_settings(specs: Iterable[str], classes: Mapping[str, type]) -> dict[st
     The value is converted to the type of the parameter's default (int, float, bool, str; JSON for
     anything else). Raises ValueError naming the detector and parameter when one is unknown.
     """
-    import json
-
     out: dict[str, dict[str, Any]] = {}
     for spec in specs:
         name_param, sep, text = spec.partition("=")
@@ -477,8 +477,6 @@ def build_detectors(names: Sequence[str] | None, settings: Mapping[str, Mapping[
 
 def run_pipeline(detectors: list, timed_records: Iterable[tuple[int, str, str, Any]], progress: Any = None):
     """Run :class:`detectors.pipeline.Pipeline` over the records; returns it (``.alerts``, ``.reports``)."""
-    from .pipeline import Pipeline
-
     return Pipeline(detectors).run(timed_records, progress=progress)
 
 

@@ -394,6 +394,7 @@ def fit(payload: dict) -> dict:
 
 
 def _prophet_forecast(payload: dict) -> dict:
+    # Prophet (and the pandas frames it takes) is heavy to import (~2 s): only the fit, in the fit processes
     import numpy as np
     import pandas as pd
     from prophet import Prophet
@@ -430,7 +431,7 @@ def _prophet_forecast(payload: dict) -> dict:
 
 
 def _known_country(country: str) -> bool:
-    import holidays
+    import holidays  # Prophet's holiday calendars: loaded only to check a customer's country
 
     try:
         holidays.country_holidays(country)

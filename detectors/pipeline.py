@@ -26,6 +26,7 @@ so a clean meter costs the ring's upkeep only.
 from __future__ import annotations
 
 import copy
+import importlib
 import operator
 import struct
 from typing import Any, Callable, Iterable
@@ -34,8 +35,11 @@ from gridwatch import config as topics
 from gridwatch.contract import MeterEvent, Reading, format_ts, parse_ts
 
 from .api import Context, Detector
+from .registry import enabled
 from .standards import Profile, profile_for_customer
 from .topology import TRACE_POINTS, TRACE_STEP_S, VOLTAGE_KINDS, TransformerCorrelator, alert_id
+from .usage import accumulate
+from .watermarks import PartitionClock
 
 __all__ = ["MeterStage", "FeederStage", "CustomerStage", "Pipeline", "directory_entry", "profile_dict",
            "batch_gaps"]
@@ -195,8 +199,6 @@ class MeterStage:
                                  "at": ring["last"], "points": trace_points(ring)})
         days: list[dict] = []
         if self.usage:
-            from .usage import accumulate
-
             new["_usage"], days = accumulate(new.get("_usage"), readings, entry.get("timezone") or "UTC")
         return new, findings, days
 
@@ -424,8 +426,6 @@ class Pipeline:
 
     def __init__(self, detectors: list[Detector] | None = None, fit: Callable | None = None):
         if detectors is None:
-            from .registry import enabled
-
             detectors = enabled()
         self.detectors = detectors
         self.meter_stage, self.feeder_stage = MeterStage(detectors), FeederStage(detectors)
@@ -446,8 +446,6 @@ class Pipeline:
         self.dead_letters: list[tuple[str, str, int, int]] = []
         #: readings and events of meters not (yet) in the directory, decided on when their record comes
         self.held: dict[str, list] = {}
-        from streams.watermarks import PartitionClock  # plain Python: the worker's event-time rules
-
         self.clock = PartitionClock(lateness_s=900)
 
     # -- inputs -------------------------------------------------------------------------------------
@@ -537,7 +535,7 @@ class Pipeline:
         decisions are made at the event times they concern, as in the worker, whose watermark trails too.
 
         As the worker, it refuses a batch dated ahead of the rest of the feed (``ts_in_future``, in
-        :attr:`dead_letters`; see :mod:`streams.watermarks`) and holds readings of meters not yet in the
+        :attr:`dead_letters`; see :mod:`detectors.watermarks`) and holds readings of meters not yet in the
         directory until their customer record comes."""
         last, span = None, 3600
         for t, topic, key, value in timed_records:
@@ -574,7 +572,5 @@ def _reading(v: dict) -> Reading:
 
 
 def _inline_fit(stage: CustomerStage, name: str, payload: Any) -> Any:
-    import importlib
-
     det = next(d for d in stage.detectors if d.name == name)
     return importlib.import_module(type(det).__module__).fit(payload)

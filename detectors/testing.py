@@ -30,18 +30,21 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import importlib
 import json
 import math
 import random
-import re
 from dataclasses import dataclass
-from datetime import date as _date, datetime, timedelta, timezone
+from datetime import date as _date, datetime, timedelta
 from typing import Any, Callable, Iterable, Mapping, Sequence
+from zoneinfo import ZoneInfo
 
 from gridwatch.contract import MeterEvent, Reading, check, format_ts
+from gridwatch.timefmt import parse_duration, parse_time
 
 from .api import FINDING_STATUSES, Context, Detector
-from .standards import profile_for
+from .registry import DetectorError, validate
+from .standards import profile_for_customer
 
 __all__ = [
     "DEFAULT_START", "Clock", "Window", "window", "reading", "readings", "event", "customer", "context",
@@ -52,27 +55,11 @@ __all__ = [
 #: a Monday, 00:00 UTC: where builders start when given no time
 DEFAULT_START = "2026-06-29T00:00:00Z"
 
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)([dhms])")
-_UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
-
-
 # ------------------------------------------------------------------------------------------------ time
 
-def _duration(text: str) -> int:
-    t = text.strip().lower()
-    sign = -1 if t.startswith("-") else 1
-    t = t.lstrip("+-")
-    parts = _DURATION.findall(t)
-    if not parts or "".join(n + u for n, u in parts) != t:
-        raise ValueError(f"not a duration: {text!r} (use e.g. 90s, 15m, 2h, 1h30m, 1d)")
-    return sign * int(round(sum(float(n) * _UNITS[u] for n, u in parts)))
-
-
 def _parse_time(text: str) -> int:
-    dt = datetime.fromisoformat(text.strip().replace("z", "Z").replace("Z", "+00:00"))
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
-    return int(dt.timestamp())
+    """RFC 3339, a time without an offset read as UTC (:mod:`gridwatch.timefmt`)."""
+    return int(parse_time(text, naive_utc=True, numbers=False))
 
 
 def _epoch(t: Any) -> int:
@@ -101,7 +88,7 @@ class Clock:
 
     def advance(self, by: int | str) -> int:
         """Move forward by seconds or a duration (``"15m"``, ``"1h30m"``); returns the new ``now``."""
-        step = _duration(by) if isinstance(by, str) else int(by)
+        step = parse_duration(by) if isinstance(by, str) else int(by)
         if step < 0:
             raise ValueError("event time does not go backwards; build a new Clock")
         self.now += step
@@ -116,12 +103,12 @@ class Clock:
         if isinstance(at, str):
             text = at.strip()
             if text[:1] in "+-":
-                return self.now + _duration(text)
+                return int(parse_time(text, relative_to=self.now))
             try:
                 return _parse_time(text)
             except ValueError:
                 try:
-                    return self.now + _duration(text)
+                    return self.now + parse_duration(text)
                 except ValueError:
                     raise ValueError(f"not a time or a duration: {at!r} (use e.g. '+15m', '1h30m', "
                                      "'2026-07-01T10:00:00Z')") from None
@@ -170,7 +157,7 @@ class Window:
 def window(start: Any, duration: int | str, **fields: Any) -> Window:
     """``window("2026-07-01T10:00Z", "2h", v_avg=196.0)``: a fault window for :func:`readings`."""
     t0 = _epoch(start)
-    return Window(t0, t0 + (_duration(duration) if isinstance(duration, str) else int(duration)), fields)
+    return Window(t0, t0 + (parse_duration(duration) if isinstance(duration, str) else int(duration)), fields)
 
 
 def _value(v: Any, i: int) -> Any:
@@ -241,10 +228,7 @@ def customer(**overrides: Any) -> dict:
 
 
 def _profile(cust: Mapping[str, Any]):
-    try:  # a customer may name its standard; fall back to the one for its nominal voltage
-        from .standards import profile_for_customer
-    except ImportError:
-        return profile_for(cust["nominal_voltage"])
+    """The customer's voltage profile: the standard it names, else the one for its nominal voltage."""
     return profile_for_customer(cust)
 
 
@@ -309,8 +293,6 @@ def day(date: str | _date = "2026-07-01", kwh: float | None = 10.0, *, tz: str =
     ``readings`` defaults to ``intervals``; ``night_kwh`` (00:00-05:00) and ``evening_kwh`` (17:00-22:00)
     default to 20 % and 30 % of ``kwh``.
     """
-    from zoneinfo import ZoneInfo
-
     d = _date.fromisoformat(date) if isinstance(date, str) else date
     start = datetime(d.year, d.month, d.day, tzinfo=ZoneInfo(tz))
     share = (lambda f: None if kwh is None else round(f * kwh, 6))
@@ -407,8 +389,6 @@ def fitter(cls: type[Detector]) -> Callable[[Any], Any] | None:
     the payload so the suite's repeated runs pay for each distinct fit once; None for other detectors."""
     if not (hasattr(cls, "fit_request") and hasattr(cls, "apply_fit")):
         return None
-    import importlib
-
     fn = getattr(importlib.import_module(cls.__module__), "fit", None)
     if fn is None:
         return None
@@ -582,8 +562,6 @@ def check_docstring(cls: type[Detector], sc: Scenario | None = None) -> None:
 
 def check_registry(cls: type[Detector], sc: Scenario | None = None) -> None:
     """``detectors.registry.validate`` accepts it."""
-    from .registry import DetectorError, validate
-
     try:
         validate(cls)
     except DetectorError as exc:

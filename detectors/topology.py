@@ -39,19 +39,20 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 
+from gridwatch import kinds
 from gridwatch.contract import format_ts
 
 __all__ = ["CorrelatorConfig", "TransformerCorrelator", "alert_id", "CORRELATED_KINDS", "VOLTAGE_KINDS",
            "TRACE_POINTS", "TRACE_STEP_S", "TRACE_LEAD_S"]
 
 #: kinds decided over the whole transformer; every other finding kind is about its own meter
-CORRELATED_KINDS = ("undervoltage", "overvoltage")
+CORRELATED_KINDS = kinds.having("correlated")
 #: how long a meter's silences are remembered (event time)
 GAP_MEMORY_S = 86400
 #: meter findings that need the neighbours in band to stand
-NEEDS_CALM_NEIGHBOURS = ("loose_neutral",)
+NEEDS_CALM_NEIGHBOURS = kinds.having("needs_calm_neighbours")
 #: alert kinds whose evidence carries a voltage trace
-VOLTAGE_KINDS = ("undervoltage", "overvoltage", "sag", "swell", "loose_neutral")
+VOLTAGE_KINDS = kinds.having("voltage_trace")
 #: a voltage trace: at most this many points, one per this many seconds, from this long before started_at
 TRACE_POINTS = 96
 TRACE_STEP_S = 900

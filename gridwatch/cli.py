@@ -5,40 +5,32 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from importlib.metadata import entry_points
 
-# Modules that own subcommands; each exposes ``register(subparsers)`` which adds parsers whose
-# ``func(args) -> int`` runs the command. Heavy imports (Faust, Prophet) stay inside the commands.
-COMMAND_MODULES = (
-    "streams.broker",      # kafka start|stop|status
-    "streams.topics",      # topics create|verify
-    "streams.worker",      # worker
-    "streams.simulator",   # simulate
-    "streams.replay",      # replay
-    "notifiers.sandbox",   # sandbox
-    "streams.webhooks",    # webhooks
-    "notifiers.webhook",   # webhook-secret (a customer's webhook signing secret)
-    "streams.demo",        # demo
-    "detectors.cli",       # detectors list, backtest
-    "streams.operator",    # silence add|list|expire, alert ack|resolve|list
-    "streams.deadletters", # dlq list|replay
-    "console.app",         # console (the operations console's web API and pages)
-    "history.cli",         # db start|stop|status|url|migrate|backup, history project|refresh|report
-)
+from gridwatch.config import ConfigError, Settings, check_twilio
+
+# Every subcommand comes from a module that owns it, listed in pyproject.toml's "gridwatch.commands" entry point
+# group: each entry is ``register(subparsers)``, which adds parsers whose ``func(args) -> int`` runs the command.
+# This module imports none of them by name, so the ``gridwatch`` package stays the bottom layer while the
+# command sits on top of the product (streams, console, history ...) and the dev tools (devtools/) alike.
+COMMAND_GROUP = "gridwatch.commands"
 # Commands that send SMS or check Twilio's signatures: they refuse partial or mixed Twilio settings.
 TWILIO_COMMANDS = ("worker", "webhooks", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    import importlib
-
     parser = argparse.ArgumentParser(
         prog="gridwatch",
         description="Smart-meter monitoring and proactive customer notification on Apache Kafka.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMAND_MODULES:
-        importlib.import_module(name).register(sub)
+    commands = entry_points(group=COMMAND_GROUP)
+    if not commands:
+        raise SystemExit(f"gridwatch: no command installed (entry point group {COMMAND_GROUP!r}); "
+                         "install the package first: `make install` (pip install -e .)")
+    for command in commands:
+        command.load()(sub)
     return parser
 
 
@@ -52,8 +44,6 @@ def main(argv: list[str] | None = None) -> int:
     if not args.verbose:
         # kafka-python logs every connection and metadata refresh at INFO
         logging.getLogger("kafka").setLevel(logging.WARNING)
-    from gridwatch.config import ConfigError, Settings, check_twilio
-
     try:
         if args.command in TWILIO_COMMANDS:
             check_twilio(Settings())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 # Topic names of the wire contract, and the internal topics the worker uses between its stages.
 READINGS = "meter.readings"
@@ -57,6 +58,34 @@ TABLES = ("customers", "meters", "parked", "parked-events", "meter-state", "tran
           "watermarks", "outbox", "deliveries", "phones", "deferred", "lifecycle", "contacts")
 
 
+# The local SMS sandbox (``gridwatch sandbox``, devtools/sandbox.py): where the product looks for it when no real
+# provider is configured, and the credentials it accepts. Fixed, public, NOT secret: the sandbox only ever runs
+# on a developer machine or in CI, and the settings refuse them next to real Twilio credentials.
+SANDBOX_HOST = "127.0.0.1"
+SANDBOX_PORT = 8088
+SANDBOX_URL = f"http://{SANDBOX_HOST}:{SANDBOX_PORT}"
+SANDBOX_SMTP_PORT_OFFSET = 1  # the sandbox's SMTP sink listens next to its HTTP port
+SANDBOX_ACCOUNT_SID = "AC5a4db0c2e1f3a6b7c8d9e0f1a2b3c4d5"
+SANDBOX_AUTH_TOKEN = "gridwatch-sandbox-token-not-secret"
+ENV_SANDBOX_ACCOUNT_SID = "GRIDWATCH_SANDBOX_ACCOUNT_SID"
+ENV_SANDBOX_AUTH_TOKEN = "GRIDWATCH_SANDBOX_AUTH_TOKEN"
+# Sender used against the sandbox when no TWILIO_FROM_NUMBER is configured (Twilio's test "From" number).
+SANDBOX_FROM_NUMBER = "+15005550006"
+
+
+def sandbox_credentials() -> tuple[str, str]:
+    """``(account_sid, auth_token)`` the sandbox accepts: the env overrides, else the built-in defaults."""
+    return (os.environ.get(ENV_SANDBOX_ACCOUNT_SID) or SANDBOX_ACCOUNT_SID,
+            os.environ.get(ENV_SANDBOX_AUTH_TOKEN) or SANDBOX_AUTH_TOKEN)
+
+
+def sandbox_smtp_address(sandbox_url: str) -> tuple[str, int]:
+    """Where the SMTP sink of the sandbox at ``sandbox_url`` listens: its host, its HTTP port + 1."""
+    parts = urlsplit(sandbox_url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return parts.hostname or SANDBOX_HOST, port + SANDBOX_SMTP_PORT_OFFSET
+
+
 def _project_dir() -> Path:
     return Path(os.environ.get("GRIDWATCH_HOME", os.getcwd()))
 
@@ -69,7 +98,7 @@ class Settings:
     run_dir: Path = field(
         default_factory=lambda: Path(os.environ.get("GRIDWATCH_RUN_DIR", _project_dir() / ".run")))
     sandbox_url: str = field(
-        default_factory=lambda: os.environ.get("GRIDWATCH_SANDBOX_URL", "http://127.0.0.1:8088"))
+        default_factory=lambda: os.environ.get("GRIDWATCH_SANDBOX_URL", SANDBOX_URL))
     #: Public URL of `gridwatch webhooks` as the SMS provider reaches it (Twilio signs this exact URL).
     #: Unset: messages are sent without a status callback.
     webhook_url: str | None = field(default_factory=lambda: os.environ.get("GRIDWATCH_WEBHOOK_URL") or None)
@@ -188,8 +217,6 @@ class Settings:
                 ("TWILIO_MESSAGING_SERVICE_SID", self.twilio_messaging_service_sid)) if value]
             return (f"partial Twilio configuration: {', '.join(present)} set but {', '.join(missing)} missing; "
                     "set all of them to use Twilio, or none to use the local sandbox")
-        from notifiers.sandbox import SANDBOX_ACCOUNT_SID, SANDBOX_AUTH_TOKEN, sandbox_credentials
-
         if {self.twilio_account_sid, self.twilio_auth_token} & {SANDBOX_ACCOUNT_SID, SANDBOX_AUTH_TOKEN,
                                                                 *sandbox_credentials()}:
             return ("mixed Twilio configuration: TWILIO_ACCOUNT_SID/TWILIO_AUTH_TOKEN are the local sandbox's "

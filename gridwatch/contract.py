@@ -33,6 +33,7 @@ from datetime import datetime, timezone
 from functools import cache
 from importlib import resources
 from typing import Any
+from zoneinfo import available_timezones
 
 import fastjsonschema
 
@@ -267,8 +268,6 @@ def decode_event(key: bytes | str | None, payload: bytes | str | None) -> MeterE
 
 @cache
 def _zones() -> frozenset[str]:
-    from zoneinfo import available_timezones
-
     return frozenset(available_timezones())
 
 

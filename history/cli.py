@@ -5,15 +5,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import threading
 from pathlib import Path
 
-from history import server
+from kafka.errors import KafkaError
+
+from history import customer_figures, db, reliability, reports, retention, server
+from history.projector import Projector
+from history.reports import Refresher
 
 
 def _cmd_url(args) -> int:
-    from history import db
-
     try:
         url = db.database_url(start=False)
     except server.ServerError as exc:
@@ -24,8 +28,6 @@ def _cmd_url(args) -> int:
 
 
 def _cmd_migrate(args) -> int:
-    from history import db
-
     try:
         engine = db.make_engine(db.database_url())
     except (server.ServerError, ValueError) as exc:
@@ -38,8 +40,6 @@ def _cmd_migrate(args) -> int:
 
 
 def _cmd_backup(args) -> int:
-    from history import db
-
     try:
         server.backup(db.database_url(start=False), Path(args.out))
     except (server.ServerError, ValueError) as exc:
@@ -50,12 +50,6 @@ def _cmd_backup(args) -> int:
 
 
 def _cmd_project(args) -> int:
-    import signal
-    import threading
-
-    from history import db
-    from history.projector import Projector
-
     try:
         engine = db.open_store(application_name="gridwatch-history-projector")
     except (server.ServerError, ValueError) as exc:
@@ -64,8 +58,6 @@ def _cmd_project(args) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    from history.reports import Refresher
-
     # its own connections, named apart from the projector's in pg_stat_activity
     refresher = Refresher(db.make_engine(engine.url.render_as_string(hide_password=False),
                                          connect_args={"application_name": "gridwatch-history-reports"}))
@@ -73,8 +65,6 @@ def _cmd_project(args) -> int:
     refresher.changed()  # the cached reports are brought up to date once at start
     projector = Projector(engine, batch_size=args.batch, on_commit=lambda batch: refresher.changed())
     print(f"projecting into {engine.url.render_as_string(hide_password=True)}", flush=True)
-    from kafka.errors import KafkaError
-
     try:
         stats = projector.run(stop, until_caught_up=args.once)
     except RuntimeError as exc:
@@ -91,8 +81,6 @@ def _cmd_project(args) -> int:
 
 
 def _cmd_report(args) -> int:
-    from history import customer_figures, db, reliability
-
     engine = db.open_store()
     with engine.connect() as conn:
         report = {"reliability": reliability.report(conn, year=args.year, feeder=args.feeder),
@@ -102,8 +90,6 @@ def _cmd_report(args) -> int:
 
 
 def _cmd_refresh(args) -> int:
-    from history import db, reports
-
     engine = db.open_store()
     with engine.connect() as conn:
         years = [args.year] if args.year else reports.years_with_data(conn)
@@ -114,8 +100,6 @@ def _cmd_refresh(args) -> int:
 
 
 def _cmd_prune(args) -> int:
-    from history import db, retention
-
     try:
         days = args.keep_days if args.keep_days is not None else retention.keep_days_from_env()
     except ValueError as exc:

@@ -25,12 +25,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterable
 
+from kafka import KafkaConsumer, TopicPartition
+from kafka import KafkaProducer
 from sqlalchemy import bindparam, delete, func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Connection, Engine
 
 from gridwatch import config as names
 from gridwatch.config import Settings
+from gridwatch.timefmt import parse_datetime
 from history import schema as t
 
 log = logging.getLogger(__name__)
@@ -53,12 +56,9 @@ def parse_ts(value: Any) -> datetime | None:
     if not isinstance(value, str):
         raise BadRecord(f"timestamp {value!r} is not a string")
     try:
-        ts = datetime.fromisoformat(value.replace("z", "Z"))
+        return parse_datetime(value)
     except ValueError:
-        raise BadRecord(f"timestamp {value!r} is not RFC 3339") from None
-    if ts.tzinfo is None:
-        raise BadRecord(f"timestamp {value!r} has no UTC offset")
-    return ts
+        raise BadRecord(f"timestamp {value!r} is not RFC 3339 with a UTC offset") from None
 
 
 def broker_ts(ms: int | None) -> datetime | None:
@@ -329,8 +329,6 @@ class Projector:
         self._lock_conn = conn
 
     def _assign(self) -> None:
-        from kafka import KafkaConsumer, TopicPartition
-
         consumer = KafkaConsumer(bootstrap_servers=self.settings.bootstrap_list, group_id=None,
                                  enable_auto_commit=False, auto_offset_reset="earliest",
                                  client_id="gridwatch-history", max_poll_records=self.batch_size)
@@ -398,8 +396,6 @@ class Projector:
             batch.action(rec, msg.partition, msg.offset)
 
     def _dead_letters(self, dead: list) -> None:
-        from kafka import KafkaProducer
-
         if self._producer is None:
             self._producer = KafkaProducer(bootstrap_servers=self.settings.bootstrap_list, acks="all")
         for msg, error in dead:

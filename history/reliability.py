@@ -36,8 +36,10 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
+from gridwatch import kinds
+
 MOMENTARY_MAX_S = 300
-INCIDENT_KINDS = ("outage", "momentary_interruption")
+INCIDENT_KINDS = kinds.having("interruption")
 CEMI_N = (1, 2, 3)
 MED_HISTORY_YEARS = 5
 MED_MIN_HISTORY_DAYS = 365

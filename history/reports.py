@@ -21,10 +21,12 @@ from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy import text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Connection, Engine
 
 from history import customer_figures, reliability, schema as t
+from history import retention
 
 log = logging.getLogger(__name__)
 NAMES = ("reliability", "customers")
@@ -102,8 +104,6 @@ def cached(conn: Connection, name: str, year: int, feeder: str | None = None) ->
 
 
 def years_with_data(conn: Connection) -> list[int]:
-    from sqlalchemy import text
-
     rows = conn.execute(text(
         "SELECT DISTINCT extract(year FROM started_at AT TIME ZONE 'UTC')::int AS y FROM alerts "
         "WHERE started_at IS NOT NULL UNION "
@@ -118,8 +118,6 @@ class Refresher:
     def __init__(self, engine: Engine, interval_s: float | None = None, keep_days: int | None = None):
         """``keep_days``: also prune raw notifications older than that (history/retention.py) before each
         refresh; default ``GRIDWATCH_HISTORY_KEEP_DAYS`` (unset: never)."""
-        from history import retention
-
         self.engine = engine
         self.keep_days = retention.keep_days_from_env() if keep_days is None else keep_days
         self.interval_s = float(os.environ.get("GRIDWATCH_REPORT_REFRESH_S", "60")) if interval_s is None else interval_s
@@ -149,8 +147,6 @@ class Refresher:
             self._dirty.clear()
             try:
                 if self.keep_days is not None:  # before the reports, so they read the kept months
-                    from history import retention
-
                     retention.prune(self.engine, self.keep_days)
                 with self.engine.connect() as conn:
                     years = years_with_data(conn)

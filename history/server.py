@@ -2,7 +2,7 @@
 
 Why this exists: the history store (``history/``) is a real PostgreSQL, and ``make demo`` / ``make test``
 must work on a machine where nobody set one up. When ``GRIDWATCH_DATABASE_URL`` is unset, gridwatch runs
-its own cluster the way ``streams/broker.py`` runs Kafka: data, log, generated password and pid file in
+its own cluster the way ``devtools/broker.py`` runs Kafka: data, log, generated password and pid file in
 the run directory (``<run dir>/postgres``, by default ``.run/postgres``), listening on 127.0.0.1 only,
 password authentication (scram-sha-256) even there, and only a server this module started (its pid file,
 checked to still be that ``postgres`` process on that data directory) is ever stopped.
@@ -34,7 +34,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
+import psycopg
+from psycopg import sql
+from sqlalchemy.engine import make_url
+
 from gridwatch.config import Settings
+from gridwatch.locks import locked as _locked
 
 BIND_HOST = "127.0.0.1"
 DEFAULT_PORT = 5433  # beside, not on, a system cluster's 5432
@@ -272,8 +277,6 @@ def start(settings: Settings | None = None, *, port: int | None = None, timeout:
     paths = ServerPaths.for_settings(settings)
     port = port or int(os.environ.get("GRIDWATCH_POSTGRES_PORT", DEFAULT_PORT))
     paths.home.mkdir(parents=True, exist_ok=True)
-    from streams.broker import _locked
-
     with _locked(paths.home / ".lock"):
         pid = _read_int(paths.pid_file)
         running_port = _read_int(paths.port_file)
@@ -313,8 +316,6 @@ def start(settings: Settings | None = None, *, port: int | None = None, timeout:
 
 
 def _wait_ready(paths: ServerPaths, pid: int, proc, port: int, timeout: float, since: float) -> None:
-    import psycopg
-
     deadline = since + timeout
     password = paths.password_file.read_text().strip()
     while True:
@@ -340,10 +341,6 @@ def _wait_ready(paths: ServerPaths, pid: int, proc, port: int, timeout: float, s
 
 def create_database(admin_url: str, name: str) -> bool:
     """CREATE DATABASE ``name`` unless it exists (through the server's ``postgres`` database); True if made."""
-    import psycopg
-    from psycopg import sql
-    from sqlalchemy.engine import make_url
-
     u = make_url(admin_url)
     with psycopg.connect(host=u.host, port=u.port, user=u.username, password=u.password,
                          dbname=u.database or "postgres", autocommit=True) as conn:
@@ -356,10 +353,6 @@ def create_database(admin_url: str, name: str) -> bool:
 
 
 def drop_database(admin_url: str, name: str) -> None:
-    import psycopg
-    from psycopg import sql
-    from sqlalchemy.engine import make_url
-
     u = make_url(admin_url)
     with psycopg.connect(host=u.host, port=u.port, user=u.username, password=u.password,
                          dbname="postgres", autocommit=True) as conn:
@@ -409,8 +402,6 @@ def status(settings: Settings | None = None) -> dict:
 
 def backup(url: str, out: Path) -> None:
     """``pg_dump`` of the history database in the custom format (restore with ``pg_restore``)."""
-    from sqlalchemy.engine import make_url
-
     u = make_url(url)
     try:
         pg_dump = str(find_bin_dir() / "pg_dump")

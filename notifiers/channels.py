@@ -11,6 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 from notifiers.base import Notifier
+from notifiers.email import EmailNotifier
+from notifiers.sms import TwilioSms
+from notifiers.webhook import WebhookNotifier
 
 __all__ = ["ADDRESS_FIELDS", "CHANNELS", "DEFAULT_CHANNELS", "address", "build_notifier", "channels_for"]
 
@@ -58,15 +61,9 @@ def build_notifier(settings: Any, channel: str, **sms_kwargs: Any) -> Notifier:
     ``GRIDWATCH_WEBHOOK_ALLOW``. ``sms_kwargs`` only apply to SMS and are ignored for the others.
     """
     if channel == "sms":
-        from notifiers.sms import TwilioSms
-
         return TwilioSms.from_settings(settings, **sms_kwargs)
     if channel == "email":
-        from notifiers.email import EmailNotifier
-
         return EmailNotifier.from_settings(settings)
     if channel == "webhook":
-        from notifiers.webhook import WebhookNotifier
-
         return WebhookNotifier.from_settings(settings)
     raise ValueError(f"unknown channel {channel!r}: one of {', '.join(CHANNELS)}")

@@ -43,6 +43,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import aiosmtplib
 
+from gridwatch.config import sandbox_smtp_address
 from notifiers.base import Delivery, Notifier, NotifierError
 from notifiers.privacy import mask_email
 
@@ -174,8 +175,6 @@ class EmailNotifier(Notifier):
             notifier = cls.from_url(settings.smtp_url, **kwargs)
             log.info("email via SMTP at %s:%s", notifier.host, notifier.port)
             return notifier
-        from notifiers.sandbox import sandbox_smtp_address
-
         host, port = sandbox_smtp_address(settings.sandbox_url)
         log.info("email via the local sandbox's SMTP sink at %s:%s (no GRIDWATCH_SMTP_URL configured)",
                  host, port)

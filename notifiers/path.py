@@ -35,7 +35,10 @@ from typing import Any, Awaitable, Callable, Protocol
 
 from notifiers.base import NotifierError
 from notifiers.quiet import DEFERRABLE_KINDS, quiet_until
-from notifiers.silences import SAFETY_KINDS, is_safety
+from gridwatch import kinds
+from notifiers import templates
+from notifiers.channels import address, channels_for
+from notifiers.silences import SAFETY_KINDS, is_safety, matching
 
 __all__ = ["Decision", "Env", "NotificationPath", "Policy", "STAGES", "GO", "RECORD", "HOLD", "DROP",
            "RESTORATION_KINDS", "HELD_DURING_OUTAGE", "SAFETY_KINDS", "VOLTAGE_KINDS", "is_safety"]
@@ -44,11 +47,11 @@ GO, RECORD, HOLD, DROP = "go", "record", "hold", "drop"
 
 #: Alert kinds whose end is worth a message of its own ("power is back"): an outage gives each customer
 #: exactly two messages per channel, the notice and the restoration.
-RESTORATION_KINDS = ("outage",)
+RESTORATION_KINDS = kinds.having("restoration")
 #: inhibit: kinds held while the customer is in an outage (released when it ends, or after max_hold_s)
-HELD_DURING_OUTAGE = ("bill_spike",)
+HELD_DURING_OUTAGE = kinds.having("held_during_outage")
 #: inhibit: kinds never sent to a customer who is in an outage (the outage explains them)
-VOLTAGE_KINDS = ("undervoltage", "overvoltage", "sag", "swell", "loose_neutral")
+VOLTAGE_KINDS = kinds.having("inhibited_by_outage")
 #: answers to a customer's own SMS (HELP, "still out", a rating): sent whatever the budget or quiet hours
 REPLY_PREFIX = "reply_"
 
@@ -187,8 +190,6 @@ async def silence(d: Decision, env: Env) -> str:
         return d.stop(RECORD, "suppressed", "opted_out")
     if _is_reply(d):
         return GO
-    from notifiers.silences import matching
-
     hit = matching(env.silences(), d.alert, d.customer, env.now())
     if hit is not None:
         return d.stop(RECORD, "suppressed",
@@ -349,8 +350,6 @@ class NotificationPath:
 
     def decisions(self, req: dict) -> list[Decision]:
         """route, the part that fans out: one decision per channel the customer chose (SMS by default)."""
-        from notifiers.channels import channels_for
-
         cid = req["customer_id"]
         cust = self.env.customer(cid)
         alert = req["alert"]
@@ -412,8 +411,6 @@ def _opted_out(d: Decision, env: Env) -> bool:
 
 
 def _address(d: Decision) -> str:
-    from notifiers.channels import address
-
     return address(d.customer, d.channel)
 
 
@@ -443,8 +440,6 @@ async def _track_outage(d: Decision, env: Env) -> None:
 
 
 def _render_into(d: Decision, env: Env) -> None:
-    from notifiers import templates
-
     p, cust, alert = _policy(env), d.customer, d.alert
     d.record["template"] = f"{alert.get('kind')}/{d.phase}@{templates.TEMPLATE_VERSION}"
     if d.phase == "reply":

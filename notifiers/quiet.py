@@ -11,10 +11,12 @@ from __future__ import annotations
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from gridwatch import kinds
+
 __all__ = ["DEFERRABLE_KINDS", "DEFAULT_QUIET_HOURS", "quiet_until"]
 
 #: kinds that wait for the morning; every other kind (outages, voltage, a loose neutral) is urgent
-DEFERRABLE_KINDS = frozenset({"bill_spike", "tip"})
+DEFERRABLE_KINDS = frozenset(kinds.having("deferrable"))
 DEFAULT_QUIET_HOURS = ("22:00", "08:00")
 
 

@@ -23,49 +23,35 @@ Pure: times are passed in as epoch seconds (``now``), so tests choose them.
 
 from __future__ import annotations
 
-import re
 import uuid
 from typing import Iterable
 
-from gridwatch.contract import format_ts, parse_ts
+from gridwatch import timefmt
+from gridwatch.kinds import having
+from gridwatch.contract import format_ts
 
 __all__ = ["SCOPE_LEVELS", "SAFETY_KINDS", "MAX_DURATION_S", "new_silence", "parse_duration", "parse_time",
-           "active", "covers", "is_safety", "matching", "expire"]
+           "active", "covers", "is_safety", "matching", "expire", "silence_state", "parse_scope"]
 
 #: what a silence can cover; "all" is every alert everywhere (its id is "*")
 SCOPE_LEVELS = ("feeder", "transformer", "meter", "customer", "all")
 #: kinds whose messages a silence mutes only with ``include_safety`` (as does any "critical" alert)
-SAFETY_KINDS = frozenset({"outage", "loose_neutral"})
+SAFETY_KINDS = frozenset(having("safety"))
 #: the longest silence accepted without ``force``: a forgotten silence must not mute an area for months
 MAX_DURATION_S = 7 * 24 * 3600
 
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
-
-
 def parse_duration(text: str) -> int:
-    """``"2h"``, ``"30m"``, ``"1d"``, ``"90s"``, ``"1h30m"`` -> seconds. ValueError for anything else."""
-    raw = (text or "").strip().lower()
-    pos, total = 0, 0.0
-    for match in _DURATION.finditer(raw):
-        if raw[pos:match.start()].strip():
-            break
-        total += float(match.group(1)) * _UNITS[match.group(2)]
-        pos = match.end()
-    if not raw or raw[pos:].strip() or pos == 0:
-        raise ValueError(f"not a duration: {text!r} (examples: 30m, 2h, 1d, 1h30m)")
-    if total <= 0:
+    """A silence's length (:func:`gridwatch.timefmt.parse_duration`: ``2h``, ``30m``, ``1h30m``, ``1w``)
+    -> seconds; ValueError for anything else, and for a duration that is not positive."""
+    seconds = timefmt.parse_duration(text)
+    if seconds <= 0:
         raise ValueError(f"a duration must be positive: {text!r}")
-    return int(round(total))
+    return seconds
 
 
 def parse_time(value: str | float | int) -> int:
     """RFC 3339 with an offset, or epoch seconds, -> epoch seconds (ValueError when unreadable)."""
-    if isinstance(value, bool):
-        raise ValueError(f"not a time: {value!r}")
-    if isinstance(value, (int, float)):
-        return int(value)
-    return parse_ts(value)  # ContractError is a ValueError
+    return int(timefmt.parse_time(value))
 
 
 def _blank(value) -> bool:
@@ -201,3 +187,29 @@ def expire(silence: dict, by: str, now: float) -> dict:
         raise ValueError(f"silence {silence.get('silence_id')} was already expired at {silence['expired_at']} "
                          f"by {silence.get('expired_by')}")
     return {**silence, "expired_at": format_ts(now), "expired_by": by.strip()}
+
+
+def silence_state(silence: dict, now: float) -> str:
+    """"active", "scheduled" (starts later), "expired" (ended early by an operator) or "ended"."""
+    if active(silence, now):
+        return "active"
+    if silence.get("expired_at") is not None:
+        return "expired"
+    try:
+        if parse_time(silence["starts_at"]) > now:
+            return "scheduled"
+    except (KeyError, TypeError, ValueError):
+        pass
+    return "ended"
+
+
+def parse_scope(text: str) -> tuple[str, str | None]:
+    """``feeder:F01`` -> ("feeder", "F01"); ``all`` -> ("all", None)."""
+    level, _, sid = (text or "").strip().partition(":")
+    level = level.strip().lower()
+    if level == "all":
+        return "all", None
+    if level not in SCOPE_LEVELS or not sid.strip():
+        raise ValueError(f"--scope {text!r}: use LEVEL:ID with LEVEL one of feeder, transformer, meter, "
+                         "customer (e.g. feeder:F01), or all")
+    return level, sid.strip()

@@ -1,7 +1,7 @@
 """SMS through Twilio with the official ``twilio`` client, asynchronously.
 
 ``TwilioSms.from_settings(settings)`` talks to real Twilio when ``settings.uses_real_twilio``, otherwise to
-the local sandbox (``gridwatch sandbox``, :mod:`notifiers.sandbox`) at ``settings.sandbox_url`` with the
+the local sandbox (``gridwatch sandbox``, :mod:`devtools.sandbox`) at ``settings.sandbox_url`` with the
 sandbox credentials. Either way the same code path runs: ``twilio.rest.Client`` with an
 ``AsyncTwilioHttpClient`` and ``messages.create_async``.
 
@@ -38,6 +38,7 @@ try:  # twilio >= 9.9 raises this for RFC 9457 "problem details" error bodies
 except ImportError:  # pragma: no cover
     TwilioServiceException = TwilioRestException  # type: ignore[assignment,misc]
 
+from gridwatch.config import SANDBOX_FROM_NUMBER, check_twilio, sandbox_credentials
 from notifiers.base import Delivery, Notifier, NotifierError, is_retryable
 from notifiers.privacy import mask_phone
 
@@ -46,8 +47,6 @@ __all__ = ["SANDBOX_FROM_NUMBER", "TWILIO_API_BASE_URL", "TwilioSms", "sms_finge
 log = logging.getLogger(__name__)
 
 TWILIO_API_BASE_URL = "https://api.twilio.com"
-# Sender used against the sandbox when no TWILIO_FROM_NUMBER is configured (Twilio's test "From" number).
-SANDBOX_FROM_NUMBER = "+15005550006"
 DEFAULT_TIMEOUT_S = 15.0
 #: How far the provider's clock (``date_created``) may be behind ours when an interrupted send is looked up.
 CLOCK_SKEW_S = 300.0
@@ -125,16 +124,12 @@ class TwilioSms(Notifier):
 
         Extra keyword arguments (``validity_period_s``, ``status_callback``, ``timeout_s``) pass through.
         """
-        from gridwatch.config import check_twilio
-
         check_twilio(settings)  # never the sandbox when any TWILIO_* is set
         if settings.uses_real_twilio:
             log.info("SMS via Twilio (account %s)", settings.twilio_account_sid)
             return cls(settings.twilio_account_sid, settings.twilio_auth_token,
                        from_number=settings.twilio_from,
                        messaging_service_sid=settings.twilio_messaging_service_sid, **kwargs)
-        from notifiers.sandbox import sandbox_credentials
-
         account_sid, auth_token = sandbox_credentials()
         log.info("SMS via the local sandbox at %s (no real Twilio credentials configured)",
                  settings.sandbox_url)

@@ -56,8 +56,11 @@ import logging
 import math
 import re
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import date, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from gridwatch import kinds
+from gridwatch.timefmt import parse_datetime
 
 from .tips import Tip, choose_tip, format_money
 
@@ -69,7 +72,6 @@ __all__ = [
     "TEMPLATE_VERSION",
     "help_text",
     "normalize_language",
-    "parse_rfc3339",
     "rating_thanks_text",
     "render",
     "render_email",
@@ -149,21 +151,6 @@ def normalize_language(language: str | None) -> str:
     return "en"
 
 
-def parse_rfc3339(value: str) -> datetime:
-    """Parse an RFC 3339 timestamp with offset (``Z``/``z`` or ``±hh:mm``, up to 9 fractional digits)."""
-    text = value.strip()
-    if text[-1:] in ("Z", "z"):
-        text = text[:-1] + "+00:00"
-    m = re.match(r"^(.*T\d{2}:\d{2}:\d{2})(\.\d+)?([+-]\d{2}:\d{2})$", text, re.IGNORECASE)
-    if m:  # fromisoformat takes at most 6 fractional digits
-        frac = (m.group(2) or "")[:7]
-        text = m.group(1).replace("t", "T") + frac + m.group(3)
-    dt = datetime.fromisoformat(text)
-    if dt.tzinfo is None:
-        raise ValueError(f"timestamp without UTC offset: {value!r}")
-    return dt
-
-
 def _zone(name: str | None):
     try:
         return ZoneInfo(name) if name else timezone.utc
@@ -176,7 +163,7 @@ def _local_hhmm(timestamp: str | None, tz_name: str | None) -> str | None:
     if not timestamp:
         return None
     try:
-        return parse_rfc3339(timestamp).astimezone(_zone(tz_name)).strftime("%H:%M")
+        return parse_datetime(timestamp).astimezone(_zone(tz_name)).strftime("%H:%M")
     except (ValueError, TypeError):
         log.warning("unparseable alert timestamp %r", timestamp)
         return None
@@ -554,7 +541,8 @@ _ZH = {
 }
 
 _TEXTS = {"en": _EN, "zh-CN": _ZH}
-_SPECIFIC_KINDS = ("undervoltage", "overvoltage", "sag", "swell", "outage", "loose_neutral")
+#: the kinds whose notice has its own text (any other kind gets the generic "other" one)
+_SPECIFIC_KINDS = tuple(k for k in kinds.names() if k in _EN["found"])
 _SEGMENTS = ("residential", "commercial", "industrial")
 BILL_KIND = "bill_spike"
 MOMENTARY_KIND = "momentary_interruption"
@@ -865,7 +853,7 @@ def _local_datetime(timestamp: object, tz_name: str | None) -> str | None:
     if not isinstance(timestamp, str):
         return None
     try:
-        dt = parse_rfc3339(timestamp).astimezone(_zone(tz_name))
+        dt = parse_datetime(timestamp).astimezone(_zone(tz_name))
     except (ValueError, TypeError):
         return None
     return f"{dt:%Y-%m-%d %H:%M} ({tz_name or 'UTC'})"

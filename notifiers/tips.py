@@ -61,6 +61,7 @@ from datetime import date, timedelta
 from statistics import median
 
 from detectors.usage import EVENING, NIGHT
+from gridwatch import kinds
 
 __all__ = ["Tip", "usage_summary", "choose_tip", "format_money", "price_at", "band_price", "TIP_KINDS",
            "RECENT_DAYS", "BEFORE_DAYS", "DAYS_PER_MONTH", "SHIFT_SHARE"]
@@ -93,7 +94,7 @@ _MIN_COVERED_PCT = 90
 _MAX_FLAGGED_SHARE = 0.1
 
 #: alert kinds a tip goes with (a tip can also be sent on its own, with no alert)
-TIP_KINDS = ("bill_spike", "tip")
+TIP_KINDS = kinds.having("tip")
 
 NIGHT_HOURS = NIGHT[1] - NIGHT[0]
 EVENING_HOURS = EVENING[1] - EVENING[0]

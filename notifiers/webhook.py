@@ -27,7 +27,7 @@ Verifying on the receiving side: read the raw body *before* parsing it, then cal
 it is False for a wrong or missing signature and for a timestamp more than ``tolerance_s`` (default 300 s)
 away from the receiver's clock, so a captured request cannot be replayed later; reject the request (401)
 then, else parse the JSON and dedupe on ``Idempotency-Key``. The sandbox's ``POST /sandbox/webhook/{name}``
-(:mod:`notifiers.sandbox`) is a working receiver.
+(:mod:`devtools.sandbox`) is a working receiver.
 
 Where webhooks may go: the URL's host is resolved and **every** address checked; loopback, private
 (RFC 1918, unique-local), link-local (169.254.0.0/16 with cloud metadata services, fe80::/10), shared,
@@ -55,6 +55,7 @@ import ipaddress
 import json
 import logging
 import socket
+import sys
 import time
 import uuid
 from typing import Any, Iterable
@@ -64,6 +65,7 @@ import aiohttp
 from aiohttp.abc import AbstractResolver
 from aiohttp.resolver import DefaultResolver
 
+from gridwatch.config import Settings
 from notifiers.base import Delivery, Notifier, NotifierError
 
 __all__ = [
@@ -385,10 +387,6 @@ class WebhookNotifier(Notifier):
 # ------------------------------------------------------------------------------------------------ CLI
 
 def _secret_command(args) -> int:
-    import sys
-
-    from gridwatch.config import Settings
-
     master = Settings().webhook_secret
     if not master:
         print("gridwatch webhook-secret: GRIDWATCH_WEBHOOK_SECRET is not set (the development secret is public "

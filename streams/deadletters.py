@@ -33,13 +33,18 @@ import os
 import random
 import sys
 import time
+from collections import Counter
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Awaitable, Callable
 
+from kafka import KafkaConsumer, TopicPartition
+from kafka import KafkaProducer
+
 from gridwatch import config as names
 from gridwatch.config import Settings
+from gridwatch.contract import ContractError
 
 log = logging.getLogger("gridwatch.dlq")
 
@@ -70,8 +75,6 @@ class RetriesExhausted(TransientError):
 
 def classify(exc: BaseException) -> str:
     """``invalid`` (the input is wrong: retrying cannot help) or ``internal`` (see the module doc)."""
-    from gridwatch.contract import ContractError
-
     if isinstance(exc, TransientError):
         return INTERNAL
     if isinstance(exc, (ContractError, ValueError, KeyError, TypeError, IndexError)):
@@ -256,8 +259,6 @@ def collect(dlq: list, replays: list) -> dict[str, Letter]:
 
 def _read_all(settings: Settings, topic: str) -> list[tuple[int, int, dict]]:
     """Every record of ``topic`` up to its current end, as (partition, offset, decoded JSON value)."""
-    from kafka import KafkaConsumer, TopicPartition
-
     consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_list, group_id=None,
                              enable_auto_commit=False, auto_offset_reset="earliest")
     try:
@@ -304,8 +305,6 @@ def select(letters: dict[str, Letter], settings: Settings, *, topic: str | None 
 def replay(settings: Settings, letters: list[Letter], *, again: bool = False) -> list[Letter]:
     """Put one copy of each (pending, unless ``again``) letter back on its source topic, then note it on
     ``gridwatch.dlq-replays``. Returns the letters replayed."""
-    from kafka import KafkaProducer
-
     todo = [lt for lt in letters if again or lt.pending]
     if not todo:
         return []
@@ -343,8 +342,6 @@ def _filters(p: argparse.ArgumentParser) -> None:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    from collections import Counter
-
     settings = Settings()
     letters = select(load(settings), settings, topic=args.topic, reason=args.reason, ids=args.ids)
     if args.json:

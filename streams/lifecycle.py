@@ -28,8 +28,12 @@ Pure, no Faust: the caller keeps the latest record per alert_id (a table) and pu
 
 from __future__ import annotations
 
+import time
+
+from gridwatch.contract import format_ts
+
 __all__ = ["ACTIONS", "DETECTOR", "OPERATOR_FIELDS", "REOPEN_TEXT", "apply_finding", "apply_action",
-           "reopened_alert_id"]
+           "make_action", "reopened_alert_id"]
 
 ACTIONS = ("acknowledge", "resolve", "reopen")
 #: the ``by`` of history entries written for detector updates
@@ -196,3 +200,16 @@ def apply_action(current: dict | None, action: dict) -> tuple[dict | None, str |
     history.append(_entry("resolved", at, author, reason))
     return {**current, "status": "resolved", "resolved_at": at, "resolved_by": author,
             "resolution_reason": reason, "no_fault": no_fault, "history": history}, None
+
+
+def make_action(action: str, alert_id: str, author: str, reason: str, *, no_fault: bool = False,
+                now: float | None = None) -> dict:
+    """An operator action record (ValueError on blank fields)."""
+    for name, value in (("alert id", alert_id), ("--author", author), ("--reason", reason)):
+        if not value or not value.strip():
+            raise ValueError(f"{name} is required and must not be blank")
+    record = {"action": action, "alert_id": alert_id.strip(), "author": author.strip(), "reason": reason.strip(),
+              "at": format_ts(time.time() if now is None else now)}
+    if action == "resolve":
+        record["no_fault"] = bool(no_fault)
+    return record

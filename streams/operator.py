@@ -17,9 +17,15 @@ import sys
 import time
 from typing import Any
 
+from kafka import KafkaProducer
+from kafka.errors import KafkaError, KafkaTimeoutError
+
 from gridwatch.config import ALERT_ACTIONS, ALERTS, SILENCES, Settings
-from gridwatch.contract import format_ts
+from gridwatch.contract import dumps
 from notifiers import silences as sil
+from notifiers.silences import parse_scope, silence_state
+from streams.lifecycle import make_action
+from streams.topicview import TopicViewError, read_all
 
 EXIT_INVALID = 2
 SEND_TIMEOUT_S = 30.0
@@ -34,11 +40,6 @@ class OperatorError(Exception):
 
 def publish(settings: Settings, topic: str, key: str, value: Any) -> None:
     """Send one JSON record (acks=all) and wait until the broker has it; OperatorError otherwise."""
-    from kafka import KafkaProducer
-    from kafka.errors import KafkaError, KafkaTimeoutError
-
-    from streams.simulator import encode_value
-
     name = settings.topic(topic)
     try:
         producer = KafkaProducer(
@@ -49,7 +50,7 @@ def publish(settings: Settings, topic: str, key: str, value: Any) -> None:
         raise OperatorError(f"cannot reach Kafka at {settings.bootstrap_servers} ({type(exc).__name__}): "
                             "start one with `gridwatch kafka start`") from None
     try:
-        producer.send(name, key=key.encode("utf-8"), value=encode_value(value)).get(timeout=SEND_TIMEOUT_S)
+        producer.send(name, key=key.encode("utf-8"), value=dumps(value)).get(timeout=SEND_TIMEOUT_S)
         producer.flush(SEND_TIMEOUT_S)
     except KafkaTimeoutError:
         raise OperatorError(f"could not publish to '{name}' on {settings.bootstrap_servers} in time: "
@@ -61,8 +62,6 @@ def publish(settings: Settings, topic: str, key: str, value: Any) -> None:
 
 
 def read_topic(settings: Settings, topic: str) -> dict[str, Any]:
-    from streams.topicview import TopicViewError, read_all
-
     try:
         return read_all(settings, topic, READ_TIMEOUT_S)
     except (TopicViewError, TimeoutError) as exc:
@@ -82,33 +81,7 @@ def _short(text: Any, width: int = 40) -> str:
     return text if len(text) <= width else text[:width - 1] + "…"
 
 
-def silence_state(silence: dict, now: float) -> str:
-    """"active", "scheduled" (starts later), "expired" (ended early by an operator) or "ended"."""
-    if sil.active(silence, now):
-        return "active"
-    if silence.get("expired_at") is not None:
-        return "expired"
-    try:
-        if sil.parse_time(silence["starts_at"]) > now:
-            return "scheduled"
-    except (KeyError, TypeError, ValueError):
-        pass
-    return "ended"
-
-
 # ---------------------------------------------------------------------------------------- silences
-
-def parse_scope(text: str) -> tuple[str, str | None]:
-    """``feeder:F01`` -> ("feeder", "F01"); ``all`` -> ("all", None)."""
-    level, _, sid = (text or "").strip().partition(":")
-    level = level.strip().lower()
-    if level == "all":
-        return "all", None
-    if level not in sil.SCOPE_LEVELS or not sid.strip():
-        raise ValueError(f"--scope {text!r}: use LEVEL:ID with LEVEL one of feeder, transformer, meter, "
-                         "customer (e.g. feeder:F01), or all")
-    return level, sid.strip()
-
 
 def _cmd_silence_add(args: argparse.Namespace) -> int:
     settings, now = Settings(), time.time()
@@ -167,19 +140,6 @@ def _cmd_silence_expire(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------------------------------ alerts
-
-def make_action(action: str, alert_id: str, author: str, reason: str, *, no_fault: bool = False,
-                now: float | None = None) -> dict:
-    """An operator action record (ValueError on blank fields)."""
-    for name, value in (("alert id", alert_id), ("--author", author), ("--reason", reason)):
-        if not value or not value.strip():
-            raise ValueError(f"{name} is required and must not be blank")
-    record = {"action": action, "alert_id": alert_id.strip(), "author": author.strip(), "reason": reason.strip(),
-              "at": format_ts(time.time() if now is None else now)}
-    if action == "resolve":
-        record["no_fault"] = bool(no_fault)
-    return record
-
 
 def _send_action(args: argparse.Namespace, action: str) -> int:
     try:

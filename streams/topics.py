@@ -21,12 +21,12 @@ import argparse
 import contextlib
 import logging
 import sys
-from typing import TYPE_CHECKING, Iterator
+from typing import Iterator
+
+from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
+from kafka.errors import KafkaError, KafkaTimeoutError, for_code
 
 from gridwatch.config import COMPACTED_TOPICS, CONTRACT_TOPICS, INTERNAL_TOPICS, TABLES, Settings
-
-if TYPE_CHECKING:
-    from kafka.admin import KafkaAdminClient
 
 ALL_TOPICS = CONTRACT_TOPICS + INTERNAL_TOPICS
 REPLICATION_FACTOR = 1  # one broker locally and in docker-compose
@@ -74,9 +74,6 @@ def deployed_names(settings: Settings) -> list[str]:
 
 @contextlib.contextmanager
 def _admin(settings: Settings) -> Iterator[KafkaAdminClient]:
-    from kafka.admin import KafkaAdminClient
-    from kafka.errors import KafkaError
-
     try:
         client = KafkaAdminClient(bootstrap_servers=settings.bootstrap_list, client_id="gridwatch-topics",
                                   bootstrap_timeout_ms=10000, request_timeout_ms=30000)
@@ -104,8 +101,6 @@ def create_topics(settings: Settings | None = None) -> dict[str, str]:
     Idempotent: an existing topic is left exactly as it is, even if it differs (``verify_topics``
     reports that; changing partitions of a keyed topic would move keys, so it is not done silently).
     """
-    from kafka.errors import for_code
-
     settings = settings or Settings()
     names = deployed_names(settings)
     with _admin(settings) as client:
@@ -151,10 +146,6 @@ def cluster_id(settings: Settings | None = None) -> str:
 
 def verify_topics(settings: Settings | None = None) -> None:
     """Raise TopicsError listing every missing topic, wrong partition count or wrong cleanup policy."""
-    from kafka.admin import ConfigResource, ConfigResourceType
-
-    from kafka.errors import KafkaTimeoutError
-
     settings = settings or Settings()
     problems: list[str] = []
     specs = topic_specs(settings)

@@ -24,6 +24,12 @@ import logging
 import time
 from typing import Any, Callable, Iterator
 
+import kafka
+import kafka.errors
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
+
 from gridwatch.config import Settings
 
 __all__ = ["TopicView", "TopicViewError", "read_all", "decode_record"]
@@ -35,6 +41,17 @@ _SKIP = object()
 
 class TopicViewError(RuntimeError):
     """The topic does not exist, or the broker cannot be reached; the message says which."""
+
+
+def _decode_keyless(topic: str, value: bytes | None) -> tuple[None, Any] | None:
+    """(None, the JSON value) of a record without a key; None for a tombstone or a value that is not JSON."""
+    if value is None:
+        return None
+    try:
+        return None, json.loads(value)
+    except ValueError:
+        log.warning("%s: a record without a key that is not JSON is skipped", topic)
+        return None
 
 
 def decode_record(topic: str, key: bytes | None, value: bytes | None) -> tuple[str, Any] | None:
@@ -66,14 +83,29 @@ class TopicView:
         await view.stop()
 
     or ``async with TopicView(...) as view:`` (start and stop; waiting for ready is still explicit).
+
+    A reader that keeps the records itself (the console's model) passes
+    ``on_record(key, value, kafka_ts, position=(partition, offset))`` instead (a coroutine function is
+    awaited): every decoded record goes there with its Kafka timestamp (epoch seconds, or None), and the view
+    keeps nothing. With it, ``keyless`` also hands over the JSON records without a key (key None), which a
+    view per key cannot keep; ``tail`` reads at most the last ``tail`` records of each partition and
+    ``start_at`` (partition -> offset, e.g. where a store's projection ended; partitions not named from their
+    beginning) from those offsets; with both, the later of the two (``skipped`` counts the records before
+    where reading began), so a long history does not lengthen the start.
     """
 
     def __init__(self, settings: Settings | None, topic: str, *,
                  on_change: Callable[[str, Any], Any] | None = None, poll_timeout_ms: int = 500,
-                 client_id: str = "gridwatch-topicview"):
+                 client_id: str = "gridwatch-topicview",
+                 on_record: Callable[[str | None, Any, float | None], Any] | None = None,
+                 keyless: bool = False, tail: int | None = None, start_at: dict[int, int] | None = None):
+        if (keyless or tail is not None or start_at) and on_record is None:
+            raise ValueError("keyless, tail and start_at need on_record: a view per key keeps the whole topic")
         self.settings = settings or Settings()
         self.topic = self.settings.topic(topic)
         self.on_change = on_change
+        self.on_record, self.keyless, self.tail, self.start_at = on_record, keyless, tail, start_at or {}
+        self.skipped = 0  # records before where reading began, not read
         self._poll_timeout_ms = poll_timeout_ms
         self._client_id = client_id
         self._data: dict[str, Any] = {}
@@ -118,9 +150,6 @@ class TopicView:
 
         TopicViewError when the broker cannot be reached or the topic does not exist.
         """
-        from aiokafka import AIOKafkaConsumer, TopicPartition
-        from aiokafka.errors import KafkaError
-
         if self._consumer is not None:
             raise RuntimeError("TopicView already started")
         try:
@@ -140,6 +169,18 @@ class TopicView:
             consumer.assign(tps)
             await consumer.seek_to_beginning(*tps)
             self._targets = await consumer.end_offsets(tps)
+            if self.tail is not None or self.start_at:
+                begins = await consumer.beginning_offsets(tps)
+                for tp in tps:
+                    begin, end = begins.get(tp, 0), self._targets[tp]
+                    start = begin
+                    if self.tail is not None:
+                        start = max(start, end - self.tail)
+                    if tp.partition in self.start_at:
+                        start = max(start, min(end, self.start_at[tp.partition]))
+                    if start > begin:
+                        consumer.seek(tp, start)
+                        self.skipped += start - begin
         except KafkaError as exc:
             await consumer.stop()
             raise TopicViewError(f"cannot read '{self.topic}' from Kafka at {self.settings.bootstrap_servers} "
@@ -158,8 +199,6 @@ class TopicView:
         cache, which holds a topic only once the consumer is assigned or subscribed to it, and its
         ``topics()`` returns names only.
         """
-        from aiokafka.admin import AIOKafkaAdminClient
-
         admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.bootstrap_list,
                                     client_id=f"{self._client_id}-meta")
         try:
@@ -235,9 +274,24 @@ class TopicView:
             raise
 
     async def _record(self, record) -> None:
-        """One consumer record (key, value, timestamp…); a subclass that needs more than key and value
-        overrides this."""
-        await self._apply(record.key, record.value)
+        """One consumer record: kept per key, or handed to ``on_record`` with its Kafka timestamp."""
+        if self.on_record is None:
+            await self._apply(record.key, record.value)
+            return
+        if record.key is None and self.keyless:
+            decoded = _decode_keyless(self.topic, record.value)
+        else:
+            decoded = decode_record(self.topic, record.key, record.value)
+        if decoded is None:
+            return
+        ts = record.timestamp
+        try:
+            result = self.on_record(*decoded, ts / 1000.0 if isinstance(ts, (int, float)) and ts >= 0 else None,
+                                    position=(record.partition, record.offset))
+            if inspect.isawaitable(result):
+                await result
+        except Exception:
+            log.exception("%s: applying a record failed", self.topic)
 
     async def _check_ready(self) -> None:
         """Ready when each partition's position (the next offset to read) reached its end offset at start.
@@ -275,18 +329,15 @@ def read_all(settings: Settings | None, topic: str, timeout: float = 30.0) -> di
     TopicViewError when the broker cannot be reached or the topic does not exist; TimeoutError when the
     end is not reached within ``timeout`` seconds.
     """
-    from kafka import KafkaConsumer, TopicPartition
-    from kafka.errors import KafkaError
-
     settings = settings or Settings()
     name = settings.topic(topic)
     deadline = time.monotonic() + timeout
     try:
-        consumer = KafkaConsumer(
+        consumer = kafka.KafkaConsumer(
             bootstrap_servers=settings.bootstrap_list, group_id=None, enable_auto_commit=False,
             auto_offset_reset="earliest", client_id="gridwatch-read-all",
             bootstrap_timeout_ms=int(max(1.0, min(timeout, 10.0)) * 1000))
-    except KafkaError as exc:
+    except kafka.errors.KafkaError as exc:
         raise TopicViewError(f"cannot reach Kafka at {settings.bootstrap_servers} ({type(exc).__name__}): "
                              "start one with `gridwatch kafka start`") from None
     data: dict[str, Any] = {}
@@ -296,7 +347,7 @@ def read_all(settings: Settings | None, topic: str, timeout: float = 30.0) -> di
         if not partitions:
             raise TopicViewError(f"topic '{name}' does not exist on {settings.bootstrap_servers}: "
                                  "run `gridwatch topics create`")
-        tps = [TopicPartition(name, p) for p in sorted(partitions)]
+        tps = [kafka.TopicPartition(name, p) for p in sorted(partitions)]
         consumer.assign(tps)
         consumer.seek_to_beginning(*tps)
         def remaining_ms() -> int:
@@ -321,7 +372,7 @@ def read_all(settings: Settings | None, topic: str, timeout: float = 30.0) -> di
                         data.pop(key, None)
                     else:
                         data[key] = value
-    except KafkaError as exc:
+    except kafka.errors.KafkaError as exc:
         raise TopicViewError(f"cannot read '{name}' from Kafka at {settings.bootstrap_servers} "
                              f"({type(exc).__name__}: {exc})") from None
     finally:

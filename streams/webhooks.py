@@ -33,10 +33,12 @@ import time
 from collections import OrderedDict
 
 from aiohttp import web
+from aiokafka import AIOKafkaProducer
 
 from gridwatch import config as names
-from gridwatch.config import Settings
+from gridwatch.config import Settings, check_twilio, sandbox_credentials
 from gridwatch.signals import stop_event
+from notifiers.replies import signature_ok
 
 log = logging.getLogger("gridwatch.webhooks")
 
@@ -79,13 +81,9 @@ def auth_token(settings: Settings) -> str:
     """The token Twilio signs with: the real account's, or the sandbox's when no ``TWILIO_*`` is set at all
     (:class:`~gridwatch.config.ConfigError` for a partial or mixed configuration: never the sandbox's public
     token next to real credentials)."""
-    from gridwatch.config import check_twilio
-
     check_twilio(settings)
     if settings.uses_real_twilio:
         return settings.twilio_auth_token
-    from notifiers.sandbox import sandbox_credentials
-
     return sandbox_credentials()[1]
 
 
@@ -97,8 +95,6 @@ class _Refused(Exception):
 
 def make_app(settings: Settings, publish, *, replays: ReplayGuard | None = None) -> web.Application:
     """``publish(topic, key: bytes, value: bytes)`` is awaited for every accepted callback."""
-    from notifiers.replies import signature_ok
-
     token = auth_token(settings)
     public = (settings.webhook_url or "").rstrip("/")
     replays = replays if replays is not None else ReplayGuard()
@@ -167,8 +163,6 @@ def make_app(settings: Settings, publish, *, replays: ReplayGuard | None = None)
 
 
 async def serve(settings: Settings, host: str, port: int) -> None:
-    from aiokafka import AIOKafkaProducer
-
     producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_list, acks="all", enable_idempotence=True)
     await producer.start()
 

@@ -29,30 +29,49 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import importlib
 import json
 import logging
+import multiprocessing
 import os
 import socket
 import threading
 import time
 import uuid
 from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 
+import faust
+from faust.worker import Worker
+from kafka.partitioner.default import murmur2
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily
+
+from detectors.pipeline import CustomerStage, FeederStage, MeterStage, batch_gaps, directory_entry, profile_dict
+from detectors.registry import DetectorError, enabled
+from detectors.watermarks import PartitionClock, SettledNewest
 from gridwatch import config as topics
 from gridwatch.config import Settings
-from gridwatch.contract import (ContractError, MeterEvent, decode_customer, decode_event, decode_key, decode_readings,
-                                dumps, format_ts)
+from gridwatch.contract import (ContractError, MeterEvent, Reading, decode_customer, decode_event, decode_key,
+                                decode_readings, dumps, format_ts)
+from notifiers.channels import build_notifier
+from notifiers.pacing import Pacer
 from notifiers.path import RESTORATION_KINDS, NotificationPath, Policy
 from notifiers.privacy import mask_phone
+from notifiers.replies import TERMINAL_STATUSES, advance_status, parse_reply
+from notifiers.tips import usage_summary
 from streams import deadletters
-from streams.watermarks import PartitionClock, SettledNewest
+from streams.lifecycle import apply_action, apply_finding
+from streams.topics import TopicsError, cluster_id, consumer_gaps, verify_topics
+from streams.topicview import TopicView
+from streams.webhooks import STATUS_PATH
 
 log = logging.getLogger("gridwatch.worker")
 
 #: How far behind the start of the newest batch of its partition a reading may arrive and still be decided
-#: on (see streams/watermarks.py for how a partition's watermark is made).
+#: on (see detectors/watermarks.py for how a partition's watermark is made).
 ALLOWED_LATENESS_S = 900
 #: A source partition with no new readings for this long (wall clock) is idle: its watermark moves up to
 #: the newest reading this worker had seen this long ago, so a partition whose meters are all dark holds
@@ -67,7 +86,7 @@ WATERMARK_EVERY_S = 1.0
 #: 15-minute readings); a message beyond that goes to the dead-letter topic (code ``unknown_meter``).
 PARKED_MAX = 672
 #: A meter new to the directory holds its partition's watermark below its held readings for this long (wall
-#: time: its customer record is usually on its way), then by at most ALLOWED_LATENESS_S (streams/watermarks.py).
+#: time: its customer record is usually on its way), then by at most ALLOWED_LATENESS_S (detectors/watermarks.py).
 HELD_GRACE_S = float(os.environ.get("GRIDWATCH_HELD_GRACE_S", "30"))
 #: ... and up to this many per partition, all meters together (a message beyond: dead-lettered the same way)
 PARKED_PARTITION_MAX = int(os.environ.get("GRIDWATCH_HELD_MAX", "20000"))
@@ -81,8 +100,6 @@ MAX_FUTURE_S = int(os.environ.get("GRIDWATCH_MAX_FUTURE_S", "900"))
 
 def partition_for(key: str, partitions: int) -> int:
     """The partition Kafka's default partitioner (murmur2) gives ``key``: the same in every client."""
-    from kafka.partitioner.default import murmur2
-
     return (murmur2(key.encode("utf-8")) & 0x7FFFFFFF) % partitions
 
 
@@ -156,12 +173,6 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
     ``cluster`` (the Kafka cluster id) names the state directory: table state records changelog offsets of
     one cluster, and a worker pointed at another cluster (a fresh local broker, say) must not reuse it.
     """
-    import faust
-
-    from detectors.pipeline import (CustomerStage, FeederStage, MeterStage, batch_gaps, directory_entry,
-                                    profile_dict)
-    from detectors.registry import enabled
-
     s = settings or Settings()
     detectors = enabled(s.detectors)  # a broken or unknown detector stops the start here, by name
     n = s.partitions
@@ -263,8 +274,6 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
 
     by_partition: dict[int, set[str]] = {}  # meter-status partition -> feeder ids, built lazily
     pool_box: list = []
-    from notifiers.pacing import Pacer
-
     pacer = Pacer(s.sms_per_second)
 
     faults = deadletters.Faults.from_env()  # failures injected by tests only (GRIDWATCH_FAULTS)
@@ -328,8 +337,6 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
     @app.on_partitions_assigned.connect
     async def check_metadata(app, assigned, **kwargs):
         """Say whether the consumer knows every topic with its partitions (streams/topics.py: why)."""
-        from streams.topics import consumer_gaps
-
         gaps = consumer_gaps(app, s)
         if gaps:
             log.error("metadata: topics known with the wrong partition count, table writes on them fail "
@@ -339,7 +346,7 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
 
     def not_in_future(partition: int, meter_id: str, readings: list) -> None:
         """Refuse (``ts_in_future``) a batch dated after the wall clock, or ahead of the rest of its partition
-        (streams/watermarks.py): processed, it would move the partition's watermark past what the other
+        (detectors/watermarks.py): processed, it would move the partition's watermark past what the other
         meters have yet to send, and their silence would look like an outage."""
         first, last = min(r.ts for r in readings), max(r.ts for r in readings)
         if last > time.time() + MAX_FUTURE_S:
@@ -439,8 +446,6 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
                 held = parked_tb.get(meter_id)
                 if held:
                     parked_tb.pop(meter_id, None)
-                    from gridwatch.contract import Reading
-
                     # same partition number as the readings: both topics are keyed by meter_id
                     clock(msg.partition).unpark(meter_id)
                     log.info("meter %s is in the directory now: deciding on its %d held readings", meter_id, len(held))
@@ -682,17 +687,12 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
     # -- daily usage per customer -> bill detector (model fits in a process pool) --------------------
     def fit_pool():
         if not pool_box:
-            import multiprocessing
-            from concurrent.futures import ProcessPoolExecutor
-
             # spawn, not fork: the worker has threads (Kafka, RocksDB) a forked child must not inherit
             pool_box.append(ProcessPoolExecutor(max_workers=max(1, s.fit_processes),
                                                 mp_context=multiprocessing.get_context("spawn")))
         return pool_box[0]
 
     def fit_function(name: str):
-        import importlib
-
         det = next(d for d in customer_stage.detectors if d.name == name)
         return importlib.import_module(type(det).__module__).fit
 
@@ -723,8 +723,6 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
     async def on_lifecycle(stream):
         """What the detectors find and what operators (and customers' "still out") do to an alert, merged on
         the alert's partition: open -> acknowledged -> resolved, as records on ``alerts``."""
-        from streams.lifecycle import apply_action, apply_finding
-
         async for event in attempts(stream, "lifecycle"):
             msg = event.message
             async with guard(msg, "lifecycle"):
@@ -795,8 +793,6 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
             outbox_tb[key] = value
 
         def usage(self, cid):
-            from notifiers.tips import usage_summary
-
             return usage_summary(bills_tb.get(cid))
 
         def silences(self):
@@ -804,10 +800,6 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
 
         def notifier(self, channel):
             if channel not in notifiers:
-                from notifiers.channels import build_notifier
-
-                from streams.webhooks import STATUS_PATH
-
                 callback = s.webhook_url.rstrip("/") + STATUS_PATH if s.webhook_url else None
                 notifiers[channel] = build_notifier(s, channel, status_callback=callback,
                                                     validity_period_s=s.sms_validity_s)
@@ -855,8 +847,6 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
     notifiers: dict = {}
     path = NotificationPath(TableEnv())
     # operator silences: the whole topic on every worker (any customer may fall under any silence)
-    from streams.topicview import TopicView
-
     silences_view = TopicView(s, topics.SILENCES, client_id=f"{s.app_id}-silences")
 
     def opted_out(cid: str, cust: dict | None) -> bool:
@@ -910,8 +900,6 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
     @app.agent(inbound_t, name="inbound")
     async def on_inbound(stream):
         """An inbound SMS, on the partition of its sender's number: who sent it is a local table read."""
-        from notifiers.replies import parse_reply
-
         async for event in attempts(stream, "inbound"):
             msg = event.message
             async with guard(msg, "inbound"):
@@ -934,8 +922,6 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
     async def on_replies(stream):
         """A known customer's SMS, on the customer's partition (the notify agent's): STOP / START change
         what the notify agent does, and every message becomes a ``feedback`` record."""
-        from notifiers.replies import parse_reply
-
         async for event in attempts(stream, "customer-replies"):
             msg = event.message
             async with guard(msg, "customer-replies"):
@@ -981,8 +967,6 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
         Callbacks arrive out of order, twice, or before our own record of the send: a status only moves
         forward, and early callbacks wait in the table for the send they belong to.
         """
-        from notifiers.replies import TERMINAL_STATUSES, advance_status
-
         async for event in attempts(stream, "deliveries"):
             msg = event.message
             async with guard(msg, "deliveries"):
@@ -1057,9 +1041,6 @@ WORKER_COUNTERS = (
 
 def worker_exposition(stats) -> str:
     """Prometheus text of this worker's counters (since it started) named in ``WORKER_COUNTERS``."""
-    from prometheus_client import CollectorRegistry, generate_latest
-    from prometheus_client.core import CounterMetricFamily
-
     class Collector:
         def collect(self):
             for prefix, name, label, help_ in WORKER_COUNTERS:
@@ -1075,10 +1056,6 @@ def worker_exposition(stats) -> str:
 
 
 def run(args) -> int:
-    from streams.topics import TopicsError, cluster_id, verify_topics
-
-    from detectors.registry import DetectorError, enabled
-
     settings = Settings()
     try:
         enabled(settings.detectors)
@@ -1108,8 +1085,6 @@ def _bounded_stop_worker():
     a bound: tens of seconds with a broker that is slow to answer, minutes without one. Nothing depends on
     that stop being graceful: outbox claims reach the broker before a message leaves and offsets are
     committed after processing, so a stop cut short is a crash, which recovery covers."""
-    from faust.worker import Worker
-
     class BoundedStopWorker(Worker):
         def _schedule_shutdown(self, signum) -> None:
             if not self._signal_stop_time:

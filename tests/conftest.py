@@ -16,13 +16,13 @@ def kafka_broker() -> Iterator[str]:
     """The bootstrap address of a real Kafka broker for the whole test session.
 
     A broker that already answers on KAFKA_BOOTSTRAP_SERVERS is reused and left running. Otherwise one
-    is started from the Maven Central jars (streams.broker.start) and stopped again at session end, so
+    is started from the Maven Central jars (devtools.broker.start) and stopped again at session end, so
     a test run leaves the machine as it found it. When none can be started the tests that need it skip
     with the reason, except under CI=true, where a missing broker must fail the run instead of
     quietly turning it green.
     """
     from gridwatch.config import Settings
-    from streams import broker
+    from devtools import broker
 
     settings = Settings()
     if broker.is_reachable(settings.bootstrap_servers):

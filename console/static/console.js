@@ -9,8 +9,7 @@
 (function () {
   "use strict";
 
-  var KNOWN_KINDS = ["undervoltage", "overvoltage", "sag", "swell", "loose_neutral", "voltage_compliance",
-    "outage", "bill_spike"];
+  var KNOWN_KINDS = [];  // the declared kinds, from /api/kinds (gridwatch/kinds.py)
   var STATUSES = ["open", "acknowledged", "resolved"];
   var FILTERS = ["kind", "severity", "status", "feeder", "transformer"];
   var ALERT_LIMIT = 10000;     // the most the API gives in one list
@@ -236,6 +235,14 @@
       pending.forEach(function (summary) { applyAlert(summary, true); });
       refreshKindOptions();
       renderBoard();
+    });
+  }
+
+  function loadKinds() {
+    return api("/api/kinds").then(function (res) {
+      if (!res.ok) { return; }
+      KNOWN_KINDS = res.data.kinds.map(function (k) { return k.name; });
+      refreshKindOptions();
     });
   }
 
@@ -1031,6 +1038,7 @@
       connectEvents();
       route();
       loadAlerts();
+      loadKinds();
       loadFeedback();
       loadFigures();
       loadSilences();

@@ -163,7 +163,7 @@ def chromium() -> str:
 @pytest.fixture(scope="module")
 def stack(chromium, kafka_broker, tmp_path_factory, request):
     """Topics, customers, SMS sandbox, webhooks, worker and console for one test module."""
-    from streams.demo import Processes, gridwatch_argv
+    from devtools.demo import Processes, gridwatch_argv
     from streams.topics import create_topics
 
     run_dir = tmp_path_factory.mktemp("e2e") / "run"

@@ -24,7 +24,7 @@ TOKEN = "e2e-history-viewer-token-5b1e"
 
 @pytest.fixture
 def history_console(chromium, kafka_broker, history_engine, tmp_path):
-    from streams.demo import Processes, gridwatch_argv, wait_http
+    from devtools.demo import Processes, gridwatch_argv, wait_http
     from streams.topics import create_topics
 
     settings = dataclasses.replace(Settings(), bootstrap_servers=kafka_broker,

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from gridwatch.contract import decode_readings
-from streams.replay import SKIP_DUPLICATE, SKIP_MISSING, parse_file, reading_messages
+from devtools.replay import SKIP_DUPLICATE, SKIP_MISSING, parse_file, reading_messages
 
 SHARED = Path(os.environ.get("GRIDWATCH_SHARED") or Path(__file__).parents[2].parent / "shared")
 DATA = SHARED / "data"

@@ -28,7 +28,7 @@ def free_port() -> int:
 
 
 class ServiceLogs:
-    """For fixtures holding ``procs`` (streams.demo.Processes) whose logs are ``settings.run_dir/<name>.log``."""
+    """For fixtures holding ``procs`` (devtools.demo.Processes) whose logs are ``settings.run_dir/<name>.log``."""
 
     def assert_alive(self) -> None:
         for name, proc in self.procs.children:
@@ -145,7 +145,7 @@ class Pipeline(ServiceLogs):
 
     def add_worker(self, name: str) -> None:
         """Another worker in the same consumer group, with its own state directory (as on another host)."""
-        from streams.demo import gridwatch_argv
+        from devtools.demo import gridwatch_argv
 
         env = {**self.env, "GRIDWATCH_RUN_DIR": str(self.settings.run_dir / name)}
         self.procs.start(name, gridwatch_argv("worker"), env, self.settings.run_dir / f"{name}.log")
@@ -154,7 +154,7 @@ class Pipeline(ServiceLogs):
         """Stop the worker (SIGTERM: gracefully; SIGKILL: a crash) and start a new one on the same state."""
         import signal
 
-        from streams.demo import gridwatch_argv
+        from devtools.demo import gridwatch_argv
 
         name, proc = next((n, p) for n, p in self.procs.children if n == "worker")
         proc.send_signal(sig or signal.SIGTERM)
@@ -167,7 +167,7 @@ class Pipeline(ServiceLogs):
 @pytest.fixture
 def pipeline(kafka_broker, tmp_path, request):
     """Topics, SMS sandbox and worker for one test; torn down afterwards, logs shown on failure."""
-    from streams.demo import Processes, gridwatch_argv, wait_http
+    from devtools.demo import Processes, gridwatch_argv, wait_http
     from streams.topics import create_topics
 
     port, hook_port = free_port(), free_port()

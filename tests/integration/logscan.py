@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 from typing import Iterable
 
-from notifiers.sandbox import SANDBOX_AUTH_TOKEN
+from devtools.sandbox import SANDBOX_AUTH_TOKEN
 from notifiers.sms import SANDBOX_FROM_NUMBER
 from notifiers.webhook import DEV_WEBHOOK_SECRET
 

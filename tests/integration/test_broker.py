@@ -8,7 +8,8 @@ import uuid
 import pytest
 
 from gridwatch.config import CONTRACT_TOPICS, INTERNAL_TOPICS, Settings
-from streams import broker, topics
+from devtools import broker
+from streams import topics
 
 pytestmark = pytest.mark.integration
 

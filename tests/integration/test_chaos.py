@@ -1,7 +1,7 @@
 """Chaos on a real broker: ``kill -9`` of the worker 10 times and one stop/start of the broker during a
 scenario with voltage faults and outages, compared with an undisturbed run of the same scenario.
 
-The broker is one this test starts itself (``streams.broker`` on free 127.0.0.1 ports, its data under the
+The broker is one this test starts itself (``devtools.broker`` on free 127.0.0.1 ports, its data under the
 test's temporary directory), so stopping it touches nothing else. Both runs use it, each with its own topic
 prefix, SMS sandbox, webhooks service and worker. Restart-to-resume times are printed (``-s`` shows them)
 and written to ``chaos-recovery.json`` in the test's temporary directory.
@@ -38,7 +38,7 @@ ENV = {"GRIDWATCH_SEND_DEADLINE_S": "5", "GRIDWATCH_PROVIDER_LIST_LAG_S": "2", "
 
 
 def scenario():
-    from streams.simulator import SimConfig, Simulator
+    from devtools.simulator import SimConfig, Simulator
 
     return Simulator(SimConfig(seed=7, feeders=2, transformers_per_feeder=2, meters_per_transformer=6,
                                regions="CN,EU", hours=12, faults=FAULTS))
@@ -47,7 +47,7 @@ def scenario():
 @pytest.fixture
 def own_broker(tmp_path, monkeypatch):
     """A broker of this test's own, on free ports: the one it may stop and start."""
-    from streams import broker
+    from devtools import broker
 
     client, controller = free_port(), free_port()
     monkeypatch.setenv("GRIDWATCH_KAFKA_CONTROLLER_PORT", str(controller))
@@ -65,7 +65,7 @@ def own_broker(tmp_path, monkeypatch):
 
 def start_pipeline(broker_settings: Settings, run_dir, name: str) -> Pipeline:
     """Topics, SMS sandbox (every answer 0.3 s late, so kills land mid-send), webhooks and a worker."""
-    from streams.demo import Processes, gridwatch_argv, wait_http
+    from devtools.demo import Processes, gridwatch_argv, wait_http
     from streams.topics import create_topics
 
     port, hook_port = free_port(), free_port()
@@ -127,7 +127,7 @@ class Probe:
 
 def kill_and_restart(pipe: Pipeline) -> float:
     """kill -9, then a new worker on the same state; returns the monotonic time of its start."""
-    from streams.demo import gridwatch_argv
+    from devtools.demo import gridwatch_argv
 
     name, proc = next((n, p) for n, p in pipe.procs.children if n == "worker")
     proc.send_signal(signal.SIGKILL)
@@ -170,8 +170,8 @@ def unsettled(notes: list[dict]) -> set[str]:
 
 
 def test_kill_9_ten_times_and_a_broker_restart_change_nothing(own_broker, tmp_path):
-    from streams import broker
-    from streams.simulator import publish
+    from devtools import broker
+    from devtools.simulator import publish
     from tests.integration.test_pipeline import PrefixedSink
 
     started = time.monotonic()

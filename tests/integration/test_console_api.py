@@ -19,7 +19,7 @@ import pytest
 from tests.prefixes import fresh_prefix
 
 from gridwatch.config import ALERT_ACTIONS, ALERTS, CUSTOMERS, NOTIFICATIONS, READINGS, Settings
-from streams.demo import Processes, gridwatch_argv
+from devtools.demo import Processes, gridwatch_argv
 from streams.topics import create_topics
 from tests.integration.conftest import free_port
 

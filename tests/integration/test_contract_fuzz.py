@@ -69,7 +69,7 @@ def _summary(alerts: list[dict]) -> dict:
 
 def test_ten_thousand_generated_inputs_are_refused_or_processed_and_detection_is_unchanged(pipeline):
     from detectors.pipeline import Pipeline
-    from streams.simulator import SimConfig, Simulator, publish
+    from devtools.simulator import SimConfig, Simulator, publish
 
     sim = Simulator(SimConfig(seed=9, feeders=1, transformers_per_feeder=2, meters_per_transformer=6, regions="CN",
                               hours=12, faults=("transformer_undervoltage:T0001@+8h/2h",)))

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.integration
 
 
 def test_feeder_outage_is_one_alert_resolved_on_restoration_with_a_nested_child(pipeline):
-    from streams.simulator import SimConfig, Simulator, publish
+    from devtools.simulator import SimConfig, Simulator, publish
 
     sim = Simulator(SimConfig(seed=7, feeders=2, transformers_per_feeder=2, meters_per_transformer=6,
                               regions="CN", hours=8,
@@ -78,7 +78,7 @@ def test_a_feeder_outage_on_a_field_feed_is_one_incident_with_two_sms_per_custom
     restore events spread over 90 s. ONE alert id from the first record to the restoration, at feeder scope
     within 5 minutes of the gasps, nothing resolved before the power is back, and exactly two SMS per
     opted-in customer (the notice, "power is back"), none to the opted-out ones."""
-    from streams.simulator import SimConfig, Simulator, publish
+    from devtools.simulator import SimConfig, Simulator, publish
 
     sim = Simulator(SimConfig(seed=10, feeders=2, transformers_per_feeder=3, meters_per_transformer=6,
                               regions="CN", hours=7, field=True, faults=("feeder_outage:F002@+3h07m13s/50m",)))
@@ -124,7 +124,7 @@ def test_bill_spike_is_forecast_in_the_worker_and_alerted_mid_cycle(pipeline):
     """Ten weeks of hourly readings; one customer's use jumps 1.8x at the start of a billing cycle. The worker
     builds daily usage, fits Prophet in its process pool and raises one bill alert, on day 7 of the cycle
     (none earlier is allowed), with the projected amount in the customer's currency."""
-    from streams.simulator import SimConfig, Simulator, publish
+    from devtools.simulator import SimConfig, Simulator, publish
 
     sim = Simulator(SimConfig(seed=4, feeders=1, transformers_per_feeder=1, meters_per_transformer=2, regions="CN",
                               hours=24 * 73, interval=3600, batch=24,

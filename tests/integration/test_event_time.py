@@ -24,7 +24,7 @@ HOURS, SPEEDUP = 8, 400  # eight hours of event time in 72 s of wall time: every
 
 
 def test_a_live_feed_with_a_wrong_clock_and_an_unknown_meter_still_finds_a_later_undervoltage(pipeline):
-    from streams.simulator import SimConfig, Simulator, publish
+    from devtools.simulator import SimConfig, Simulator, publish
 
     n = pipeline.settings.partitions
     start = (int(time.time()) - HOURS * 3600) // 900 * 900

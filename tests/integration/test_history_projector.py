@@ -122,7 +122,7 @@ def _committed(engine) -> int:
 def test_the_projector_killed_mid_batch_matches_the_topics(kafka_broker, history_engine, postgres_log, tmp_path):
     from kafka import KafkaConsumer, KafkaProducer
 
-    from streams.demo import Processes, gridwatch_argv
+    from devtools.demo import Processes, gridwatch_argv
     from streams.topics import create_topics
 
     settings = dataclasses.replace(Settings(), bootstrap_servers=kafka_broker,

@@ -12,7 +12,7 @@ import urllib.request
 
 import pytest
 
-from streams.demo import gridwatch_argv, wait_http
+from devtools.demo import gridwatch_argv, wait_http
 from tests.integration.conftest import free_port
 from tests.integration.logscan import scan
 from tests.integration.test_replies import reply

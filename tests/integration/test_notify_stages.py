@@ -18,7 +18,7 @@ def alert(alert_id, kind, status, meter, cid, **evidence):
 def test_a_bill_alert_is_held_while_the_customer_has_no_power(pipeline):
     """Inhibit: during the customer's outage the bill alert is recorded as deferred; when power is back the
     customer gets the restoration message and then the bill alert, once."""
-    from streams.simulator import SimConfig, Simulator
+    from devtools.simulator import SimConfig, Simulator
 
     cust = next(c for c in Simulator(SimConfig(seed=3, feeders=1, transformers_per_feeder=1,
                                                meters_per_transformer=4, regions="EU")).customers()

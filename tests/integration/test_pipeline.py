@@ -25,7 +25,7 @@ class PrefixedSink:
 
 
 def test_transformer_undervoltage_becomes_one_alert_and_one_sms_per_customer(pipeline):
-    from streams.simulator import SimConfig, Simulator, publish
+    from devtools.simulator import SimConfig, Simulator, publish
 
     sim = Simulator(SimConfig(seed=11, feeders=1, transformers_per_feeder=2, meters_per_transformer=6,
                               regions="CN", hours=12, faults=("transformer_undervoltage:T0001@+4h/2h",)))
@@ -101,7 +101,7 @@ def test_transformer_undervoltage_becomes_one_alert_and_one_sms_per_customer(pip
 
 def test_a_worker_restarted_mid_incident_neither_repeats_nor_loses_anything(pipeline):
     """State lives in RocksDB tables with changelogs: the second worker carries on where the first stopped."""
-    from streams.simulator import SimConfig, Simulator, publish
+    from devtools.simulator import SimConfig, Simulator, publish
 
     sim = Simulator(SimConfig(seed=5, feeders=1, transformers_per_feeder=1, meters_per_transformer=6,
                               regions="CN", hours=12, faults=("transformer_undervoltage:T0001@+4h/3h",)))
@@ -129,7 +129,7 @@ def test_two_workers_share_the_partitions_and_still_send_each_sms_once(pipeline)
     import re
     import time
 
-    from streams.simulator import SimConfig, Simulator, publish
+    from devtools.simulator import SimConfig, Simulator, publish
 
     pipeline.add_worker("worker-2")
     pipeline.wait_for_group(2)  # both members assigned before data flows: no hand-over mid-stream
@@ -165,7 +165,7 @@ def test_a_worker_killed_between_send_and_record_does_not_send_twice(pipeline):
     import signal
     import time
 
-    from streams.simulator import SimConfig, Simulator, publish
+    from devtools.simulator import SimConfig, Simulator, publish
 
     sim = Simulator(SimConfig(seed=5, feeders=1, transformers_per_feeder=1, meters_per_transformer=6,
                               regions="CN", hours=12, faults=("transformer_undervoltage:T0001@+4h/3h",)))
@@ -210,7 +210,7 @@ def test_forged_status_callbacks_are_refused(pipeline):
 
     assert post({}) == 403
     assert post({"X-Twilio-Signature": RequestValidator("not-our-token").compute_signature(url, form)}) == 403
-    from notifiers.sandbox import sandbox_credentials
+    from devtools.sandbox import sandbox_credentials
 
     good = RequestValidator(sandbox_credentials()[1]).compute_signature(url, form)
     assert post({"X-Twilio-Signature": good}) == 204

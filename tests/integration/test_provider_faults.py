@@ -17,7 +17,7 @@ pytestmark = pytest.mark.integration
 
 
 def scenario():
-    from streams.simulator import SimConfig, Simulator
+    from devtools.simulator import SimConfig, Simulator
 
     return Simulator(SimConfig(seed=5, feeders=1, transformers_per_feeder=1, meters_per_transformer=6,
                                regions="CN", hours=12, faults=("transformer_undervoltage:T0001@+4h/3h",)))
@@ -35,7 +35,7 @@ FAULTS = {
 @pytest.mark.sandbox_args(*[arg for cid, faults in FAULTS.items() for f in faults
                             for arg in ("--fault", f"{PHONES[cid]}={f}")])
 def test_provider_faults_give_neither_a_duplicate_nor_a_loss(pipeline):
-    from streams.simulator import publish
+    from devtools.simulator import publish
 
     sim = scenario()
     customers = {c["customer_id"]: c for c in sim.customers()}

@@ -31,7 +31,7 @@ def outage(customers: list[dict]) -> dict:
 
 def utility(meters: int, seed: int = 3) -> list[dict]:
     """Customers of one transformer, no quiet hours (so every opted-in one is told at once)."""
-    from streams.simulator import SimConfig, Simulator
+    from devtools.simulator import SimConfig, Simulator
 
     custs = Simulator(SimConfig(seed=seed, feeders=1, transformers_per_feeder=1, meters_per_transformer=meters,
                                 regions="EU")).customers()
@@ -74,7 +74,7 @@ def test_the_notice_reaches_every_opted_in_customer_on_ten_fresh_starts(kafka_br
     consumer did not know yet, and every notify request went to the DLQ)."""
     from kafka import KafkaProducer
 
-    from streams.demo import Processes, gridwatch_argv, wait_http
+    from devtools.demo import Processes, gridwatch_argv, wait_http
     from streams.topics import create_topics
     from tests.integration.conftest import Pipeline
 

@@ -321,7 +321,7 @@ def test_backtest_usage_errors(capsys, args, words):
 # ------------------------------------------------------------------------------------------ the eval scenario
 
 def _eval_sim(seed):
-    from streams.simulator import SCENARIOS, SimConfig, Simulator
+    from devtools.simulator import SCENARIOS, SimConfig, Simulator
 
     return Simulator(SimConfig(scenario="eval", seed=seed, **SCENARIOS["eval"][0]))
 
@@ -329,7 +329,7 @@ def _eval_sim(seed):
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_the_eval_scenario_has_every_fault_kind_once_without_overlaps(seed):
     from gridwatch.contract import parse_ts
-    from streams.simulator import _EFFECTS, _LEVELS
+    from devtools.simulator import _EFFECTS, _LEVELS
 
     sim = _eval_sim(seed)
     truths = sim.truth()

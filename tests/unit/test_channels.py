@@ -23,7 +23,7 @@ from notifiers.base import Delivery, Notifier, NotifierError
 from notifiers.channels import CHANNELS, address, build_notifier, channels_for
 from notifiers.email import EmailNotifier, message_id_for, parse_smtp_url
 from notifiers.privacy import mask_email
-from notifiers.sandbox import (SANDBOX_ACCOUNT_SID, SANDBOX_AUTH_TOKEN, STATE, SandboxState, make_app,
+from devtools.sandbox import (SANDBOX_ACCOUNT_SID, SANDBOX_AUTH_TOKEN, STATE, SandboxState, make_app,
                                parse_rules, register, sandbox_smtp_address, serve, start_smtp_sink)
 from notifiers.sms import TwilioSms
 from notifiers.webhook import (IDEMPOTENCY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, WebhookNotifier,

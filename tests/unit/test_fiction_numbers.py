@@ -7,7 +7,7 @@ import re
 import pytest
 
 from gridwatch.cli import main
-from streams.simulator import SimConfig, Simulator, fiction_phone
+from devtools.simulator import SimConfig, Simulator, fiction_phone
 
 FICTION = re.compile(r"^(\+447700900\d{3}"          # Ofcom drama range, 07700 900000-900999
                      r"|\+3363998\d{4}"              # ARCEP fiction range, 06 39 98 00 00-99 99
@@ -38,7 +38,7 @@ def test_fiction_numbers_are_unique_until_the_ranges_run_out():
 
 def _clean(monkeypatch, **env):
     """No prefix, no Twilio; the topics records would be published to are recorded instead."""
-    import streams.simulator as simulator
+    import devtools.simulator as simulator
     for var in ("GRIDWATCH_TOPIC_PREFIX", "GRIDWATCH_SANDBOX_URL", *TWILIO, "TWILIO_MESSAGING_SERVICE_SID"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1")  # nothing may reach a broker here

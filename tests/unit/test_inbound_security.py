@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 
 from gridwatch.config import ConfigError, Settings, check_twilio
-from notifiers.sandbox import SANDBOX_ACCOUNT_SID, SANDBOX_AUTH_TOKEN
+from devtools.sandbox import SANDBOX_ACCOUNT_SID, SANDBOX_AUTH_TOKEN
 from notifiers.sms import TwilioSms
 from streams.webhooks import INBOUND_PATH, STATUS_PATH, ReplayGuard, auth_token
 from tests.unit.test_webhooks import PUBLIC, inbound_form, post, settings, sign, webhooks

@@ -15,7 +15,7 @@ from detectors.testing import Scenario, Step, event, feeder, run
 from detectors.topology import alert_id
 from gridwatch import config
 from gridwatch.contract import MeterEvent, check, format_ts, parse_ts
-from streams.simulator import SimConfig, Simulator
+from devtools.simulator import SimConfig, Simulator
 
 T0 = parse_ts("2026-07-01T10:00:00Z")
 M, H = 60, 3600

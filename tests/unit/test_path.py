@@ -9,68 +9,13 @@ import pytest
 
 from notifiers import path as P
 from notifiers.base import Delivery, NotifierError
+from notifiers.testing import MemoryEnv, ScriptedProvider as Provider
 
 NOW = datetime(2026, 9, 3, 6, 0, tzinfo=timezone.utc).timestamp()  # 14:00 in Shanghai, 07:00 in London
 
 
-class Provider:
-    """A provider that answers each send from a script: a Delivery, or a NotifierError to raise."""
-
-    def __init__(self, script=(), idempotent=False, sent=None):
-        self.script = list(script)
-        self.sends: list[tuple[str, str, str | None]] = []
-        self.idempotent = idempotent
-        self.sent = sent  # what find_sent answers: a Delivery, None, or an exception (a list: in turn)
-        self.lookups: list[tuple] = []  # the ``exclude`` of each find_sent
-
-    async def send(self, to, body, *, subject=None, data=None, key=None):
-        self.sends.append((to, body, key))
-        step = self.script.pop(0) if self.script else None
-        if isinstance(step, Exception):
-            raise step
-        return Delivery(f"SM{len(self.sends):032d}", "queued")
-
-    async def find_sent(self, to, body, since, *, exclude=()):
-        self.lookups.append(tuple(exclude))
-        answer = self.sent.pop(0) if isinstance(self.sent, list) else self.sent
-        if isinstance(answer, Exception):
-            raise answer
-        return answer
-
-    async def close(self):
-        pass
-
-
-class Env:
-    def __init__(self, customers, provider=None, silences=(), now=NOW, policy=None):
-        self.customers = {c["customer_id"]: c for c in customers}
-        self.contacts, self.outboxes, self.held, self.records, self.flushed = {}, {}, {}, [], 0
-        self.provider = provider or Provider()
-        self._silences = list(silences)
-        self.t = now
-        self.released: list[tuple[str, str]] = []
-        self.policy = policy or P.Policy(send_deadline_s=5.0)
-
-    def customer(self, cid): return self.customers.get(cid)
-    def contact(self, cid): return self.contacts.get(cid) or {}
-    def set_contact(self, cid, value): self.contacts[cid] = value
-    def outbox(self, key): return self.outboxes.get(key)
-    def set_outbox(self, key, value): self.outboxes[key] = value
-    def usage(self, cid): return None
-    def silences(self): return self._silences
-    def notifier(self, channel): return self.provider
-    def now(self): return self.t
-    async def flush(self): self.flushed += 1
-    async def hold(self, cid, key, entry): self.held.setdefault(cid, {})[key] = entry
-
-    def pop_held(self, cid, key):
-        return (self.held.get(cid) or {}).pop(key, None)
-
-    async def release_held(self, cid, why):
-        self.released += [(cid, k) for k, e in (self.held.get(cid) or {}).items() if e["why"] == why]
-
-    async def emit(self, record): self.records.append(dict(record))
-    async def pace(self, channel): pass
+def Env(customers, provider=None, silences=(), now=NOW, policy=None) -> MemoryEnv:
+    return MemoryEnv(customers, provider, silences, now=now, policy=policy)
 
 
 def customer(cid="C1", **over):

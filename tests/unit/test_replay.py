@@ -8,7 +8,7 @@ import pytest
 
 from gridwatch import config
 from gridwatch.contract import decode_customer, decode_readings
-from streams.replay import (
+from devtools.replay import (
     SKIP_DUPLICATE, SKIP_MISSING, SKIP_NEGATIVE, SKIP_NO_VALUE, customer_record, detect_format, parse_file,
     reading_messages,
 )
@@ -36,7 +36,7 @@ def build_parser():
     """Only this module's subcommand: the test does not depend on the other command modules."""
     import argparse
 
-    from streams.replay import register
+    from devtools.replay import register
 
     parser = argparse.ArgumentParser(prog="gridwatch")
     register(parser.add_subparsers(dest="command", required=True))

@@ -10,7 +10,7 @@ import pytest
 from detectors.standards import profile_for
 from gridwatch import config
 from gridwatch.contract import decode_customer, decode_event, decode_readings, format_ts, parse_ts
-from streams.simulator import (
+from devtools.simulator import (
     Fault, SimConfig, Simulator, encode_value, parse_duration, parse_fault, parse_time,
 )
 
@@ -22,7 +22,7 @@ def build_parser():
     """Only this module's subcommand: the test does not depend on the other command modules."""
     import argparse
 
-    from streams.simulator import register
+    from devtools.simulator import register
 
     parser = argparse.ArgumentParser(prog="gridwatch")
     register(parser.add_subparsers(dest="command", required=True))
@@ -405,7 +405,7 @@ def test_scenarios():
 
 
 def test_cli_scenario_defaults_and_overrides():
-    from streams.simulator import config_from_args
+    from devtools.simulator import config_from_args
 
     p = build_parser()
     cfg = config_from_args(p.parse_args(["simulate", "--scenario", "all"]))

@@ -14,7 +14,7 @@ from aiohttp import web
 from gridwatch.config import Settings
 from notifiers.base import Delivery, Notifier, NotifierError, is_retryable
 from notifiers.privacy import mask_phone, scrub
-from notifiers.sandbox import (SANDBOX_ACCOUNT_SID, SANDBOX_AUTH_TOKEN, STATE, make_app, parse_fail,
+from devtools.sandbox import (SANDBOX_ACCOUNT_SID, SANDBOX_AUTH_TOKEN, STATE, make_app, parse_fail,
                                register)
 from notifiers.sms import SANDBOX_FROM_NUMBER, TwilioSms
 
@@ -681,7 +681,7 @@ def test_the_lookup_reads_every_page_skips_known_sids_and_other_senders(monkeypa
 
 
 def test_sms_fingerprint_and_fault_parsing():
-    from notifiers.sandbox import parse_faults
+    from devtools.sandbox import parse_faults
     from notifiers.sms import sms_fingerprint
 
     assert sms_fingerprint("“a”\u00a0 b — c…  ") == sms_fingerprint('"a" b - c...') == '"a" b - c...'

@@ -6,7 +6,7 @@ import pytest
 
 from gridwatch.contract import check
 from notifiers.templates import (DEFAULT_CONTACT, MAX_SEGMENTS, TEMPLATE_VERSION, help_text, normalize_language,
-                                 parse_rfc3339, rating_thanks_text, render, render_email, sms_segments,
+                                 rating_thanks_text, render, render_email, sms_segments,
                                  still_out_text)
 
 # --------------------------------------------------------------------------------------------- segments
@@ -46,12 +46,6 @@ def test_sms_segments(body, expected):
 ])
 def test_normalize_language(tag, expected):
     assert normalize_language(tag) == expected
-
-
-def test_parse_rfc3339_variants():
-    assert parse_rfc3339("2024-05-01T06:30:00Z").isoformat() == "2024-05-01T06:30:00+00:00"
-    assert parse_rfc3339("2024-05-01T06:30:00.123456789z").microsecond == 123456
-    assert parse_rfc3339("2024-05-01T14:30:00+08:00").utcoffset().total_seconds() == 8 * 3600
 
 
 # --------------------------------------------------------------------------------------------- render

@@ -13,7 +13,7 @@ from detectors.bill import BillSpikeDetector
 from gridwatch.contract import ContractError, check, decode_customer
 from notifiers.tips import (DAYS_PER_MONTH, SHIFT_SHARE, band_price, choose_tip, format_money, price_at,
                             usage_summary)
-from streams.simulator import SimConfig, Simulator
+from devtools.simulator import SimConfig, Simulator
 
 START = date(2024, 6, 1)
 

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from gridwatch.config import COMPACTED_TOPICS, CONTRACT_TOPICS, INTERNAL_TOPICS, Settings
-from streams import broker, topics
+from devtools import broker
+from streams import topics
 
 
 def _props(text: str) -> dict[str, str]:

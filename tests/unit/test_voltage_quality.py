@@ -310,7 +310,7 @@ def test_simulated_sag_swell_and_loose_neutral_faults_are_found():
     """Each new simulator fault is found by its detector on its meter, and by no other detector."""
     from gridwatch import config
     from gridwatch.contract import decode_readings
-    from streams.simulator import SimConfig, Simulator, encode_value
+    from devtools.simulator import SimConfig, Simulator, encode_value
 
     sim = Simulator(SimConfig(seed=11, hours=24, faults=(
         "meter_sag:M000030@2026-07-01T03:00Z/1h", "meter_swell:M000004@2026-07-01T05:00Z/30m",

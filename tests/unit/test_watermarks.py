@@ -1,6 +1,6 @@
 """A readings partition's watermark: never past what may still come, and not stuck behind dark meters."""
 
-from streams.watermarks import PartitionClock
+from detectors.watermarks import PartitionClock
 
 H = 3600
 
@@ -157,7 +157,7 @@ def test_a_quiet_partition_moves_only_to_what_was_newest_a_while_ago():
     """A burst published partition after partition: a partition whose readings are not there yet looks
     quiet (no batch, nothing unread). Moved to the newest reading of the others it would overtake its own
     readings, and its meters would look silent (a spurious outage, seen after a worker restart)."""
-    from streams.watermarks import SettledNewest
+    from detectors.watermarks import SettledNewest
 
     now = [100.0]
     s = SettledNewest(20, wall=lambda: now[0])

@@ -101,7 +101,7 @@ def test_the_timestamp_is_signed_and_checked_with_a_tolerance():
 
 
 def test_the_sandbox_receiver_refuses_a_stale_signature():
-    from notifiers.sandbox import STATE
+    from devtools.sandbox import STATE
     from tests.unit.test_channels import sandbox
 
     async def go():

@@ -16,8 +16,8 @@ from gridwatch.config import Settings
 from gridwatch.contract import check
 from notifiers.privacy import mask_phone
 from notifiers.replies import parse_reply
-from notifiers.sandbox import SANDBOX_ACCOUNT_SID, STATE
-from notifiers.sandbox import make_app as make_sandbox
+from devtools.sandbox import SANDBOX_ACCOUNT_SID, STATE
+from devtools.sandbox import make_app as make_sandbox
 from streams.webhooks import EMPTY_TWIML, INBOUND_PATH, STATUS_PATH, auth_token, make_app
 from streams.worker import feedback_record
 from tests.unit.test_sms import served

@@ -52,7 +52,9 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pandas as pd
 
+from devtools.simulator import _quiet_kafka_logs, add_publish_options, publish_for_command
 from gridwatch import config
+from gridwatch.contract import parse_ts
 
 __all__ = [
     "FORMATS", "DEFAULT_TZ", "ParseResult", "detect_format", "parse_file", "to_utc",
@@ -424,8 +426,6 @@ def _parse_generic(df: pd.DataFrame, meter_id: str, tz: str, label: str, interva
 def reading_messages(readings: list[dict], batch: int) -> Iterator[tuple[int, str, str, list[dict]]]:
     """``(event_time, topic, key, [readings])``: runs of ``batch`` consecutive readings of one meter, ordered
     by the ts of their last reading, then meter_id (one meter: simply in time order)."""
-    from gridwatch.contract import parse_ts
-
     if batch < 1:
         raise ValueError("batch must be >= 1")
     msgs = []
@@ -491,15 +491,11 @@ def register(subparsers) -> None:
                    help=f"first publish a matching customer record (230 V, en, EN 50160) "
                         f"(id default {DEFAULT_CUSTOMER}; with several meters C-<meter_id>)")
     p.add_argument("--phone", default=None, help="phone (E.164) of the --customer record (default a fiction number)")
-    from streams.simulator import add_publish_options
-
     add_publish_options(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from streams.simulator import _quiet_kafka_logs, publish_for_command
-
     _quiet_kafka_logs(args)
     err = sys.stderr
     t_start = time.monotonic()

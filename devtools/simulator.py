@@ -86,18 +86,25 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import re
 import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Iterable, Iterator
+from zoneinfo import ZoneInfo
 
 import numpy as np
+import pandas as pd
+from kafka import KafkaProducer
+from tqdm import tqdm
 
 from detectors.standards import profile_for
 from gridwatch import config
+from gridwatch import timefmt
 from gridwatch.contract import format_ts
+from gridwatch.timefmt import parse_duration
 
 __all__ = [
     "REGIONS", "SCENARIOS", "DEFAULTS", "Fault", "SimConfig", "Simulator",
@@ -214,36 +221,14 @@ _NOISE_SIGMA = {"residential": 0.25, "commercial": 0.10, "industrial": 0.06}
 
 # ----------------------------------------------------------------------------------------------- faults
 
-_TIME_UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
-_DUR_RE = re.compile(r"(\d+(?:\.\d+)?)([dhms])")
-
-
-def parse_duration(text: str) -> int:
-    """``45m``, ``2h``, ``1h30m``, ``1d``, ``90s`` -> seconds."""
-    t = text.strip().lower()
-    parts = _DUR_RE.findall(t)
-    if not parts or "".join(n + u for n, u in parts) != t:
-        raise ValueError(f"not a duration: {text!r} (use e.g. 45m, 2h, 1h30m, 1d)")
-    return int(round(sum(float(n) * _TIME_UNITS[u] for n, u in parts)))
-
-
 def parse_time(text: str, base: int | None = None) -> int:
     """RFC 3339 (``2026-07-01T10:00Z``), a date (midnight UTC) or ``+DURATION`` after ``base`` -> epoch s.
 
-    A timestamp without an offset is read as UTC.
+    A timestamp without an offset is read as UTC (:mod:`gridwatch.timefmt`).
     """
-    t = text.strip()
-    if t.startswith("+"):
-        if base is None:
-            raise ValueError(f"relative time {text!r} needs a start")
-        return base + parse_duration(t[1:])
-    try:
-        dt = datetime.fromisoformat(t)
-    except ValueError:
-        raise ValueError(f"not a time: {text!r} (use RFC 3339, YYYY-MM-DD or +DURATION)") from None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
-    return int(dt.timestamp())
+    if text.strip().startswith("+") and base is None:
+        raise ValueError(f"relative time {text!r} needs a start")
+    return int(timefmt.parse_time(text, naive_utc=True, relative_to=base, numbers=False))
 
 
 _FAULT_RE = re.compile(r"^(?P<kind>[a-z_]+):(?P<target>[^@\s]+)@(?P<start>[^/\s]+)(?:/(?P<arg>\S+))?$")
@@ -376,8 +361,6 @@ def _eval(sim: "Simulator") -> list[str]:
     midnight that opens a billing cycle of its customer, at least 33 days in (four weeks of history and one
     complete cycle before it) and two weeks before the end, so a bill detector has something to judge it by.
     """
-    from zoneinfo import ZoneInfo
-
     rng = np.random.default_rng([sim.seed, 9])
     step, day, guard = 900, 86400, 2 * 3600
     n = len(sim._feeders)
@@ -862,8 +845,6 @@ class Simulator:
         ts_begin = ts_end - iv
         mid = ts_end - iv // 2
         rng = np.random.default_rng([self.seed, 1, c])
-        import pandas as pd  # local: only needed for time zone arithmetic
-
         utc = pd.to_datetime(mid, unit="s", utc=True)
         prof = np.empty((C, M))
         local_cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
@@ -1120,8 +1101,6 @@ def make_producer(bootstrap: str | list[str] | None = None):
 
     Topics are not auto-created (``gridwatch topics create`` makes them with the right partitions).
     """
-    from kafka import KafkaProducer
-
     servers = bootstrap or config.Settings().bootstrap_list
     if isinstance(servers, str):
         servers = [s.strip() for s in servers.split(",") if s.strip()]
@@ -1177,8 +1156,6 @@ def publish(timed: Iterable[tuple[int, str, str, Any]], sink, *, speedup: float 
     the first record; None or 0 = as fast as possible. The sink is flushed once after the leading records
     of ``flush_after`` (the customers must be in place before the readings) and at the end.
     """
-    from tqdm import tqdm
-
     counts: dict[str, int] = {}
     bar = tqdm(total=total, desc=desc, unit="msg", file=sys.stderr, disable=not progress, smoothing=0.1)
     t0 = w0 = None
@@ -1300,8 +1277,6 @@ def publish_for_command(command: str, timed, total: int, args: argparse.Namespac
         return 0, publish(timed, sink, speedup=args.speedup, total=total,
                           progress=not args.no_progress and args.out != "-", desc=command)
     except BrokenPipeError:  # --out - piped into head & co.
-        import os
-
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0, None
     except Exception as exc:

@@ -4,7 +4,7 @@ Starts (or reuses) Kafka, creates the topics, starts the SMS sandbox and the wor
 utility with a transformer undervoltage, and prints alerts and SMS as they happen. Ctrl-C, or
 ``--duration``, stops everything it started — and nothing it did not start.
 
-The simulated customers' phone numbers are all in ranges reserved for fiction (:func:`streams.simulator.fiction_phone`),
+The simulated customers' phone numbers are all in ranges reserved for fiction (:func:`devtools.simulator.fiction_phone`),
 and SMS go to the local sandbox: with ``TWILIO_*`` set the demo refuses to start (exit 2) unless
 ``--real-twilio`` says that real SMS to those numbers are meant.
 """
@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -24,8 +24,14 @@ import urllib.request
 from collections import Counter
 from pathlib import Path
 
+from kafka import KafkaConsumer
+from sqlalchemy.engine import make_url
+
+from devtools import broker
 from gridwatch import config as names
 from gridwatch.config import Settings
+from history import db, server
+from streams import topics
 
 __all__ = ["register", "run", "Processes", "wait_http"]
 
@@ -86,10 +92,6 @@ def ensure_service(procs: Processes, command: str, url: str, probe: str, env: di
 
 
 def run(args) -> int:
-    from kafka import KafkaConsumer
-
-    from streams import broker, topics
-
     if hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(line_buffering=True)  # alerts and SMS show as they happen, even when piped
     base = Settings()
@@ -194,8 +196,6 @@ def run(args) -> int:
         print("\nstopping what the demo started…")
         procs.stop()
         if started_db:
-            from history import server
-
             server.stop(settings)
         if started_broker:
             broker.stop(settings)
@@ -205,10 +205,6 @@ def start_history(procs: Processes, settings: Settings, env: dict) -> bool:
     """The history store (GRIDWATCH_DATABASE_URL, else a local PostgreSQL) and its projector; True when the
     demo started that PostgreSQL (so it stops it). A demo on its own topic prefix gets its own database.
     Without PostgreSQL binaries the demo goes on without the history, and says so."""
-    from sqlalchemy.engine import make_url
-
-    from history import db, server
-
     try:
         started = not settings.database_url and server.managed_pid(settings) is None
         url = db.database_url(settings)

@@ -121,14 +121,25 @@ from email import policy as email_policy
 from email.parser import BytesParser
 from email.utils import format_datetime
 from pathlib import Path
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
+import aiohttp
 from aiohttp import web
+from aiosmtpd.smtp import SMTP
+from twilio.request_validator import RequestValidator
 
+from gridwatch.config import (SANDBOX_ACCOUNT_SID, SANDBOX_AUTH_TOKEN, SANDBOX_FROM_NUMBER,
+                              SANDBOX_HOST as DEFAULT_HOST, SANDBOX_PORT as DEFAULT_PORT,
+                              SANDBOX_SMTP_PORT_OFFSET, sandbox_credentials,
+                              sandbox_smtp_address)
 from gridwatch.httpauth import basic_credentials
 from gridwatch.signals import stop_event
+from gridwatch.timefmt import parse_datetime
 from notifiers.privacy import mask_email, mask_phone
+from notifiers.webhook import (IDEMPOTENCY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, customer_secret,
+                               verify_signature, webhook_secret as _webhook_secret)
 from notifiers.templates import sms_segments
+from streams.webhooks import INBOUND_PATH, STATUS_PATH
 
 __all__ = [
     "API_VERSION",
@@ -151,15 +162,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 API_VERSION = "2010-04-01"
-# Fixed, public, NOT secret: the sandbox only ever runs on a developer machine or in CI.
-SANDBOX_ACCOUNT_SID = "AC5a4db0c2e1f3a6b7c8d9e0f1a2b3c4d5"
-SANDBOX_AUTH_TOKEN = "gridwatch-sandbox-token-not-secret"
-ENV_ACCOUNT_SID = "GRIDWATCH_SANDBOX_ACCOUNT_SID"
-ENV_AUTH_TOKEN = "GRIDWATCH_SANDBOX_AUTH_TOKEN"
 ENV_FAIL = "GRIDWATCH_SANDBOX_FAIL"
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 8088
-SMTP_PORT_OFFSET = 1  # the SMTP sink listens next to the HTTP port
 MAX_BODY_CHARS = 1600
 
 _ACCOUNT_SID_RE = re.compile(r"^AC[0-9a-fA-F]{32}$")
@@ -169,19 +172,6 @@ _SHORT_CODE_RE = re.compile(r"^\d{3,8}$")
 _ALPHA_SENDER_RE = re.compile(r"^(?=.*[A-Za-z])[A-Za-z0-9 ]{1,11}$")
 
 assert _ACCOUNT_SID_RE.match(SANDBOX_ACCOUNT_SID)
-
-
-def sandbox_smtp_address(sandbox_url: str) -> tuple[str, int]:
-    """Where the SMTP sink of the sandbox at ``sandbox_url`` listens: its host, its HTTP port + 1."""
-    parts = urlsplit(sandbox_url)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    return parts.hostname or DEFAULT_HOST, port + SMTP_PORT_OFFSET
-
-
-def sandbox_credentials() -> tuple[str, str]:
-    """``(account_sid, auth_token)`` the sandbox accepts: the env overrides, else the built-in defaults."""
-    return (os.environ.get(ENV_ACCOUNT_SID) or SANDBOX_ACCOUNT_SID,
-            os.environ.get(ENV_AUTH_TOKEN) or SANDBOX_AUTH_TOKEN)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -577,9 +567,6 @@ async def _report_delivery(state: SandboxState, record: dict) -> None:
     Form fields and the ``X-Twilio-Signature`` header as Twilio sends them, so the receiving end can be
     tested with its real signature check. A callback that cannot be delivered is logged, not retried.
     """
-    import aiohttp
-    from twilio.request_validator import RequestValidator
-
     url = record["sandbox"]["status_callback"]
     validator = RequestValidator(state.auth_token)
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
@@ -627,7 +614,7 @@ async def list_messages(request: web.Request) -> web.Response:
 
     def listed(r: dict) -> bool:  # list-lag: the list shows a message only some time after its creation
         lag = next((f.arg for f in state.faults.get(r["to"], ()) if f.kind == "list-lag"), None)
-        return lag is None or (now - datetime.fromisoformat(r["sandbox"]["received_at"])).total_seconds() >= lag
+        return lag is None or (now - parse_datetime(r["sandbox"]["received_at"])).total_seconds() >= lag
 
     rows = [r for r in reversed(state.records)
             if (not q.get("To") or r["to"] == q["To"]) and (not q.get("From") or r["from"] == q["From"])
@@ -689,9 +676,6 @@ def _json(payload: dict, status: int = 200, headers: dict | None = None) -> web.
 
 async def receive_webhook(request: web.Request) -> web.Response:
     """A customer's webhook: signature checked, deduped on Idempotency-Key, the JSON payload recorded."""
-    from notifiers.webhook import (IDEMPOTENCY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, customer_secret,
-                                   verify_signature)
-
     state = request.app[STATE]
     name = request.match_info["name"]
     raw = await request.read()
@@ -823,8 +807,6 @@ async def start_smtp_sink(state: SandboxState, host: str = DEFAULT_HOST, port: i
     """An aiosmtpd SMTP server on ``host:port`` (0: any free port) in the running event loop, recording
     into ``state`` (``handler``: another aiosmtpd handler instead of :class:`MailSink`). Sets
     ``state.smtp_port``; stop it with ``server.close()``."""
-    from aiosmtpd.smtp import SMTP
-
     # aiosmtpd logs every command, recipients in full, at INFO: keep it quieter unless configured otherwise
     smtpd_log = logging.getLogger("mail.log")
     if smtpd_log.level == logging.NOTSET:
@@ -841,8 +823,6 @@ async def start_smtp_sink(state: SandboxState, host: str = DEFAULT_HOST, port: i
 
 def _inbound_url(state: SandboxState, original: dict | None) -> str | None:
     """The inbound webhook: the configured one, else the replied-to message's status callback's sibling."""
-    from streams.webhooks import INBOUND_PATH, STATUS_PATH
-
     if state.inbound_url:
         return state.inbound_url
     callback = ((original or {}).get("sandbox") or {}).get("status_callback") or ""
@@ -853,11 +833,6 @@ def _inbound_url(state: SandboxState, original: dict | None) -> str | None:
 
 async def send_reply(request: web.Request) -> web.Response:
     """A person's reply, POSTed to the inbound webhook signed like Twilio signs an incoming message."""
-    import aiohttp
-    from twilio.request_validator import RequestValidator
-
-    from notifiers.sms import SANDBOX_FROM_NUMBER
-
     state = request.app[STATE]
     from_page = request.content_type != "application/json"
     if from_page:
@@ -1087,8 +1062,6 @@ def make_app(account_sid: str, auth_token: str, fail=None, store: str | os.PathL
     app = web.Application()
     app[STATE] = SandboxState(account_sid=account_sid, auth_token=auth_token, fail=parse_fail(fail),
                               store=Path(store) if store else None, delay_s=delay_s, inbound_url=inbound_url)
-    from notifiers.webhook import webhook_secret as _webhook_secret
-
     app[STATE].webhook_secret = _webhook_secret(webhook_secret or os.environ.get("GRIDWATCH_WEBHOOK_SECRET"))
     app[STATE].webhook_fail = parse_rules(fail_webhook)
     app[STATE].email_fail = parse_rules(fail_email, lowercase=True)
@@ -1153,7 +1126,7 @@ async def serve(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *, fail=None
     account_sid, auth_token = sandbox_credentials()
     required = bool(smtp_port)  # the default port may be taken: then run without the sink, with a warning
     if smtp_port is None:
-        smtp_port = port + SMTP_PORT_OFFSET if port else 0
+        smtp_port = port + SANDBOX_SMTP_PORT_OFFSET if port else 0
     elif smtp_port == 0:
         smtp_port = None
     app = make_app(account_sid, auth_token, fail=fail, store=store, delay_s=delay_s, inbound_url=inbound_url,
@@ -1200,8 +1173,6 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     inbound_url = args.inbound_url
     if not inbound_url and os.environ.get("GRIDWATCH_WEBHOOK_URL"):
-        from streams.webhooks import INBOUND_PATH
-
         inbound_url = os.environ["GRIDWATCH_WEBHOOK_URL"].rstrip("/") + INBOUND_PATH
     asyncio.run(serve(args.host, args.port, fail=fail, store=args.store, delay_s=args.delay,
                       inbound_url=inbound_url, smtp_port=args.smtp_port, fail_webhook=args.fail_webhook,
