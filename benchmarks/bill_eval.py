@@ -74,7 +74,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 __all__ = ["HOUSEHOLDS", "CASES", "TARGET", "GRID", "default_shared", "load_days", "load_daily", "evaluate",
-           "decide", "naive", "oracle", "wilson", "format_report", "main"]
+           "decide", "naive", "oracle", "oracle_peak", "wilson", "format_report", "main"]
 
 #: the sub-daily households: (name, file under data/, the clock it was logged on, the customer's timezone)
 HOUSEHOLDS = (
@@ -411,9 +411,26 @@ def oracle(kwh: list[float | None], usual_kwh: float, forecaster: str, *, from_d
     ``ORACLE_LEVEL_DAYS`` days with a record carried flat; ``"trend"``, the least-squares line through the
     last ``ORACLE_TREND_DAYS`` days with a record carried forward (never below 0 kWh a day). No margin, no
     minimum excess: an upper bound on what a causal rule with that threshold and that forecaster can catch."""
+    for i, pct in _oracle_pcts(kwh, usual_kwh, forecaster, from_day, edge):
+        if pct >= alert_pct:
+            return i
+    return None
+
+
+def oracle_peak(kwh: list[float | None], usual_kwh: float, forecaster: str, *, from_day: int = 0, edge: int = 7
+                ) -> float | None:
+    """The highest % above ``usual_kwh`` the :func:`oracle`'s projection reaches on the days it may alert:
+    it alerts at a threshold iff this is at least the threshold."""
+    return max((pct for _, pct in _oracle_pcts(kwh, usual_kwh, forecaster, from_day, edge)), default=None)
+
+
+def _oracle_pcts(kwh: list[float | None], usual_kwh: float, forecaster: str, from_day: int, edge: int
+                 ) -> Iterable[tuple[int, float]]:
     length = len(kwh)
     measured = 0.0
     seen: list[tuple[int, float]] = []
+    if usual_kwh <= 0:
+        return
     for i in range(length):
         if kwh[i] is not None:
             measured += kwh[i]                                # type: ignore[operator]
@@ -431,9 +448,7 @@ def oracle(kwh: list[float | None], usual_kwh: float, forecaster: str, *, from_d
             sxx = sum((x - mx) ** 2 for x, _ in pts)
             b = sum((x - mx) * (y - my) for x, y in pts) / sxx if sxx else 0.0
             rest = sum(max(0.0, my + b * (j - mx)) for j in todo)
-        if usual_kwh > 0 and 100 * ((measured + rest) / usual_kwh - 1) >= alert_pct:
-            return i
-    return None
+        yield i, 100 * ((measured + rest) / usual_kwh - 1)
 
 
 def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -526,7 +541,7 @@ def _cycle_outcomes(c: dict, grid: list[dict]) -> dict:
     o: dict[str, Any] = {"start": c["start"], "final": final, "natural": final >= 0.3, "basis": c["basis"],
                          "winter": c["start"][5:7] in ("11", "12", "01", "02"), "untouched": untouched,
                          "naive": naive(c["kwh"], c["prev_kwh"]),
-                         "oracle": {f: oracle(c["kwh"], true_usual, f) for f in ORACLES}, "cases": {}}
+                         "oracle": {f: oracle_peak(c["kwh"], true_usual, f) for f in ORACLES}, "cases": {}}
     if final >= 0.3:
         return o
     for case in CASES:
@@ -540,7 +555,7 @@ def _cycle_outcomes(c: dict, grid: list[dict]) -> dict:
         nv = naive(kwh, c["prev_kwh"])
         o["cases"][case] = {"days": days, "factor": f, "bill": bill, "naive": None if nv is None else nv,
                             "naive_before": o["naive"] is not None and o["naive"] < mid, "length": L, "mid": mid,
-                            "oracle": {f: oracle(kwh, true_usual, f, from_day=mid) for f in ORACLES}}
+                            "oracle": {f: oracle_peak(kwh, true_usual, f, from_day=mid) for f in ORACLES}}
     return o
 
 
@@ -610,9 +625,10 @@ def _report(table: dict, names: list[str], pick: dict[str, int]) -> dict:
                 rows[g]["det"][1] += 1
                 rows[g]["naive"][0] += nv is not None
                 rows[g]["naive"][1] += 1
-                for f in ORACLES:
-                    rows[g][f"oracle_{f}"][0] += o["oracle"][f] is not None
-                    rows[g][f"oracle_{f}"][1] += 1
+                for f in ORACLES:                      # its usual is the cycle itself: no natural spikes
+                    if not o["natural"]:
+                        rows[g][f"oracle_{f}"][0] += _hit(o["oracle"][f], ALERT_PCT)
+                        rows[g][f"oracle_{f}"][1] += 1
             if not o["natural"]:
                 mine["false"][0] += alert is not None
                 mine["false"][1] += 1
@@ -629,7 +645,7 @@ def _report(table: dict, names: list[str], pick: dict[str, int]) -> dict:
                     rows[case]["naive"][0] += t["naive"] is not None and t["length"] - 1 - t["naive"] >= 7
                     rows[case]["naive"][1] += 1
                 for f in ORACLES:                      # scanned from mid-cycle: every cycle of the case counts
-                    rows[case][f"oracle_{f}"][0] += t["oracle"][f] is not None
+                    rows[case][f"oracle_{f}"][0] += _hit(t["oracle"][f], ALERT_PCT)
                     rows[case][f"oracle_{f}"][1] += 1
         per_house[name] = {k: list(v) for k, v in mine.items()}
     out = {"rows": {g: {col: _rate(*v[col]) for col in cols} for g, v in rows.items()},
@@ -637,6 +653,33 @@ def _report(table: dict, names: list[str], pick: dict[str, int]) -> dict:
            "min_days_left": {c: min(v) for c, v in lead.items() if v},
            "per_household": per_house}
     out["households"] = _per_household_summary(per_house)
+    out["oracle_at_5pct_false"] = _oracle_matched(table, names)
+    return out
+
+
+def _hit(peak: float | None, threshold: float) -> bool:
+    return peak is not None and peak >= threshold
+
+
+def _oracle_matched(table: dict, names: list[str], false: float = 0.05) -> dict:
+    """Per forecaster: the lowest threshold at which the oracle alerts on at most ``false`` of the untouched
+    cycles (never under ALERT_PCT), and its recall per case there."""
+    out = {}
+    for f in ORACLES:
+        peaks = sorted((o["oracle"][f] if o["oracle"][f] is not None else -math.inf)
+                       for n in names for o in table[n] if not o["natural"])
+        allowed = int(false * len(peaks))            # cycles allowed to reach the threshold
+        th = ALERT_PCT
+        if allowed < len(peaks) and peaks[len(peaks) - 1 - allowed] >= th:
+            th = peaks[len(peaks) - 1 - allowed] + 1e-6          # just above the (allowed+1)-th highest peak
+        cases = defaultdict(lambda: [0, 0])
+        for n in names:
+            for o in table[n]:
+                for case, t in o["cases"].items():
+                    cases[case][0] += _hit(t["oracle"][f], th)
+                    cases[case][1] += 1
+        out[f] = {"threshold_pct": round(th, 1), "false": _rate(sum(p >= th for p in peaks), len(peaks)),
+                  "cases": {c: _rate(*v) for c, v in cases.items()}}
     return out
 
 
@@ -727,6 +770,10 @@ def format_report(res: dict) -> str:
                  f"above it: the kWh so far plus the rest at the mean of the last {ORACLE_LEVEL_DAYS} days (level) or "
                  f"on the least-squares line of the last {ORACLE_TREND_DAYS} days (trend); its untouched rows are "
                  f"its false alerts")
+    for f, m in h.get("oracle_at_5pct_false", {}).items():
+        lines.append(f"oracle, {f}, at the threshold that leaves <= 5 % of untouched cycles alerted "
+                     f"({m['threshold_pct']:g} %; false alerts {_fmt(m['false'])}): "
+                     + "; ".join(f"{c} {_fmt(r)}" for c, r in m["cases"].items()))
     s = res["sample"]
     lines += [
         "",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.bill_eval import BILL_TARGET, _choose, decide, inject, naive, oracle, wilson
+from benchmarks.bill_eval import BILL_TARGET, _choose, _oracle_matched, decide, inject, naive, oracle, oracle_peak, wilson
 
 
 def cycle(kwh, usual_per_day=10.0):
@@ -128,3 +128,21 @@ def test_the_gated_trend_carries_a_significant_rise_forward_only():
     swings = [10.0] * 15 + [12.0] * 3 + [8.0, 16.0, 8.0, 16.0, 16.0] + [12.0] * 7
     assert decide(swings, [True] * 30, [10.0] * 30, 300.0, {**trend, "early_margin_pct": 0.0}) is None
     assert decide(swings, [True] * 30, [10.0] * 30, 300.0, {**trend, "early_margin_pct": 0.0, "trend_t": 0.0}) == 22
+
+
+def test_the_oracle_at_matched_false_alerts_raises_its_threshold_until_5_pct_are_left():
+    """100 untouched cycles whose oracle projections peak at 0 .. 99 % above usual: at 30 % 70 would alert, so
+    the threshold goes just above the 6th highest peak (94 %), leaving 5; the cases are counted at it. A
+    forecaster that never reaches 30 % on an untouched cycle keeps 30 %."""
+    def o(p):
+        return {"natural": False, "oracle": {"level": float(p), "trend": None},
+                "cases": {"ramp": {"oracle": {"level": p + 5.0, "trend": 40.0}}}}
+
+    m = _oracle_matched({"a": [o(p) for p in range(100)]}, ["a"])
+    assert m["level"]["threshold_pct"] == 94.0 and m["level"]["false"]["k"] == 5
+    assert m["level"]["cases"]["ramp"]["k"] == 10                          # peaks 95 .. 104
+    assert m["trend"]["threshold_pct"] == 30.0 and m["trend"]["cases"]["ramp"]["k"] == 100
+    c = {"kwh": [10.0] * 30, "mid": 15, "length": 30, "usual_kwh": 300.0}
+    ramp, _, _ = inject(c, "ramp to +40 %")
+    assert oracle_peak(ramp, 300.0, "level", from_day=15) == pytest.approx(27.17, abs=0.01)
+    assert oracle_peak(ramp, 300.0, "trend", from_day=15) == pytest.approx(40.0)
