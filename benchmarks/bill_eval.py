@@ -522,6 +522,9 @@ def evaluate(shared: Path | None = None, sample: int | None = DEFAULT_SAMPLE, *,
     out["held_out"] = _report(table, names, held)
     best_all = _choose(table, names, grid)
     out["chosen_on_all"] = grid[best_all]
+    if try_trend:                      # what the gated trend does, in-sample on all households, beside the choice
+        out["trend_points"] = [{"params": grid[gi], **_score(table, names, gi)} for gi in range(len(grid))
+                               if "trend_days" in grid[gi] or gi == best_all]
     default_idx = grid.index(defaults)
     out["defaults_in_sample"] = _report(table, names, {n: default_idx for n in names})
     if check:
@@ -800,6 +803,12 @@ def format_report(res: dict) -> str:
                      f"{_p(t['natural'])}, recall {_p(t['recall'])}, ramp {_p(t['ramp_recall'])})")
     lines.append(f"chosen on all households: {_params(res['chosen_on_all'])}; the detector's defaults: "
                  f"{_params(res['defaults'])}")
+    if res.get("trend_points"):
+        lines.append("--try-trend, in-sample on all households (false alerts, winter false alerts, natural spikes, "
+                     f"'{TARGET}' and '{RAMP}' recall):")
+        for t in res["trend_points"]:
+            lines.append(f"  {_params(t['params'])}: {_p(t['false_rate'])}, {_p(t['winter_false_rate'])}, "
+                         f"{_p(t['natural'])}, {_p(t['recall'])}, {_p(t['ramp_recall'])}")
     if "check" in res:
         ck = res["check"]
         lines.append(f"check: the real detector (defaults) and decide() alert on the same day in {ck['same']} of "

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.bill_eval import BILL_TARGET, _choose, _oracle_matched, decide, inject, naive, oracle, oracle_peak, wilson
+from benchmarks.bill_eval import (BILL_TARGET, _choose, _oracle_matched, decide, inject, naive, oracle, oracle_peak,
+                                  wilson)
 
 
 def cycle(kwh, usual_per_day=10.0):
