@@ -52,6 +52,11 @@ through the last 7 days carried forward (trend). Its recall is the share of spik
 reaches 30 % above that usual bill on a day from mid-cycle to the 8th from last (see :func:`oracle`); its
 rate on the untouched cycles (scanned from the 8th day) is its own false alerts. A causal rule with that
 threshold and that forecaster cannot catch more, unless its usual bill errs low, which costs false alerts.
+It is also given at the one threshold that leaves 5 % of the untouched cycles alerted (pooled; no bound on
+a rule whose margin changes over the cycle, as the detector's does).
+
+``--try-trend`` adds :data:`TREND_GRID`'s points, a gated trend the detector does not have, to the grid and
+prints what each does in-sample on all households beside the point chosen there.
 
 ``--quick``: 20 households (~1 minute with a warm cache). ``--json``: the figures as JSON.
 """
