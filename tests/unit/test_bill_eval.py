@@ -97,8 +97,8 @@ def test_the_oracle_knows_the_usual_bill_and_forecasts_from_the_cycle_so_far():
     (day 22) the level of the last 4 days, carried flat, projects under +30 % (the ramp has shown about half its
     rise); the line through the last 7 days carries the rise forward and gets there on day 18. A step to +40 %:
     the level on day 17 (its last 4 days average (10 + 3 x 18) / 4 = 16, the projection 15 x 10 + 3 x 18 +
-    12 x 16 = 396 kWh = +32 %; on day 16, 15 x 10 + 2 x 18 + 13 x 14 = 368 kWh = +23 %). Nothing is ever alerted before ``from_day``, in the first or last 7 days, or on
-    an untouched cycle."""
+    12 x 16 = 396 kWh = +32 %; on day 16, 15 x 10 + 2 x 18 + 13 x 14 = 368 kWh = +23 %). Nothing is ever
+    alerted before ``from_day``, in the first or last 7 days, or on an untouched cycle."""
     c = {"kwh": [10.0] * 30, "mid": 15, "length": 30, "usual_kwh": 300.0}
     ramp, _, _ = inject(c, "ramp to +40 %")
     step, _, _ = inject(c, "step to +40 %")
