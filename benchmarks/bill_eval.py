@@ -45,6 +45,19 @@ detector (``process`` from the mid-cycle state) for the detector's default param
 The naive rule, on the same cycles: "the cycle so far, projected to the whole cycle, > the last cycle x
 1.3", checked daily on the days the detector may alert (8th .. 8th from last).
 
+**The oracle**, on the same cycles: what the threshold allows at all on each shape. It knows the cycle's true
+usual bill, the un-spiked cycle's own total (no detector has it), and projects the cycle so far with a simple
+forecaster of the remaining days: the mean of the last 4 days carried flat (level), or the least-squares line
+through the last 7 days carried forward (trend). Its recall is the share of spiked cycles whose projection
+reaches 30 % above that usual bill on a day from mid-cycle to the 8th from last (see :func:`oracle`); its
+rate on the untouched cycles (scanned from the 8th day) is its own false alerts. A causal rule with that
+threshold and that forecaster cannot catch more, unless its usual bill errs low, which costs false alerts.
+It is also given at the one threshold that leaves 5 % of the untouched cycles alerted (pooled; no bound on
+a rule whose margin changes over the cycle, as the detector's does).
+
+``--try-trend`` adds :data:`TREND_GRID`'s points, a gated trend the detector does not have, to the grid and
+prints what each does in-sample on all households beside the point chosen there.
+
 ``--quick``: 20 households (~1 minute with a warm cache). ``--json``: the figures as JSON.
 """
 
@@ -66,7 +79,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 __all__ = ["HOUSEHOLDS", "CASES", "TARGET", "GRID", "default_shared", "load_days", "load_daily", "evaluate",
-           "decide", "naive", "wilson", "format_report", "main"]
+           "decide", "naive", "oracle", "oracle_peak", "wilson", "format_report", "main"]
 
 #: the sub-daily households: (name, file under data/, the clock it was logged on, the customer's timezone)
 HOUSEHOLDS = (
@@ -94,7 +107,17 @@ RAMP = "ramp to +40 %"
 #: the decision's parameters tried by the cross-validation
 GRID = {"ratio_days": (3, 4, 5, 6), "early_margin_pct": (0.0, 10.0, 20.0, 40.0, 60.0, 80.0, 100.0, 120.0),
         "margin_power": (1.0, 2.0, 3.0), "min_level_ratio": (1.0, 1.1, 1.2)}
+#: ``--try-trend``: grid points added with a gated trend (the level's least-squares slope over the last
+#: ``trend_days`` usable days, carried over the days ahead times ``trend_weight``, only when it rises with a t
+#: statistic >= ``trend_t``), around the region the cross-validation chooses without it
+TREND_T = 2.0
+TREND_GRID = {"ratio_days": (4, 5), "early_margin_pct": (100.0, 120.0), "margin_power": (3.0,),
+              "min_level_ratio": (1.0,), "trend_days": (5, 7), "trend_weight": (0.5, 1.0), "trend_t": (1.0, 2.0)}
 FOLDS = 5
+#: the oracle's forecasters of the rest of the cycle (see :func:`oracle`)
+ORACLES = ("level", "trend")
+ORACLE_LEVEL_DAYS = 4
+ORACLE_TREND_DAYS = 7
 MAX_TRAIN_FALSE = 0.04
 MIN_TRAIN_NATURAL = 0.8
 CACHE = Path(__file__).resolve().parents[1] / ".run" / "bill_eval" / "fits"
@@ -315,8 +338,10 @@ def decide(kwh: list[float | None], usable: list[bool], yhat: list[float], usual
     k = params["ratio_days"]
     margin, min_ratio = params["early_margin_pct"], params["min_level_ratio"]
     power = params.get("margin_power", 1.0)
+    trend_days, trend_weight = params.get("trend_days", 0), params.get("trend_weight", 0.0)
     measured = missing = 0.0
     window: list[tuple[float, float]] = []                 # the last k usable days: (kWh, forecast)
+    daily: list[tuple[int, float]] = []                    # the cycle's usable days: (index, kWh / forecast)
     rest = sum(yhat[:length])
     for i in range(length):
         rest -= yhat[i]
@@ -328,6 +353,8 @@ def decide(kwh: list[float | None], usable: list[bool], yhat: list[float], usual
             window.append((kwh[i], yhat[i]))                  # type: ignore[arg-type]
             if len(window) > k:
                 window.pop(0)
+            if trend_days and yhat[i] > 0:
+                daily.append((i, kwh[i] / yhat[i]))           # type: ignore[operator]
         if i < max(edge, from_day) or length - 1 - i < edge:
             continue
         a, f = sum(w[0] for w in window), sum(w[1] for w in window)
@@ -335,11 +362,29 @@ def decide(kwh: list[float | None], usable: list[bool], yhat: list[float], usual
             continue
         r = min(4.0, max(0.25, a / f))
         proj = measured + r * (missing + rest)
+        if trend_days and len(daily) >= trend_days:
+            b = _rising(daily[-trend_days:], params.get("trend_t", TREND_T))
+            if b:                                             # the level's rise carried over the days ahead
+                proj += trend_weight * b * sum(yhat[j] * (j - i) for j in range(i + 1, length))
         required = alert_pct + margin * ((length - 1 - i) / length) ** power
         if usual_kwh > 0 and 100 * (proj / usual_kwh - 1) >= required and proj - usual_kwh >= min_excess_kwh \
                 and r >= min_ratio:
             return i
     return None
+
+
+def _rising(points: list[tuple[int, float]], t_min: float = TREND_T) -> float:
+    """The least-squares slope (per day) of ``points`` when it rises with a t statistic >= ``t_min``, else 0."""
+    n = len(points)
+    mx = sum(x for x, _ in points) / n
+    my = sum(y for _, y in points) / n
+    sxx = sum((x - mx) ** 2 for x, _ in points)
+    if n < 3 or sxx <= 0:
+        return 0.0
+    b = sum((x - mx) * (y - my) for x, y in points) / sxx
+    sse = sum((y - my - b * (x - mx)) ** 2 for x, y in points)
+    se = math.sqrt(sse / (n - 2) / sxx)
+    return b if b > 0 and (se == 0 or b / se >= t_min) else 0.0
 
 
 def naive(kwh: list[float | None], prev: list[float | None], edge: int = 7, factor: float = NAIVE_FACTOR
@@ -361,6 +406,56 @@ def naive(kwh: list[float | None], prev: list[float | None], edge: int = 7, fact
     return None
 
 
+def oracle(kwh: list[float | None], usual_kwh: float, forecaster: str, *, from_day: int = 0, edge: int = 7,
+           alert_pct: float = ALERT_PCT) -> int | None:
+    """The first cycle day (index, >= ``from_day``, outside the first and last ``edge`` days) on which a
+    projection that knows the cycle's true usual bill ``usual_kwh`` exceeds it by ``alert_pct``; None for none.
+
+    The projection is the kWh measured so far plus the rest of the cycle (the days ahead and any day without a
+    record) forecast from the cycle so far by ``forecaster``: ``"level"``, the mean of the last
+    ``ORACLE_LEVEL_DAYS`` days with a record carried flat; ``"trend"``, the least-squares line through the
+    last ``ORACLE_TREND_DAYS`` days with a record carried forward (never below 0 kWh a day). No margin, no
+    minimum excess: an upper bound on what a causal rule with that threshold and that forecaster can catch."""
+    for i, pct in _oracle_pcts(kwh, usual_kwh, forecaster, from_day, edge):
+        if pct >= alert_pct:
+            return i
+    return None
+
+
+def oracle_peak(kwh: list[float | None], usual_kwh: float, forecaster: str, *, from_day: int = 0, edge: int = 7
+                ) -> float | None:
+    """The highest % above ``usual_kwh`` the :func:`oracle`'s projection reaches on the days it may alert:
+    it alerts at a threshold iff this is at least the threshold."""
+    return max((pct for _, pct in _oracle_pcts(kwh, usual_kwh, forecaster, from_day, edge)), default=None)
+
+
+def _oracle_pcts(kwh: list[float | None], usual_kwh: float, forecaster: str, from_day: int, edge: int
+                 ) -> Iterable[tuple[int, float]]:
+    length = len(kwh)
+    measured = 0.0
+    seen: list[tuple[int, float]] = []
+    if usual_kwh <= 0:
+        return
+    for i in range(length):
+        if kwh[i] is not None:
+            measured += kwh[i]                                # type: ignore[operator]
+            seen.append((i, kwh[i]))                          # type: ignore[arg-type]
+        if i < max(edge, from_day) or length - 1 - i < edge or not seen:
+            continue
+        todo = [j for j in range(length) if j > i or kwh[j] is None]
+        if forecaster == "level":
+            last = [k for _, k in seen[-ORACLE_LEVEL_DAYS:]]
+            rest = sum(last) / len(last) * len(todo)
+        else:
+            pts = seen[-ORACLE_TREND_DAYS:]
+            mx = sum(x for x, _ in pts) / len(pts)
+            my = sum(y for _, y in pts) / len(pts)
+            sxx = sum((x - mx) ** 2 for x, _ in pts)
+            b = sum((x - mx) * (y - my) for x, y in pts) / sxx if sxx else 0.0
+            rest = sum(max(0.0, my + b * (j - mx)) for j in todo)
+        yield i, 100 * ((measured + rest) / usual_kwh - 1)
+
+
 def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
     """Wilson score interval of k successes in n."""
     if n == 0:
@@ -372,18 +467,19 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
     return (max(0.0, c - h), min(1.0, c + h))
 
 
-def _grid() -> list[dict]:
-    keys = list(GRID)
+def _grid(spec: dict | None = None) -> list[dict]:
+    spec = spec or GRID
     out = [{}]
-    for key in keys:
-        out = [{**p, key: v} for p in out for v in GRID[key]]
+    for key in spec:
+        out = [{**p, key: v} for p in out for v in spec[key]]
     return out
 
 
 # ------------------------------------------------------------------------------------------ evaluation
 
 def evaluate(shared: Path | None = None, sample: int | None = DEFAULT_SAMPLE, *, quick: bool = False,
-             progress: bool = True, cache_root: Path | None = None, check: bool = True) -> dict:
+             progress: bool = True, cache_root: Path | None = None, check: bool = True,
+             try_trend: bool = False) -> dict:
     """The whole evaluation; a JSON-ready dict (see the module docstring)."""
     from tqdm import tqdm
 
@@ -398,7 +494,7 @@ def evaluate(shared: Path | None = None, sample: int | None = DEFAULT_SAMPLE, *,
     reps = [replay_household(n, tz, days, cache_root)
             for n, tz, days in tqdm(homes, desc="households (detector, untouched)", disable=not progress,
                                     file=sys.stderr)]
-    grid = _grid()
+    grid = _grid() + (_grid(TREND_GRID) if try_trend else [])
     defaults = {k: getattr(BillConfig(), k) for k in GRID}
     if defaults not in grid:
         grid.append(defaults)
@@ -431,6 +527,9 @@ def evaluate(shared: Path | None = None, sample: int | None = DEFAULT_SAMPLE, *,
     out["held_out"] = _report(table, names, held)
     best_all = _choose(table, names, grid)
     out["chosen_on_all"] = grid[best_all]
+    if try_trend:                      # what the gated trend does, in-sample on all households, beside the choice
+        out["trend_points"] = [{"params": grid[gi], **_score(table, names, gi)} for gi in range(len(grid))
+                               if "trend_days" in grid[gi] or gi == best_all]
     default_idx = grid.index(defaults)
     out["defaults_in_sample"] = _report(table, names, {n: default_idx for n in names})
     if check:
@@ -445,9 +544,12 @@ def _cycle_outcomes(c: dict, grid: list[dict]) -> dict:
     L, mid = c["length"], c["mid"]
     final = sum(k for k in c["kwh"] if k is not None) / c["usual_kwh"] - 1
     untouched = [decide(c["kwh"], c["usable"], c["yhat"], c["usual_kwh"], p) for p in grid]
+    got = [k for k in c["kwh"] if k is not None]
+    true_usual = sum(got) / len(got) * L                    # the oracle's usual: the un-spiked cycle itself
     o: dict[str, Any] = {"start": c["start"], "final": final, "natural": final >= 0.3, "basis": c["basis"],
                          "winter": c["start"][5:7] in ("11", "12", "01", "02"), "untouched": untouched,
-                         "naive": naive(c["kwh"], c["prev_kwh"]), "cases": {}}
+                         "naive": naive(c["kwh"], c["prev_kwh"]),
+                         "oracle": {f: oracle_peak(c["kwh"], true_usual, f) for f in ORACLES}, "cases": {}}
     if final >= 0.3:
         return o
     for case in CASES:
@@ -460,7 +562,8 @@ def _cycle_outcomes(c: dict, grid: list[dict]) -> dict:
                 for p, u in zip(grid, untouched)]
         nv = naive(kwh, c["prev_kwh"])
         o["cases"][case] = {"days": days, "factor": f, "bill": bill, "naive": None if nv is None else nv,
-                            "naive_before": o["naive"] is not None and o["naive"] < mid, "length": L, "mid": mid}
+                            "naive_before": o["naive"] is not None and o["naive"] < mid, "length": L, "mid": mid,
+                            "oracle": {f: oracle_peak(kwh, true_usual, f, from_day=mid) for f in ORACLES}}
     return o
 
 
@@ -513,7 +616,8 @@ def _rate(k: int, n: int) -> dict:
 
 def _report(table: dict, names: list[str], pick: dict[str, int]) -> dict:
     """Pooled and per-household figures of the detector (grid point ``pick[household]``) and the naive rule."""
-    rows: dict[str, dict[str, list[int]]] = defaultdict(lambda: {"det": [0, 0], "naive": [0, 0]})
+    cols = ("det", "naive", *(f"oracle_{f}" for f in ORACLES))
+    rows: dict[str, dict[str, list[int]]] = defaultdict(lambda: {col: [0, 0] for col in cols})
     per_house: dict[str, dict[str, list[int]]] = {}
     lead: dict[str, list[int]] = defaultdict(list)
     for name in names:
@@ -529,6 +633,10 @@ def _report(table: dict, names: list[str], pick: dict[str, int]) -> dict:
                 rows[g]["det"][1] += 1
                 rows[g]["naive"][0] += nv is not None
                 rows[g]["naive"][1] += 1
+                for f in ORACLES:                      # its usual is the cycle itself: no natural spikes
+                    if not o["natural"]:
+                        rows[g][f"oracle_{f}"][0] += _hit(o["oracle"][f], ALERT_PCT)
+                        rows[g][f"oracle_{f}"][1] += 1
             if not o["natural"]:
                 mine["false"][0] += alert is not None
                 mine["false"][1] += 1
@@ -544,12 +652,42 @@ def _report(table: dict, names: list[str], pick: dict[str, int]) -> dict:
                 if not t["naive_before"]:
                     rows[case]["naive"][0] += t["naive"] is not None and t["length"] - 1 - t["naive"] >= 7
                     rows[case]["naive"][1] += 1
+                for f in ORACLES:                      # scanned from mid-cycle: every cycle of the case counts
+                    rows[case][f"oracle_{f}"][0] += _hit(t["oracle"][f], ALERT_PCT)
+                    rows[case][f"oracle_{f}"][1] += 1
         per_house[name] = {k: list(v) for k, v in mine.items()}
-    out = {"rows": {g: {"det": _rate(*v["det"]), "naive": _rate(*v["naive"])} for g, v in rows.items()},
+    out = {"rows": {g: {col: _rate(*v[col]) for col in cols} for g, v in rows.items()},
            "median_days_left": {c: statistics.median(v) for c, v in lead.items() if v},
            "min_days_left": {c: min(v) for c, v in lead.items() if v},
            "per_household": per_house}
     out["households"] = _per_household_summary(per_house)
+    out["oracle_at_5pct_false"] = _oracle_matched(table, names)
+    return out
+
+
+def _hit(peak: float | None, threshold: float) -> bool:
+    return peak is not None and peak >= threshold
+
+
+def _oracle_matched(table: dict, names: list[str], false: float = 0.05) -> dict:
+    """Per forecaster: the lowest threshold at which the oracle alerts on at most ``false`` of the untouched
+    cycles (never under ALERT_PCT), and its recall per case there."""
+    out = {}
+    for f in ORACLES:
+        peaks = sorted((o["oracle"][f] if o["oracle"][f] is not None else -math.inf)
+                       for n in names for o in table[n] if not o["natural"])
+        allowed = int(false * len(peaks))            # cycles allowed to reach the threshold
+        th = ALERT_PCT
+        if allowed < len(peaks) and peaks[len(peaks) - 1 - allowed] >= th:
+            th = peaks[len(peaks) - 1 - allowed] + 1e-6          # just above the (allowed+1)-th highest peak
+        cases = defaultdict(lambda: [0, 0])
+        for n in names:
+            for o in table[n]:
+                for case, t in o["cases"].items():
+                    cases[case][0] += _hit(t["oracle"][f], th)
+                    cases[case][1] += 1
+        out[f] = {"threshold_pct": round(th, 1), "false": _rate(sum(p >= th for p in peaks), len(peaks)),
+                  "cases": {c: _rate(*v) for c, v in cases.items()}}
     return out
 
 
@@ -624,15 +762,26 @@ def format_report(res: dict) -> str:
     h = res["held_out"]
     order = ["untouched: false alerts", "  of which winter (Nov-Feb)", "  of which first year (recent cycles basis)",
              "natural spikes (ended >= 30 % above usual)", *[f"{c}" for c in CASES]]
-    head = ["cycles (1st-of-month billing)", "bill_spike, held-out [95 % CI]", "naive rule [95 % CI]"]
+    head = ["cycles (1st-of-month billing)", "bill_spike, held-out [95 % CI]", "naive rule [95 % CI]",
+            f"oracle, level {ORACLE_LEVEL_DAYS} d [95 % CI]", f"oracle, trend {ORACLE_TREND_DAYS} d [95 % CI]"]
+    cols = ("det", "naive", *(f"oracle_{f}" for f in ORACLES))
     rows = []
     for g in order:
         if g in h["rows"]:
             label = g if g not in CASES else f"recall >= 7 d lead: {g}"
-            rows.append([label, _fmt(h["rows"][g]["det"]), _fmt(h["rows"][g]["naive"])])
-    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(3)]
+            rows.append([label, *(_fmt(h["rows"][g][col]) for col in cols)])
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in [head, *rows]]
     lines.insert(1, "-" * len(lines[0]))
+    lines.append(f"oracle: knows the cycle's true usual bill (its own un-spiked total) and alerts on the first day "
+                 f"(from mid-cycle for the spikes) >= 7 d before the end whose projection is >= {ALERT_PCT:g} % "
+                 f"above it: the kWh so far plus the rest at the mean of the last {ORACLE_LEVEL_DAYS} days (level) or "
+                 f"on the least-squares line of the last {ORACLE_TREND_DAYS} days (trend); its untouched rows are "
+                 f"its false alerts")
+    for f, m in h.get("oracle_at_5pct_false", {}).items():
+        lines.append(f"oracle, {f}, at the threshold that leaves <= 5 % of untouched cycles alerted "
+                     f"({m['threshold_pct']:g} %; false alerts {_fmt(m['false'])}): "
+                     + "; ".join(f"{c} {_fmt(r)}" for c, r in m["cases"].items()))
     s = res["sample"]
     lines += [
         "",
@@ -659,6 +808,12 @@ def format_report(res: dict) -> str:
                      f"{_p(t['natural'])}, recall {_p(t['recall'])}, ramp {_p(t['ramp_recall'])})")
     lines.append(f"chosen on all households: {_params(res['chosen_on_all'])}; the detector's defaults: "
                  f"{_params(res['defaults'])}")
+    if res.get("trend_points"):
+        lines.append("--try-trend, in-sample on all households (false alerts, winter false alerts, natural spikes, "
+                     f"'{TARGET}' and '{RAMP}' recall):")
+        for t in res["trend_points"]:
+            lines.append(f"  {_params(t['params'])}: {_p(t['false_rate'])}, {_p(t['winter_false_rate'])}, "
+                         f"{_p(t['natural'])}, {_p(t['recall'])}, {_p(t['ramp_recall'])}")
     if "check" in res:
         ck = res["check"]
         lines.append(f"check: the real detector (defaults) and decide() alert on the same day in {ck['same']} of "
@@ -687,13 +842,16 @@ def main(argv: list[str] | None = None) -> int:
                     help=f"daily LCL households, a fixed random sample (default {DEFAULT_SAMPLE}; 0: all 280)")
     ap.add_argument("--quick", action="store_true", help="18 daily households + the two sub-daily ones")
     ap.add_argument("--no-check", action="store_true", help="skip replaying the cases through the real detector")
+    ap.add_argument("--try-trend", action="store_true",
+                    help="add grid points with a gated trend (see TREND_GRID; the detector has none)")
     ap.add_argument("--json", action="store_true", help="print the figures as JSON instead of the table")
     args = ap.parse_args(argv)
     shared = args.shared or default_shared()
     if not (shared / "data").is_dir():
         print(f"no shared data folder at {shared / 'data'} (see ../shared/data/README.md)", file=sys.stderr)
         return 2
-    res = evaluate(shared, args.households or None, quick=args.quick, check=not args.no_check)
+    res = evaluate(shared, args.households or None, quick=args.quick, check=not args.no_check,
+                   try_trend=args.try_trend)
     if args.json:
         print(json.dumps(res, indent=1, default=str))
     else:

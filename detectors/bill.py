@@ -40,7 +40,8 @@ households 2.3 % of untouched cycles alerted (3.8 % of the winter ones), 92.2 % 
 mid-cycle brought to 40 % above usual alerted at least 7 days before the end, 29.4 % of those a ramp brought
 there (the naive projected rule: 8.4 %, 10.8 %, 59.0 % and 23.2 %). Prophet's interval as evidence
 (alerting on its low end) and the level's trend carried over the rest of the cycle were tried and never
-chosen; the interval is reported in the alert.
+chosen, the trend also gated (carried only when the last 5 or 7 days' rise is significant:
+``python -m benchmarks.bill_eval --try-trend``); the interval is reported in the alert.
 
 Estimated reads and outage catch-up cannot cause it: their kWh count at no more than the level the forecast
 expects for their day, r uses only complete days of measured reads, and the fits leave such days out.
