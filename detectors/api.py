@@ -14,6 +14,14 @@ A detector is a small object with
 - ``advance(state, watermark, ctx)``: event time moved on to ``watermark`` with no new input for this key
   (how an outage detector notices meters that went silent). Most detectors need not override it.
 
+``key`` and ``input`` together say which stage runs it (:data:`STAGE_PAIRS`, ``detectors.pipeline``): a
+meter's readings, a feeder's meter events, or a customer's days of usage. There is no stage for any other
+pair, so the registry refuses one rather than let a detector register and never run.
+
+A detector whose model is too costly to fit in ``process`` is a :class:`Fittable`: the stage asks it for a
+``fit_request`` after ``process``, runs its ``fit`` wherever it likes (inline, or in a process pool), and
+hands the result back through ``apply_fit``.
+
 Rules every detector keeps (``detectors.testing.check_detector`` checks them for each registered one):
 inputs and state are never mutated (return a new state); only event time is used, never the wall clock;
 the same inputs give the same findings; missing or null fields are tolerated; duplicated and out-of-order
@@ -40,12 +48,26 @@ from typing import Any, ClassVar, Iterable
 
 from .standards import Profile
 
-__all__ = ["Detector", "Context", "Param", "KEYS", "INPUTS", "FINDING_STATUSES", "NoConfig"]
+__all__ = ["Detector", "Fittable", "Context", "Param", "KEYS", "INPUTS", "STAGE_PAIRS", "FIT_PAIRS",
+           "METER_READINGS", "FEEDER_EVENTS", "CUSTOMER_DAILY", "FINDING_STATUSES", "NoConfig"]
 
 #: what one state belongs to
 KEYS = ("meter", "feeder", "customer")
 #: what ``process`` receives: Reading objects, MeterEvent objects, or days of usage (dicts, detectors.usage)
 INPUTS = ("readings", "events", "daily")
+
+METER_READINGS = ("meter", "readings")
+FEEDER_EVENTS = ("feeder", "events")
+CUSTOMER_DAILY = ("customer", "daily")
+#: the (key, input) pairs the stages of ``detectors.pipeline`` run, each with the stage that runs it; the
+#: stages select their detectors by these pairs, and the registry refuses a detector with any other pair
+STAGE_PAIRS: dict[tuple[str, str], str] = {
+    METER_READINGS: "MeterStage: every batch of a meter's readings",
+    FEEDER_EVENTS: "FeederStage: a feeder's meter events and its event time (one such detector runs)",
+    CUSTOMER_DAILY: "CustomerStage: a customer's closed days of usage, with model fits",
+}
+#: the pairs whose stage runs model fits (:class:`Fittable`)
+FIT_PAIRS = frozenset({CUSTOMER_DAILY})
 FINDING_STATUSES = ("abnormal", "normal", "event", "report")
 
 
@@ -123,6 +145,37 @@ class Detector:
 
     def advance(self, state: dict | None, watermark: int, ctx: Context) -> tuple[dict, list[dict]]:
         return (copy.deepcopy(state) if state is not None else self.new_state()), []
+
+
+class Fittable(Detector):
+    """Base of a detector with a model fitted outside ``process`` (a Prophet fit costs ~130 ms of CPU: it
+    must not run on the worker's event loop). After each ``process`` the stage calls:
+
+    - ``fit_request(state, ctx)``: a picklable payload when a fit is due for this key, else ``None``. Cheap,
+      no model work; decide here how often fits happen (the bill detector: once per customer per cycle).
+    - ``fit(payload)``: the fit itself, a ``staticmethod`` that depends on the payload alone, so the worker
+      can run it in another process (it is pickled by name: define it in the class body, not as a lambda).
+      Its result must be picklable too; a failed fit returns a result saying so rather than raising.
+    - ``apply_fit(state, result, ctx) -> (new_state, findings)``: store the result and decide with it. The
+      state may have moved on while the fit ran, so a result that no longer applies is ignored.
+
+    Only stages in :data:`FIT_PAIRS` run fits; the registry refuses a Fittable with another (key, input)
+    and one that does not define all three, and ``detectors.testing`` runs them in the contract suite.
+    """
+
+    def fit_request(self, state: dict | None, ctx: Context) -> Any | None:
+        raise NotImplementedError
+
+    @staticmethod
+    def fit(payload: Any) -> Any:
+        raise NotImplementedError
+
+    def apply_fit(self, state: dict | None, result: Any, ctx: Context) -> tuple[dict, list[dict]]:
+        raise NotImplementedError
+
+
+#: the hooks a :class:`Fittable` defines
+FIT_HOOKS = ("fit_request", "fit", "apply_fit")
 
 
 def _ts(item: Any) -> Any:

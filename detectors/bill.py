@@ -66,8 +66,9 @@ that per customer per day, in a burst on every cycle day. So fits never run in :
   (``country`` in the customer record, else the country of its timezone; none when Prophet does not know
   it). There is no refit when the projection crosses: the level ratio r already carries what the cycle has
   shown, and a decision that needs no second fit is one the evaluation replays exactly.
-- the module-level :func:`fit` runs Prophet on a payload. It is a top-level function, so a
-  ``ProcessPoolExecutor`` can run it; it is quiet (no cmdstanpy or Prophet logging, no warnings) and
+- the module-level :func:`fit` (``BillSpikeDetector.fit``, the :class:`~detectors.api.Fittable` hook) runs
+  Prophet on a payload. It depends on the payload alone and pickles by name, so a ``ProcessPoolExecutor`` can
+  run it; it is quiet (no cmdstanpy or Prophet logging, no warnings) and
   deterministic (its samples are seeded from the payload).
 - ``apply_fit(state, result, ctx)`` stores the forecast and decides with it at once. It ignores a result for
   a cycle that is no longer current.
@@ -99,7 +100,7 @@ from datetime import date, datetime, timedelta
 from typing import Any, Iterable, Sequence
 from zoneinfo import ZoneInfo
 
-from .api import Context, Detector, param
+from .api import Context, Fittable, param
 from .usage import local_date
 
 __all__ = ["BillConfig", "BillSpikeDetector", "fit", "cycle_bounds", "usual_bill", "KIND",
@@ -153,13 +154,13 @@ class BillConfig:
                                       "the level (left out of r and the fits)")
 
 
-class BillSpikeDetector(Detector):
+class BillSpikeDetector(Fittable):
     """Projects each customer's bill for the current billing cycle with a Prophet forecast and raises one
     ``bill_spike`` event when it is well above the usual bill (see the module docstring).
 
-    Besides ``process``, the caller runs the model fits: after ``process`` it asks ``fit_request``; a payload
-    goes to the module-level :func:`fit` (anywhere: inline or in a process pool) and its result back through
-    ``apply_fit``, which may also return the finding.
+    Besides ``process``, the caller runs the model fits (the :class:`~detectors.api.Fittable` hooks): after
+    ``process`` it asks ``fit_request``; a payload goes to ``fit`` (anywhere: inline or in a process pool) and
+    its result back through ``apply_fit``, which may also return the finding.
     """
 
     name = "bill_spike"
@@ -243,6 +244,11 @@ class BillSpikeDetector(Detector):
                 "data_end": state["last"], "yearly_order": cfg.yearly_order, "weekly_order": cfg.weekly_order,
                 "samples": cfg.samples, "interval": cfg.interval, "country": cust.country,
                 "seed": zlib.crc32(f"{cust.customer_id}|{cyc['start']}|{state['last']}".encode())}
+
+    @staticmethod
+    def fit(payload: dict) -> dict:
+        """The module-level :func:`fit`: Prophet on a :meth:`fit_request` payload."""
+        return fit(payload)
 
     def apply_fit(self, state: dict | None, result: dict, ctx: Context) -> tuple[dict, list[dict]]:
         """Store a :func:`fit` result as the cycle's forecast and decide with it at once."""

@@ -26,7 +26,6 @@ so a clean meter costs the ring's upkeep only.
 from __future__ import annotations
 
 import copy
-import importlib
 import operator
 import struct
 from typing import Any, Callable, Iterable
@@ -34,7 +33,7 @@ from typing import Any, Callable, Iterable
 from gridwatch import config as topics
 from gridwatch.contract import MeterEvent, Reading, format_ts, parse_ts
 
-from .api import Context, Detector
+from .api import CUSTOMER_DAILY, FEEDER_EVENTS, METER_READINGS, Context, Detector, Fittable
 from .registry import enabled
 from .standards import Profile, profile_for_customer
 from .topology import TRACE_POINTS, TRACE_STEP_S, VOLTAGE_KINDS, TransformerCorrelator, alert_id
@@ -169,7 +168,7 @@ class MeterStage:
     voltage detector runs, the meter's voltage ring (see the module docstring)."""
 
     def __init__(self, detectors: list[Detector]):
-        self.detectors = [d for d in detectors if d.key == "meter" and d.input == "readings"]
+        self.detectors = [d for d in detectors if (d.key, d.input) == METER_READINGS]
         self.usage = any(d.input == "daily" for d in detectors)
         self.trace = any(k in VOLTAGE_KINDS for d in self.detectors for k in d.kinds)
 
@@ -224,7 +223,7 @@ class FeederStage:
 
     def __init__(self, detectors: list[Detector], correlator: TransformerCorrelator | None = None):
         self.correlator = correlator or TransformerCorrelator()
-        self.outage = next((d for d in detectors if d.key == "feeder" and d.input == "events"), None)
+        self.outage = next((d for d in detectors if (d.key, d.input) == FEEDER_EVENTS), None)
 
     @staticmethod
     def new_feeder(feeder_id: str) -> dict:
@@ -337,11 +336,12 @@ class FeederStage:
 
 
 class CustomerStage:
-    """The daily-usage detectors of a customer (bill spikes). ``fit(payload)`` runs a model fit; the worker
-    passes one that runs in a process pool, the backtest one that runs inline."""
+    """The daily-usage detectors of a customer (bill spikes). A :class:`~detectors.api.Fittable` one is asked
+    for a ``fit_request`` after ``process``; the caller runs the payload through :meth:`fit_function` (the
+    worker in a process pool, the backtest inline) and hands the result to :meth:`apply`."""
 
     def __init__(self, detectors: list[Detector]):
-        self.detectors = [d for d in detectors if d.key == "customer" and d.input == "daily"]
+        self.detectors = [d for d in detectors if (d.key, d.input) == CUSTOMER_DAILY]
 
     def process(self, states: dict | None, days: list[dict], customer: dict) -> tuple[dict, list[dict], list]:
         """(new states, alert records, fit requests [(detector name, payload)])."""
@@ -352,10 +352,15 @@ class CustomerStage:
             st, found = det.process(new.get(det.name), days, ctx)
             new[det.name] = st
             records.extend(customer_alert(f, customer) for f in found)
-            payload = det.fit_request(st, ctx) if hasattr(det, "fit_request") else None
+            payload = det.fit_request(st, ctx) if isinstance(det, Fittable) else None
             if payload is not None:
                 requests.append((det.name, payload))
         return new, records, requests
+
+    def fit_function(self, name: str) -> Callable[[Any], Any]:
+        """The ``fit`` of detector ``name`` (a staticmethod of its :class:`~detectors.api.Fittable`: it pickles
+        by name, so it can go to a process pool)."""
+        return next(d for d in self.detectors if d.name == name).fit
 
     def apply(self, states: dict, name: str, result: Any, customer: dict) -> tuple[dict, list[dict]]:
         det = next(d for d in self.detectors if d.name == name)
@@ -421,7 +426,7 @@ def customer_alert(f: dict, customer: dict) -> dict:
 class Pipeline:
     """All stages in one process, driven in event-time order: the backtest's (and tests') worker.
 
-    ``fit`` runs a detector's model fit (default: inline, ``detector module's fit(payload)``).
+    ``fit(payload)`` runs a detector's model fit (default: inline, its :class:`~detectors.api.Fittable` ``fit``).
     """
 
     def __init__(self, detectors: list[Detector] | None = None, fit: Callable | None = None):
@@ -497,7 +502,7 @@ class Pipeline:
         self.alerts.extend(records)
         for name, payload in requests:
             self.fits += 1
-            result = self._fit(payload) if self._fit else _inline_fit(self.customer_stage, name, payload)
+            result = self._fit(payload) if self._fit else self.customer_stage.fit_function(name)(payload)
             states, recs = self.customer_stage.apply(states, name, result, cust)
             self.alerts.extend(recs)
         self.customer_states[cid] = states
@@ -570,7 +575,3 @@ def _reading(v: dict) -> Reading:
                    kwh=v.get("kwh"), v_avg=v.get("v_avg"), v_min=v.get("v_min"), v_max=v.get("v_max"),
                    quality=v.get("quality", "actual"))
 
-
-def _inline_fit(stage: CustomerStage, name: str, payload: Any) -> Any:
-    det = next(d for d in stage.detectors if d.name == name)
-    return importlib.import_module(type(det).__module__).fit(payload)

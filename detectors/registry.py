@@ -5,19 +5,23 @@
     voltage = "detectors.voltage:VoltageDetector"
 
 ``load()`` imports and validates them all. A detector that cannot be imported or breaks the API raises
-:class:`DetectorError` naming it, so the worker refuses to start instead of running without it.
+:class:`DetectorError` naming it, so the worker refuses to start instead of running without it. Breaking
+the API includes a (key, input) pair no stage runs (``detectors.api.STAGE_PAIRS``) and model-fit hooks
+outside ``detectors.api.Fittable``: either would register and then silently never run.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
+import pickle
 import re
 from importlib.metadata import entry_points
 
-from .api import INPUTS, KEYS, Detector
+from .api import FEEDER_EVENTS, FIT_HOOKS, FIT_PAIRS, INPUTS, KEYS, STAGE_PAIRS, Detector, Fittable
 
-__all__ = ["ENTRY_POINT_GROUP", "DetectorError", "validate", "load", "enabled"]
+__all__ = ["ENTRY_POINT_GROUP", "DetectorError", "validate", "supported_pairs", "load", "enabled"]
 
 ENTRY_POINT_GROUP = "gridwatch.detectors"
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -48,6 +52,10 @@ def validate(cls: object, name: str | None = None) -> type[Detector]:
         fail(f"key {cls.key!r} is not one of {KEYS}")
     if cls.input not in INPUTS:
         fail(f"input {cls.input!r} is not one of {INPUTS}")
+    pair = (cls.key, cls.input)
+    if pair not in STAGE_PAIRS:
+        fail(f"no stage runs key {cls.key!r} with input {cls.input!r}; the stages run {supported_pairs()}")
+    _validate_fits(cls, pair, fail)
     if not cls.kinds:
         fail("declares no finding kinds")
     if not dataclasses.is_dataclass(cls.Config):
@@ -65,6 +73,34 @@ def validate(cls: object, name: str | None = None) -> type[Detector]:
     except Exception as exc:  # noqa: BLE001 - any failure here is the detector's, reported with its name
         fail(f"cannot be constructed with its defaults: {exc!r}")
     return cls
+
+
+def supported_pairs() -> str:
+    """The (key, input) pairs the stages run, for messages: ``meter/readings (MeterStage: ...), ...``."""
+    return ", ".join(f"{k}/{i} ({stage})" for (k, i), stage in STAGE_PAIRS.items())
+
+
+def _validate_fits(cls: type[Detector], pair: tuple[str, str], fail) -> None:
+    """A Fittable defines every hook, on a pair whose stage runs fits; other detectors define none."""
+    if not issubclass(cls, Fittable):
+        stray = [h for h in FIT_HOOKS if h != "fit" and callable(getattr(cls, h, None))]
+        if stray:
+            fail(f"defines {', '.join(stray)} but is not a detectors.api.Fittable, so no stage would call it")
+        return
+    if pair not in FIT_PAIRS:
+        fail(f"is a Fittable, but the stage of {pair[0]}/{pair[1]} runs no model fits "
+             f"(fits run for: {', '.join(f'{k}/{i}' for k, i in sorted(FIT_PAIRS))})")
+    missing = [h for h in FIT_HOOKS if getattr(cls, h) is getattr(Fittable, h)]
+    if missing:
+        fail(f"is a Fittable but does not define {', '.join(missing)}")
+    if not isinstance(inspect.getattr_static(cls, "fit"), staticmethod):
+        fail("fit must be a staticmethod: it runs on the payload alone, possibly in another process")
+    try:
+        same = pickle.loads(pickle.dumps(cls.fit)) is cls.fit
+    except Exception:  # noqa: BLE001 - any failure means it cannot go to a process pool
+        same = False
+    if not same:
+        fail("fit cannot be pickled by name (define it in the class body), so it cannot run in a process pool")
 
 
 def load() -> dict[str, type[Detector]]:
@@ -91,4 +127,9 @@ def enabled(spec: str | None = None) -> list[Detector]:
         unknown = [n for n in names if n not in available]
         if unknown:
             raise DetectorError(f"detector {unknown[0]!r}: not installed (installed: {', '.join(available)})")
-    return [available[n]() for n in names]
+    chosen = [available[n]() for n in names]
+    outage = [d.name for d in chosen if (d.key, d.input) == FEEDER_EVENTS]
+    if len(outage) > 1:  # the feeder stage runs one: its decisions mute the voltage correlator
+        raise DetectorError(f"detector {outage[1]!r}: only one feeder/events detector runs, and "
+                            f"{outage[0]!r} is enabled too (choose one in GRIDWATCH_DETECTORS)")
+    return chosen

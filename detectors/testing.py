@@ -23,16 +23,16 @@ The inputs the suite feeds are built by :func:`scenario` for the detector's ``in
 anomalies (a sustained undervoltage, sags and swells, a swinging voltage, outages over a small feeder, a
 jump in usage), so the rules are checked on runs that produce findings, not on quiet ones. They are fed as
 the pipeline feeds them (:func:`run`): ``process`` per batch, ``advance`` to the batch's event time, and for
-a detector with model fits (``fit_request``/``apply_fit``) its module's ``fit``, memoised (:func:`fitter`).
+a :class:`~detectors.api.Fittable` its ``fit_request``, ``fit`` (memoised, :func:`fitter`) and ``apply_fit``.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
-import importlib
 import json
 import math
+import pickle
 import random
 from dataclasses import dataclass
 from datetime import date as _date, datetime, timedelta
@@ -42,7 +42,7 @@ from zoneinfo import ZoneInfo
 from gridwatch.contract import MeterEvent, Reading, check, format_ts
 from gridwatch.timefmt import parse_duration, parse_time
 
-from .api import FINDING_STATUSES, Context, Detector
+from .api import FINDING_STATUSES, Context, Detector, Fittable
 from .registry import DetectorError, validate
 from .standards import profile_for_customer
 
@@ -348,7 +348,7 @@ def _calls(detector: Detector, s: Step, fit: Callable[[Any], Any] | None):
     """The calls the pipeline makes for one step, as (name, state -> (state, findings))."""
     if s.inputs:
         yield "process", lambda st: detector.process(st, s.inputs, s.ctx)
-        if fit is not None and hasattr(detector, "fit_request"):
+        if fit is not None and isinstance(detector, Fittable):
             def fit_and_apply(st: dict) -> tuple[dict, list[dict]]:
                 payload = detector.fit_request(st, s.ctx)
                 if payload is None:
@@ -365,7 +365,7 @@ def run(detector: Detector, steps: Scenario | Iterable[Step], state: dict | None
     """Feed the steps to one detector; returns (final state, the findings of each step).
 
     ``between(state)`` is applied to the state after every call (the suite passes a JSON round trip).
-    With ``fit`` (a detector module's ``fit(payload)``), a detector with model fits is asked for a
+    With ``fit`` (a :class:`~detectors.api.Fittable`'s ``fit``, or :func:`fitter`), a Fittable is asked for a
     ``fit_request`` after each ``process`` and given the result through ``apply_fit``, as the pipeline does.
     """
     items = steps.steps if isinstance(steps, Scenario) else steps
@@ -385,13 +385,11 @@ _FIT_CACHE: dict[str, Any] = {}
 
 
 def fitter(cls: type[Detector]) -> Callable[[Any], Any] | None:
-    """The module-level ``fit`` of a detector with model fits (``fit_request``/``apply_fit``), memoised on
-    the payload so the suite's repeated runs pay for each distinct fit once; None for other detectors."""
-    if not (hasattr(cls, "fit_request") and hasattr(cls, "apply_fit")):
+    """The ``fit`` of a :class:`~detectors.api.Fittable`, memoised on the payload so the suite's repeated
+    runs pay for each distinct fit once; None for other detectors."""
+    if not (isinstance(cls, type) and issubclass(cls, Fittable)):
         return None
-    fn = getattr(importlib.import_module(cls.__module__), "fit", None)
-    if fn is None:
-        return None
+    fn = cls.fit
 
     def cached(payload: Any) -> Any:
         key = f"{cls.__module__}|{json.dumps(payload, sort_keys=True, default=repr)}"
@@ -713,6 +711,40 @@ def check_reproducible(cls: type[Detector], sc: Scenario | None = None) -> None:
         _fail(cls, "reproducible", f"two runs over the same inputs end in different states: {diff}")
 
 
+def check_fits(cls: type[Detector], sc: Scenario | None = None) -> None:
+    """A :class:`~detectors.api.Fittable` asks for a fit on the suite's inputs; its payloads and results
+    survive a pickle round trip (the worker runs ``fit`` in a process pool); a result handed back twice (a
+    retried step) gives no second finding. Nothing to check for other detectors."""
+    if not issubclass(cls, Fittable):
+        return
+    det, sc = _the(cls, sc)
+    fit = fitter(cls)
+    assert fit is not None
+    exchanges: list[tuple[Any, Any]] = []
+
+    def recording(payload: Any) -> Any:
+        result = fit(payload)
+        exchanges.append((payload, result))
+        return result
+
+    st, _ = run(det, sc, fit=recording)
+    if not exchanges:
+        _fail(cls, "fits", f"fit_request() never asked for a fit on the suite's inputs ({sc.about})")
+    for what, obj in ((w, x) for pair in exchanges for w, x in zip(("payload", "result"), pair)):
+        try:
+            back = pickle.loads(pickle.dumps(obj))
+        except Exception as exc:  # noqa: BLE001 - what it raised is the finding
+            _fail(cls, "fits", f"a fit {what} cannot be pickled ({exc!r}), so it cannot cross to a process pool")
+        if back != obj:
+            _fail(cls, "fits", f"a fit {what} changes in a pickle round trip")
+    # hand every result back once more after the run: a state that has taken a result does not find again
+    ctx = next((s.ctx for s in reversed(sc.steps) if s.inputs), context())
+    for _, result in exchanges:
+        st, again = det.apply_fit(st, copy.deepcopy(result), ctx)
+        if again:
+            _fail(cls, "fits", f"apply_fit() of a result already applied found again: {again[0]!r}")
+
+
 #: rule name -> check(cls, scenario=None); each raises AssertionError naming the detector and the rule
 CHECKS: dict[str, Callable[..., None]] = {
     "docstring": check_docstring,
@@ -724,6 +756,7 @@ CHECKS: dict[str, Callable[..., None]] = {
     "out_of_order": check_out_of_order,
     "duplicates": check_duplicates,
     "reproducible": check_reproducible,
+    "fits": check_fits,
 }
 
 

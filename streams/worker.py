@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import importlib
 import json
 import logging
 import multiprocessing
@@ -692,10 +691,6 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
                                                 mp_context=multiprocessing.get_context("spawn")))
         return pool_box[0]
 
-    def fit_function(name: str):
-        det = next(d for d in customer_stage.detectors if d.name == name)
-        return importlib.import_module(type(det).__module__).fit
-
     @app.agent(daily_t, name="bills")
     async def on_days(stream):
         loop = asyncio.get_running_loop()
@@ -710,7 +705,7 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
                 states, records, requests = customer_stage.process(bills_tb.get(cid), body["days"], cust)
                 for name, payload in requests:
                     started = time.monotonic()
-                    result = await loop.run_in_executor(fit_pool(), fit_function(name), payload)
+                    result = await loop.run_in_executor(fit_pool(), customer_stage.fit_function(name), payload)
                     stats["fits"] += 1
                     stats["fit_ms"] += int((time.monotonic() - started) * 1000)
                     states, recs = customer_stage.apply(states, name, result, cust)

@@ -1,0 +1,189 @@
+"""The registry accepts only what the stages run: a (key, input) pair of ``detectors.api.STAGE_PAIRS``, and
+model-fit hooks declared through ``detectors.api.Fittable``; the contract suite runs the fit hooks."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from detectors import registry
+from detectors.api import STAGE_PAIRS, Detector, Fittable
+from detectors.pipeline import CustomerStage, Pipeline
+from detectors.testing import CHECKS, check_detector, customer, daily_scenario, days
+
+REGISTERED = registry.load()
+
+
+class MeanFitDetector(Fittable):
+    """A day above 1.5 x the mean of the customer's first 28 days (the fitted model) is a ``bill_spike``."""
+
+    name = "mean_fit"
+    detects = "days far above the fitted mean"
+    key = "customer"
+    input = "daily"
+    kinds = ("bill_spike",)
+
+    def new_state(self) -> dict:
+        return {"kwh": [], "last": None, "mean": None}
+
+    def process(self, state, inputs, ctx):
+        st = copy.deepcopy(state) if state is not None else self.new_state()
+        out = []
+        for d in sorted(inputs, key=lambda d: d["date"]):
+            if d.get("kwh") is None or (st["last"] is not None and d["date"] <= st["last"]):
+                continue
+            st["last"] = d["date"]
+            st["kwh"].append(d["kwh"])
+            if st["mean"] is not None and d["kwh"] > 1.5 * st["mean"]:
+                out.append({"kind": "bill_spike", "status": "event", "meter_id": ctx.customer["meter_id"],
+                            "started_at": d["ts"], "detected_at": d["ts"], "at": d["ts"],
+                            "evidence": {"kwh": d["kwh"], "mean": st["mean"]}})
+        return st, out
+
+    def fit_request(self, state, ctx):
+        if state is None or state["mean"] is not None or len(state["kwh"]) < 28:
+            return None
+        return {"kwh": state["kwh"][:28]}
+
+    @staticmethod
+    def fit(payload):
+        return {"mean": round(sum(payload["kwh"]) / len(payload["kwh"]), 6)}
+
+    def apply_fit(self, state, result, ctx):
+        st = copy.deepcopy(state)
+        if st["mean"] is None:
+            st["mean"] = result["mean"]
+        return st, []
+
+
+# ------------------------------------------------------------------------------ (key, input) pairs
+
+def test_every_registered_detector_is_run_by_a_stage():
+    pipe = Pipeline([cls() for cls in REGISTERED.values()])
+    run = ([d.name for d in pipe.meter_stage.detectors] + [pipe.feeder_stage.outage.name]
+           + [d.name for d in pipe.customer_stage.detectors])
+    assert sorted(run) == sorted(REGISTERED)
+    assert {(c.key, c.input) for c in REGISTERED.values()} == set(STAGE_PAIRS)
+
+
+@pytest.mark.parametrize("key, input", [("feeder", "readings"), ("meter", "events"), ("customer", "readings"),
+                                        ("meter", "daily")])
+def test_a_pair_no_stage_runs_is_refused_naming_the_supported_ones(key, input):
+    cls = type("Elsewhere", (MeanFitDetector if input == "daily" else Detector,), {
+        "__doc__": "Runs nowhere.", "name": "elsewhere", "detects": "nothing", "kinds": ("sag",),
+        "key": key, "input": input})
+    with pytest.raises(registry.DetectorError) as exc:
+        registry.validate(cls)
+    assert str(exc.value) == (
+        f"detector 'elsewhere': no stage runs key {key!r} with input {input!r}; the stages run "
+        "meter/readings (MeterStage: every batch of a meter's readings), feeder/events (FeederStage: a "
+        "feeder's meter events and its event time (one such detector runs)), customer/daily (CustomerStage: "
+        "a customer's closed days of usage, with model fits)")
+
+
+def test_two_feeder_event_detectors_are_refused_when_both_are_enabled(monkeypatch):
+    outage = REGISTERED["outage"]
+    second = type("Second", (outage,), {"__doc__": "Another outage detector.", "name": "second_outage"})
+    monkeypatch.setattr(registry, "load", lambda: {**REGISTERED, "second_outage": second})
+    with pytest.raises(registry.DetectorError, match="detector 'second_outage': only one feeder/events detector "
+                                                     "runs, and 'outage' is enabled too"):
+        registry.enabled("all")
+    assert [d.name for d in registry.enabled("voltage,second_outage")] == ["voltage", "second_outage"]
+
+
+# ------------------------------------------------------------------------------ the fit hooks
+
+def test_a_fittable_detector_passes_the_contract_and_is_fitted_by_the_stage():
+    check_detector(MeanFitDetector)
+    stage = CustomerStage([MeanFitDetector()])
+    cust = customer()
+    states, records, requests = stage.process(None, days("2026-05-01", 28, 10.0, tz=cust["timezone"]), cust)
+    assert records == [] and requests == [("mean_fit", {"kwh": [10.0] * 28})]
+    result = stage.fit_function("mean_fit")(requests[0][1])
+    states, records = stage.apply(states, "mean_fit", result, cust)
+    assert states["mean_fit"]["mean"] == 10.0
+    states, records, requests = stage.process(states, days("2026-05-29", 2, [10.0, 16.0], tz=cust["timezone"]),
+                                              cust)
+    assert [r["kind"] for r in records] == ["bill_spike"] and requests == []
+
+
+def _fittable(**attrs):
+    return type("Fits", (MeanFitDetector,), {"__doc__": "Fits.", "name": "fits", **attrs})
+
+
+def _only_two_hooks():
+    class Partial(Fittable):
+        """Asks for fits but never takes them back."""
+        name, detects, key, input, kinds = "partial", "x", "customer", "daily", ("bill_spike",)
+
+        def fit_request(self, state, ctx):
+            return None
+
+        @staticmethod
+        def fit(payload):
+            return payload
+
+    return Partial
+
+
+def _a_local_fit():
+    def fit(payload):
+        return payload
+
+    return _fittable(fit=staticmethod(fit))
+
+
+@pytest.mark.parametrize("cls, words", [
+    (type("Duck", (Detector,), {"__doc__": "Duck-typed fits.", "name": "duck", "detects": "x", "kinds": ("sag",),
+                                "fit_request": lambda self, st, ctx: None, "apply_fit": lambda self, *a: a}),
+     "defines fit_request, apply_fit but is not a detectors.api.Fittable, so no stage would call it"),
+    (_fittable(key="meter", input="readings"), "is a Fittable, but the stage of meter/readings runs no model fits"),
+    (_only_two_hooks(), "is a Fittable but does not define apply_fit"),
+    (_fittable(fit=lambda self, payload: payload), "fit must be a staticmethod"),
+    (_fittable(fit=staticmethod(lambda payload: payload)), "fit cannot be pickled by name"),
+    (_a_local_fit(), "fit cannot be pickled by name"),
+])
+def test_the_registry_refuses_fit_hooks_no_stage_would_run(cls, words):
+    with pytest.raises(registry.DetectorError) as exc:
+        registry.validate(cls)
+    assert str(exc.value).startswith(f"detector {cls.name!r}: ") and words in str(exc.value)
+
+
+class NeverAsks(MeanFitDetector):
+    """Never asks for its fit."""
+    name = "never_asks"
+
+    def fit_request(self, state, ctx):
+        return None
+
+
+class FindsOnEveryResult(MeanFitDetector):
+    """Reports the fit as a finding each time one is applied."""
+    name = "finds_on_every_result"
+
+    def apply_fit(self, state, result, ctx):
+        st, _ = super().apply_fit(state, result, ctx)
+        return st, [{"kind": "bill_spike", "status": "event", "meter_id": ctx.customer["meter_id"],
+                     "started_at": 0, "detected_at": 0, "at": 0}]
+
+
+class SendsAGenerator(MeanFitDetector):
+    """Its payload holds a generator, which cannot cross to a process pool."""
+    name = "sends_a_generator"
+
+    def fit_request(self, state, ctx):
+        payload = super().fit_request(state, ctx)
+        return None if payload is None else {**payload, "extra": (x for x in ())}
+
+
+@pytest.mark.parametrize("cls, words", [
+    (NeverAsks, "never asked for a fit"),
+    (FindsOnEveryResult, "apply_fit() of a result already applied found again"),
+    (SendsAGenerator, "a fit payload cannot be pickled"),
+])
+def test_the_suite_catches_broken_fit_hooks(cls, words):
+    with pytest.raises(AssertionError) as exc:
+        CHECKS["fits"](cls, daily_scenario())
+    msg = str(exc.value)
+    assert f"detector {cls.name!r}" in msg and "'fits'" in msg and words in msg
