@@ -30,8 +30,10 @@ from faust.streams import _current_event
 #: messages per batch of the readings agent, and how long it waits for a batch to fill (seconds)
 READINGS_BATCH = int(os.environ.get("GRIDWATCH_READINGS_BATCH", "2000"))
 READINGS_BATCH_WITHIN_S = float(os.environ.get("GRIDWATCH_READINGS_BATCH_WITHIN_S", "0.2"))
-#: meter states kept in memory between batches (beyond: the clean ones are dropped, read again from the table)
-STATE_CACHE_METERS = int(os.environ.get("GRIDWATCH_STATE_CACHE_METERS", "200000"))
+#: meter states kept in memory between batches; beyond, they are dropped after the batch's writes and read
+#: again from the table. A state of every detector takes ~15 KB as Python objects (~6 KB as JSON; see
+#: benchmarks/README.md), so this bounds the cache to ~150 MB.
+STATE_CACHE_METERS = int(os.environ.get("GRIDWATCH_STATE_CACHE_METERS", "10000"))
 def set_current_event(event: Any) -> None:
     """Make ``event`` Faust's current event in this task: a table read or write goes to the store and the
     changelog partition of the current event. Faust sets it per event while an agent iterates a stream;

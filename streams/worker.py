@@ -21,8 +21,10 @@ restarted on its own; tables live in RocksDB with a changelog topic each):
 The detection code is detectors/pipeline.py, the same the backtest runs; this module only moves its
 inputs and states between Kafka topics and Faust tables.
 
-Per-message cost in Faust dominates, so a ``meter.readings`` message carries a batch of readings and the
-detect path does one table read, one table write and one status send per message, not per reading.
+Per-message cost in Faust dominates, so a ``meter.readings`` message carries a batch of readings, and the
+readings agent works in micro-batches of messages (streams/detect.py): each message is still decoded and
+detected on its own, but a meter's state is written once per batch and the statuses go to the topology
+stage as one message per feeder per batch.
 """
 
 from __future__ import annotations
