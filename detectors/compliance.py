@@ -19,14 +19,13 @@ customer record, default UTC); a period belongs to the week its start falls in.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta, timezone, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from gridwatch.contract import Reading
 
-from .api import Context, Detector, param
+from .api import Context, Detector, copy_state, param
 from .standards import Profile, profile_for_context
 
 __all__ = ["PERIOD_S", "ComplianceConfig", "VoltageComplianceDetector", "week_bounds"]
@@ -85,7 +84,7 @@ class VoltageComplianceDetector(Detector):
 
     def decide(self, state: dict, scored: list[tuple[Reading, tuple[int, float | None]]], ctx: Context
                ) -> tuple[dict, list[dict]]:
-        st, out = copy.deepcopy(state), []
+        st, out = copy_state(state), []
         profile = profile_for_context(ctx)
         tz = _zone(ctx)
         for r, (period, volts) in scored:

@@ -10,12 +10,11 @@ instead; that check needs the neighbours and is made downstream by the transform
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 
 from gridwatch.contract import Reading
 
-from .api import Context, Detector, param
+from .api import Context, Detector, copy_state, param
 from .standards import Profile, profile_for_context
 
 __all__ = ["LooseNeutralConfig", "LooseNeutralDetector"]
@@ -75,7 +74,7 @@ class LooseNeutralDetector(Detector):
 
     def decide(self, state: dict, scored: list[tuple[Reading, tuple | None]], ctx: Context
                ) -> tuple[dict, list[dict]]:
-        cfg, st, out = self.config, copy.deepcopy(state), []
+        cfg, st, out = self.config, copy_state(state), []
         profile = profile_for_context(ctx)
         for r, s in scored:
             if st["last_ts"] is not None and r.ts <= st["last_ts"]:

@@ -9,12 +9,11 @@ swell. It is the worked example of "Adding a detector": a ``Config`` of ``param`
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 
 from gridwatch.contract import Reading
 
-from .api import Context, Detector, param
+from .api import Context, Detector, copy_state, param
 from .standards import Profile, ieee1159, profile_for_context
 
 __all__ = ["SagSwellConfig", "SagSwellDetector"]
@@ -80,7 +79,7 @@ class SagSwellDetector(Detector):
 
     def decide(self, state: dict, scored: list[tuple[Reading, list | None]], ctx: Context
                ) -> tuple[dict, list[dict]]:
-        st, out = copy.deepcopy(state), []
+        st, out = copy_state(state), []
         profile = profile_for_context(ctx)
         for r, events in scored:
             last = st["last_ts"]

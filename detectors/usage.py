@@ -90,8 +90,9 @@ def day_bounds(tz: str, day: date) -> tuple[int, int, int, int, int]:
             at(day + timedelta(days=1), 0))
 
 
+@lru_cache(maxsize=65536)
 def local_date(ts: int | float, tz: str) -> date:
-    """The local calendar date of an instant."""
+    """The local calendar date of an instant. (Cached: a utility's meters read at the same instants.)"""
     return datetime.fromtimestamp(ts, ZoneInfo(tz)).date()
 
 
@@ -134,6 +135,12 @@ def _field(r: Any, name: str, default: Any = None) -> Any:
     return r.get(name, default) if isinstance(r, dict) else getattr(r, name, default)
 
 
+def _order(r: Any) -> tuple:
+    if isinstance(r, dict):
+        return r.get("ts"), r.get("interval_s") or 0
+    return getattr(r, "ts", None), getattr(r, "interval_s", None) or 0
+
+
 def accumulate(state: dict | None, readings: Iterable[Any], tz: str, *, grace_s: int = GRACE_S
                ) -> tuple[dict, list[dict]]:
     """Fold one meter's readings into local days of ``tz``; returns (new state, days closed by them).
@@ -163,7 +170,7 @@ def accumulate(state: dict | None, readings: Iterable[Any], tz: str, *, grace_s:
             copied.add(key)
         return rec
 
-    for r in sorted(readings, key=lambda r: (_field(r, "ts"), _field(r, "interval_s") or 0)):
+    for r in sorted(readings, key=_order):
         t1 = int(_field(r, "ts"))
         interval = int(_field(r, "interval_s") or step or DEFAULT_INTERVAL_S)
         t0 = t1 - interval

@@ -32,10 +32,11 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import Annotated, Any, Literal
 from zoneinfo import available_timezones
 
 import fastjsonschema
+import msgspec
 
 __all__ = [
     "ContractError", "Reading", "MeterEvent", "SCHEMA_NAMES", "EARLIEST_TS", "MAX_KW",
@@ -225,27 +226,94 @@ def decode_readings(key: bytes | str | None, payload: bytes | str | None) -> lis
 
     The whole message is refused when any item is invalid, so a dead letter always holds a complete,
     replayable message.
+
+    Two paths, one verdict: :func:`_fast_items` (msgspec decodes and checks a message of known fields in one
+    pass, ~5x faster) takes what it can prove valid against the schema; anything else — an error, an unknown
+    field, an escape that may be a lone surrogate — goes the way every other topic goes (``loads``, then the
+    JSON Schema), which says what is wrong. The checks beyond the schema are the same code for both.
     """
-    value = check("meter.readings", _loads(payload))
-    items = value if isinstance(value, list) else [value]
+    fast = _fast_items(payload)
+    if fast is not None:
+        value, items = fast
+    else:
+        value = check("meter.readings", _loads(payload))
+        items = [_item(v) for v in value] if isinstance(value, list) else [_item(value)]
     key_s = _key(key)
     out = []
+    array = isinstance(value, list)
     for i, item in enumerate(items):
-        where = f"[{i}] " if isinstance(value, list) else ""
-        ts = _meter_ts(item, key_s, where)
-        interval = item.get("interval_s", 900)
-        kwh, v_min, v_max = item.get("kwh"), item.get("v_min"), item.get("v_max")
+        where = f"[{i}] " if array else ""
+        if key_s is not None and item.meter_id != key_s:
+            raise ContractError(f"{where}meter_id {item.meter_id!r} does not match the message key {key_s!r}",
+                                "key_mismatch")
+        ts = _TS_SEEN.get(item.ts)
+        if ts is None:
+            try:
+                ts = parse_ts(item.ts)
+            except ContractError as exc:
+                raise ContractError(f"{where}ts: {exc}", exc.code) from None
+            if len(_TS_SEEN) >= 4096:
+                _TS_SEEN.clear()
+            _TS_SEEN[item.ts] = ts
+        interval, kwh, v_min, v_max = item.interval_s, item.kwh, item.v_min, item.v_max
         if kwh is not None and kwh > MAX_KW * interval / 3600:
             raise ContractError(f"{where}kwh: {kwh} kWh in {interval} s is {kwh * 3600 / interval:.0f} kW, "
                                 f"more than any meter's {MAX_KW:.0f} kW")
         if v_min is not None and v_max is not None and v_min > v_max:
             raise ContractError(f"{where}v_min {v_min} is above v_max {v_max}")
-        out.append(Reading(
-            meter_id=item["meter_id"], ts=ts, interval_s=interval,
-            kwh=kwh, v_avg=item.get("v_avg"), v_min=v_min, v_max=v_max,
-            quality=item.get("quality", "actual"),
-        ))
+        out.append(Reading(item.meter_id, ts, interval, kwh, item.v_avg, v_min, v_max, item.quality))
     return out
+
+
+#: timestamp text -> epoch s: the meters of a utility read at the same quarter hours, so few distinct texts
+_TS_SEEN: dict[str, int] = {}
+
+
+def _schema_meta(prop: str, **extra: Any) -> msgspec.Meta:
+    """The bounds of one reading field, read from the schema itself (so the two paths cannot drift)."""
+    p = schema("meter.readings")["definitions"]["reading"]["properties"][prop]
+    names = {"minimum": "ge", "maximum": "le", "minLength": "min_length", "maxLength": "max_length",
+             "pattern": "pattern"}
+    return msgspec.Meta(**{names[k]: v for k, v in p.items() if k in names}, **extra)
+
+
+def _number(prop: str):
+    meta = _schema_meta(prop)
+    return Annotated[int, meta] | Annotated[float, meta] | None   # an int stays an int, as json.loads has it
+
+
+class _Item(msgspec.Struct, forbid_unknown_fields=True):
+    """One reading as the schema allows it (``additionalProperties`` aside: an unknown field takes the slow
+    path, which checks its value for NaN and the like)."""
+    meter_id: Annotated[str, _schema_meta("meter_id")]
+    ts: Annotated[str, _schema_meta("ts")]
+    interval_s: Annotated[int, _schema_meta("interval_s")] = 900
+    kwh: _number("kwh") = None                              # type: ignore[valid-type]
+    v_avg: _number("v_avg") = None                          # type: ignore[valid-type]
+    v_min: _number("v_min") = None                          # type: ignore[valid-type]
+    v_max: _number("v_max") = None                          # type: ignore[valid-type]
+    quality: Literal["actual", "estimated"] = "actual"
+
+
+def _item(v: dict) -> _Item:
+    return _Item(v["meter_id"], v["ts"], v.get("interval_s", 900), v.get("kwh"), v.get("v_avg"), v.get("v_min"),
+                 v.get("v_max"), v.get("quality", "actual"))
+
+
+_FAST = msgspec.json.Decoder(list[_Item] | _Item)
+
+
+def _fast_items(payload: bytes | str | None) -> tuple[Any, list[_Item]] | None:
+    """(the decoded value, its items) when msgspec proves the message valid; None: take the slow path."""
+    if payload is None or (b"\\u" if isinstance(payload, (bytes, bytearray)) else "\\u") in payload:
+        return None
+    try:
+        value = _FAST.decode(payload)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    if isinstance(value, list):
+        return (value, value) if value else None
+    return value, [value]
 
 
 def _meter_ts(item: dict, key_s: str | None, where: str) -> int:

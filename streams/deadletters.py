@@ -134,6 +134,32 @@ class StageRetries:
                 wait, self._wait = self._wait, None
                 await asyncio.sleep(wait)
 
+    async def run(self, msg, work: Callable[[], Awaitable]) -> None:
+        """``work()`` for one input of a batch, under :meth:`guard`: an internal error is retried here, in
+        place, after the back-off (as ``events`` would yield the event again), until it succeeds or is a
+        dead letter."""
+        while True:
+            async with self.guard(msg):
+                await work()
+            if self._wait is None or self._msg is not msg:
+                return
+            wait, self._wait = self._wait, None
+            await asyncio.sleep(wait)
+
+    async def run_until_done(self, msg, work: Callable[[], Awaitable]) -> None:
+        """``work()`` that belongs to a whole batch (its table writes and sends), which no dead letter could
+        stand for: retried with back-off (logged and counted as every retry, ``msg`` the batch's last input)
+        until it succeeds. The batch's events are not acknowledged meanwhile, so nothing after it is lost."""
+        tries = self.backoff()
+        while True:
+            try:
+                await work()
+                return
+            except Exception as exc:  # noqa: BLE001 - anything: the batch's outputs must get out
+                wait = tries.next_wait() or tries.max_delay_s
+                self.on_retry(msg, tries.attempts, exc, wait)
+                await asyncio.sleep(wait)
+
     @asynccontextmanager
     async def guard(self, msg):
         if self._msg is not msg:

@@ -21,8 +21,10 @@ restarted on its own; tables live in RocksDB with a changelog topic each):
 The detection code is detectors/pipeline.py, the same the backtest runs; this module only moves its
 inputs and states between Kafka topics and Faust tables.
 
-Per-message cost in Faust dominates, so a ``meter.readings`` message carries a batch of readings and the
-detect path does one table read, one table write and one status send per message, not per reading.
+Per-message cost in Faust dominates, so a ``meter.readings`` message carries a batch of readings, and the
+readings agent works in micro-batches of messages (streams/detect.py): each message is still decoded and
+detected on its own, but a meter's state is written once per batch and the statuses go to the topology
+stage as one message per feeder per batch.
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ from notifiers.privacy import mask_phone
 from notifiers.replies import TERMINAL_STATUSES, advance_status, parse_reply
 from notifiers.tips import usage_summary
 from streams import deadletters
+from streams.detect import READINGS_BATCH, READINGS_BATCH_WITHIN_S, MeterStates, StatusBatch, set_current_event
 from streams.lifecycle import apply_action, apply_finding
 from streams.topics import TopicsError, cluster_id, consumer_gaps, verify_topics
 from streams.topicview import TopicView
@@ -149,6 +152,8 @@ def transformer_watermark(parts: set[int], view: dict[str, int]) -> int | None:
 #: take over the partitions of a worker that does not come back. Not shorter: opening and recovering the
 #: tables can keep a busy worker from heart-beating for over 10 s, and an expired session is a rebalance.
 SESSION_TIMEOUT_S = float(os.environ.get("GRIDWATCH_SESSION_TIMEOUT_S", "30"))
+#: How long the producer waits to fill a request (seconds, Faust's ``producer_linger``).
+PRODUCER_LINGER_S = float(os.environ.get("GRIDWATCH_PRODUCER_LINGER_S", "0.005"))
 #: ``gridwatch worker`` on SIGTERM: a graceful stop (commit offsets, close tables) gets this long, then the
 #: process exits at once, which is safe: the next start recovers exactly as after a crash.
 STOP_GRACE_S = float(os.environ.get("GRIDWATCH_STOP_GRACE_S", "7"))
@@ -196,6 +201,9 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
         # instead of waiting for the dead member's session to expire; a worker gone for good is dropped
         # from the group after the session timeout.
         consumer_group_instance_id=group_instance_id(s, datadir),
+        # the readings agent's end of batch sends a changelog message per meter: let the producer gather
+        # them into fewer, larger requests (milliseconds of latency on every send)
+        producer_linger=PRODUCER_LINGER_S,
         broker_session_timeout=SESSION_TIMEOUT_S,
         broker_heartbeat_interval=min(3.0, SESSION_TIMEOUT_S / 5),
     )
@@ -448,7 +456,10 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
                     # same partition number as the readings: both topics are keyed by meter_id
                     clock(msg.partition).unpark(meter_id)
                     log.info("meter %s is in the directory now: deciding on its %d held readings", meter_id, len(held))
-                    await detect(msg.partition, [Reading(**r) for r in held])
+                    statuses = StatusBatch()
+                    await detect(msg.partition, [Reading(**r) for r in held], event, statuses)
+                    await send_statuses(statuses)
+                    meter_states.write(meter_id)  # (same partition as this event's: both keyed by meter_id)
                 held_events = parked_events_tb.get(meter_id)
                 if held_events:
                     parked_events_tb.pop(meter_id, None)
@@ -460,7 +471,12 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
                     await broadcast_watermark(msg.partition, force=True)
 
     # -- readings -> per-meter voltage state ---------------------------------------------------------
-    async def detect(partition: int, readings: list) -> None:
+    meter_states = MeterStates(meter_state_tb)
+    pending_status = StatusBatch()
+
+    async def detect(partition: int, readings: list, event, statuses: StatusBatch) -> None:
+        """One message's readings through the meter stage; its state and its status (in ``statuses``) wait
+        for the end of the batch (``flush_detect``, streams/detect.py)."""
         meter_id = readings[0].meter_id
         entry = meters_tb.get(meter_id)
         if entry is None:
@@ -484,33 +500,45 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
             c.park(meter_id, min(r["ts"] for r in held), len(readings))
             count_held()
             return
-        before = meter_state_tb.get(meter_id) or {}
+        before = meter_states.get(meter_id) or {}
         after, findings, days = meter_stage.process(before, readings, entry)
         newest = max(r.ts for r in readings)
         last = before.get("_last_ts")
         after["_last_ts"] = newest if last is None else max(last, newest)
-        meter_state_tb[meter_id] = after
-        clock(partition).batch(meter_id, min(r.ts for r in readings), newest)
-        save_clock(partition)
-        stats["readings"] += len(readings)
-        if "voltage" in after:
-            stats["duplicates"] += after["voltage"]["duplicates"] - before.get("voltage", {}).get("duplicates", 0)
         reports = [f for f in findings if f["status"] == "report"]
         findings = [f for f in findings if f["status"] != "report"]
+        # what goes out first, the state last: a retry (or a re-read) of a message that got half way sends
+        # again rather than finding its readings already in the state (dropped as duplicates)
         for rep in reports:
             stats["reports"] += 1
             await reports_t.send(key=meter_id.encode(), value=_dumps({**rep, "customer_id": entry["customer_id"]}))
         if days:
             await daily_t.send(key=entry["customer_id"].encode(), value=_dumps({"meter_id": meter_id, "days": days}))
+        meter_states.put(meter_id, after, event)
+        clock(partition).batch(meter_id, min(r.ts for r in readings), newest)
+        save_clock(partition)
+        stats["readings"] += len(readings)
+        if "voltage" in after:
+            stats["duplicates"] += after["voltage"]["duplicates"] - before.get("voltage", {}).get("duplicates", 0)
         if last is None or newest > last or findings:
             profile = meter_stage.context(entry).profile
-            await status_t.send(key=entry["feeder_id"].encode(), value=_dumps({
+            statuses.add(entry["feeder_id"], {
                 "type": "status", "meter_id": meter_id, "customer_id": entry["customer_id"],
                 "transformer_id": entry["transformer_id"], "partition": partition,
                 "first_ts": min(r.ts for r in readings), "ts": after["_last_ts"],
                 "interval_s": min(r.interval_s for r in readings), "gaps": batch_gaps(readings),
                 "transitions": findings, "profile": profile_dict(profile),
-            }))
+            })
+
+    async def send_statuses(statuses: StatusBatch) -> None:
+        for fid, value in statuses.messages():
+            await status_t.send(key=fid.encode(), value=_dumps(value))
+        statuses.clear()
+
+    async def flush_detect(use_event) -> None:
+        """The end of a batch: its status messages (one per feeder), then the meter states it changed."""
+        await send_statuses(pending_status)
+        stats["state_writes"] += meter_states.flush(use_event)
 
     async def broadcast_watermark(partition: int, force: bool = False) -> None:
         """Tell every correlator partition how far this readings partition has certainly got."""
@@ -565,19 +593,40 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
 
     @app.agent(readings_t, name="readings")
     async def on_readings(stream):
-        async for event in attempts(stream, "readings"):
-            msg = event.message
-            read_upto[msg.partition] = msg.offset + 1
-            async with guard(msg, "readings"):
-                readings = decode_readings(msg.key, msg.value)
-                not_in_future(msg.partition, readings[0].meter_id, readings)
-                last_active[msg.partition] = time.monotonic()
-                await detect(msg.partition, readings)
-                await broadcast_watermark(msg.partition)
-                c = clock(msg.partition)
-                if c.parked and (c.watermark() or 0) >= held_checked.get(msg.partition, -(10**12)):
-                    held_checked[msg.partition] = (c.watermark() or 0) + WATERMARK_STEP_S
-                    await give_up_held(msg.partition)
+        """Micro-batches (streams/detect.py): each message is decoded and detected on its own, under its own
+        guard (an invalid one is dead-lettered, an internal error retried in place); the batch's status
+        messages, meter states and watermarks go out once at its end, before its events are acknowledged."""
+        use_event = set_current_event  # table writes go to the partition of the current event
+        stage = retries("readings")
+        async for events in stream.take_events(READINGS_BATCH, READINGS_BATCH_WITHIN_S):
+            touched: dict[int, object] = {}
+            for event in events:
+                msg = event.message
+                use_event(event)
+                touched[msg.partition] = event
+
+                async def one(msg=msg, event=event):
+                    readings = decode_readings(msg.key, msg.value)
+                    not_in_future(msg.partition, readings[0].meter_id, readings)
+                    await detect(msg.partition, readings, event, pending_status)
+
+                await stage.run(msg, one)
+                read_upto[msg.partition] = msg.offset + 1
+            now = time.monotonic()
+            for p in touched:
+                last_active[p] = now
+
+            async def end_of_batch():
+                await flush_detect(use_event)
+                for p, event in touched.items():
+                    use_event(event)
+                    await broadcast_watermark(p)
+                    c = clock(p)
+                    if c.parked and (c.watermark() or 0) >= held_checked.get(p, -(10**12)):
+                        held_checked[p] = (c.watermark() or 0) + WATERMARK_STEP_S
+                        await give_up_held(p)
+
+            await stage.run_until_done(events[-1].message, end_of_batch)
 
     async def forward_event(entry: dict, ev) -> None:
         await status_t.send(key=entry["feeder_id"].encode(), value=_dumps(
@@ -639,6 +688,28 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
         await publish_alerts(records)
         return {**new, "decided": wm}
 
+    async def apply_statuses(feeder: dict, items: list[dict], vkey: str) -> dict:
+        """The statuses of one batch, one by one as if each had come alone, with each transformer's state read
+        once and written once: the feeder is decided after a status only when its watermark moved past the
+        feeder's last decision (as ``decide`` after each single message would)."""
+        states: dict[str, dict] = {}
+        view = None
+        for body in items:
+            tid = body["transformer_id"]
+            tst = states.get(tid) or transformers_tb.get(tid) or feeder_stage.correlator.new_state(tid)
+            states[tid] = feeder_stage.status(tst, body)
+            if view is None:
+                view = watermarks_tb.get(vkey) or {}
+                wm = transformer_watermark(feeder_stage.partitions(feeder), view)
+                if wm is not None and (feeder.get("decided") is None or wm > feeder["decided"]):
+                    for t, st in states.items():
+                        transformers_tb[t] = st
+                    states.clear()
+                    feeder = await decide(feeder, view)
+        for t, st in states.items():
+            transformers_tb[t] = st
+        return feeder
+
     @app.agent(status_t, name="topology")
     async def on_status(stream):
         async for event in attempts(stream, "topology"):
@@ -675,6 +746,8 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
                     tid = body["transformer_id"]
                     tst = transformers_tb.get(tid) or feeder_stage.correlator.new_state(tid)
                     transformers_tb[tid] = feeder_stage.status(tst, body)
+                elif body["type"] == "statuses":  # a batch's statuses of this feeder (streams/detect.py)
+                    feeder = await apply_statuses(feeder, body["items"], vkey)
                 elif body["type"] == "event":
                     ev = MeterEvent(body["meter_id"], body["ts"], body["event"])
                     feeder = feeder_stage.events(feeder, [ev], transformers_of(feeder))
@@ -996,6 +1069,7 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
     async def forget_partitions(app, revoked, **kwargs):
         """After a rebalance the in-memory views are rebuilt from the tables for what this worker owns."""
         by_partition.clear()
+        meter_states.forget()
         owned.difference_update((tp.topic, tp.partition) for tp in revoked)
         for tp in revoked:
             if tp.topic == readings_t.get_topic_name():
