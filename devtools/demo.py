@@ -26,6 +26,7 @@ from pathlib import Path
 
 from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import KafkaAdminClient
+from kafka.errors import KafkaError
 from sqlalchemy.engine import make_url
 
 from devtools import broker
@@ -98,7 +99,7 @@ class Settling:
         self.receipts = receipts
         self.sms_open: set[str] = set()  # provider message ids sent, without a final status yet
         self.alerts: set[tuple[str, str]] = set()
-        self.last_record = time.monotonic()
+        self.last_record: float | None = None
         self._admin: KafkaAdminClient | None = None
         self._offsets: KafkaConsumer | None = None
 
@@ -119,8 +120,9 @@ class Settling:
             self.alerts.add(key)
         return True
 
-    def waiting(self, simulator_done: bool) -> list[str]:
-        """What has not settled yet, in words; empty when the story is over."""
+    def waiting(self, simulator_done: bool, final: bool = False) -> list[str]:
+        """What has not settled yet, in words; empty when the story is over. The broker is asked only once the
+        rest has settled, or for the ``final`` account of what had not."""
         out = []
         if not simulator_done:
             out.append("the simulator is still publishing")
@@ -131,11 +133,15 @@ class Settling:
             out.append(f"feedback seen for {self.feedback} of the {self.replies_sent} replies sent")
         if self.receipts and self.sms_open:
             out.append(f"{len(self.sms_open)} SMS sent without a delivery receipt")
-        quiet = time.monotonic() - self.last_record
-        if quiet < SETTLE_QUIET_S:
+        if self.last_record is None:
+            out.append("no alert, SMS or reply has arrived yet")
+        elif (quiet := time.monotonic() - self.last_record) < SETTLE_QUIET_S:
             out.append(f"a record arrived {quiet:.1f} s ago (settled after {SETTLE_QUIET_S:.0f} s of quiet)")
-        if not out:  # the broker is asked only once the rest has settled
-            out += self.worker_lag()
+        if not out or final:
+            try:
+                out += self.worker_lag()
+            except KafkaError as exc:
+                out.append(f"the worker's committed offsets could not be read ({type(exc).__name__}: {exc})")
         return out
 
     def worker_lag(self) -> list[str]:
@@ -153,6 +159,8 @@ class Settling:
                for a in (m.get("member_assignment") or {}).get("assigned_partitions", ())
                if not a["topic"].endswith("-changelog") and "__assignor" not in a["topic"]
                for p in a["partitions"]]
+        if not tps:
+            return [f"the worker's consumer group {self.group} has no partitions assigned"]
         committed = self._admin.list_group_offsets({self.group: tps}).get(self.group, {}) or {}
         ends = self._offsets.end_offsets(tps)
         lag: Counter = Counter()
@@ -162,8 +170,8 @@ class Settling:
             if ends[tp] > done:
                 lag[tp.topic] += ends[tp] - done
         if lag:
-            return [f"the worker ({self.group}) has not committed {n} records of {topic}"
-                    for topic, n in sorted(lag.items())]
+            return [f"the worker's group {self.group} has not committed "
+                    + ", ".join(f"{n} records of {topic}" for topic, n in sorted(lag.items()))]
         return []
 
     def close(self) -> None:
@@ -203,6 +211,7 @@ def run(args) -> int:
     t_begin = time.monotonic()
     since_ms = int(time.time() * 1000)
     procs = Processes()
+    settling = None
     started_broker = started_db = False
     try:
         if not broker.is_reachable(settings.bootstrap_servers):
@@ -244,7 +253,7 @@ def run(args) -> int:
             sim += ["--contract-topics"]  # our own broker, started for the demo
         if args.real_twilio:
             sim += ["--real-twilio"]
-        procs.start("simulator", sim, env, settings.run_dir / "simulator.log")
+        simulator = procs.start("simulator", sim, env, settings.run_dir / "simulator.log")
         print(f"simulator: scenario {args.scenario!r} (ground truth: {settings.run_dir / 'truth.jsonl'})")
         print(f"\nSMS sandbox page: {sandbox_url}/   — alerts and SMS follow as they happen "
               f"(Ctrl-C to stop)\n")
@@ -261,7 +270,7 @@ def run(args) -> int:
         seen: Counter = Counter()
         cap = args.duration or (SETTLE_CAP_S if args.until_settled else None)
         deadline = t_begin + cap if cap else None
-        waiting: list[str] = []
+        settled = False
         while deadline is None or time.monotonic() < deadline:
             for msg in consumer:
                 if msg.timestamp < since_ms:
@@ -289,20 +298,21 @@ def run(args) -> int:
                     print(f"simulator exited with {proc.returncode}; see {settings.run_dir / 'simulator.log'}")
                     return 1
             if args.until_settled:
-                simulator = next(proc for name, proc in procs.children if name == "simulator")
                 waiting = settling.waiting(simulator_done=simulator.poll() == 0)
                 if not waiting:
+                    settled = True
                     print(f"\nsettled {time.monotonic() - t_begin:.1f} s after `gridwatch demo` started: the "
                           f"simulator is done, the worker has committed all its input, and nothing new for "
                           f"{SETTLE_QUIET_S:.0f} s")
                     break
-        settling.close()
         consumer.close()
+        if args.until_settled and not settled:
+            waiting = settling.waiting(simulator_done=simulator.poll() == 0, final=True)
         order = ["alerts open", "alerts acknowledged", "alerts resolved", "SMS sent", "SMS delivered",
                  "SMS undelivered", "SMS deferred", "SMS suppressed", "SMS failed", "replies", "dead letters"]
         print("\nsummary: " + (", ".join(f"{k} {seen[k]}" for k in order if seen[k]) or "nothing yet")
               + f"; sandbox page {sandbox_url}/; console {console_url}")
-        if args.until_settled and waiting:
+        if args.until_settled and not settled:
             print(f"gridwatch demo: not settled within {cap:.0f} s: " + "; ".join(waiting))
             return 1
         return 0
@@ -313,6 +323,8 @@ def run(args) -> int:
         return 1
     finally:
         print("\nstopping what the demo started…")
+        if settling is not None:
+            settling.close()
         procs.stop()
         if started_db:
             server.stop(settings)

@@ -50,14 +50,16 @@ def test_demo_shows_an_alert_and_sms(kafka_broker, tmp_path):
     assert "settled " in out and "not settled" not in out
     assert "Kafka: reusing" in out
     assert "console: http://127.0.0.1:" in out and "sign in: operator / " in out
-    # the alerts opened: undervoltage (transformer), overvoltage (meter), the outage (transformer; its silent
-    # meters in it from the first record: most of its transformer gasped), and the outage a customer reopened
-    # by answering "OUT" to "power is back" (meter); resolved: the undervoltage, the overvoltage, the outage
-    assert alert_lines(out) >= {("open", "undervoltage", "transformer"), ("resolved", "undervoltage", "transformer"),
-                                ("open", "overvoltage", "meter"), ("open", "outage", "transformer"),
-                                ("resolved", "outage", "transformer"), ("open", "outage", "meter")}
+    # the alerts opened: undervoltage (transformer), overvoltage (meter), the outage (transformer, from its
+    # first record: most of its transformer gasped, so no meter-level outage before it), and the outage a
+    # customer reopened by answering "OUT" to "power is back" (meter); resolved: the first three. The order of
+    # their records varies with the load, and a record may come twice (at-least-once): neither changes this
+    # set, nor the summary, which counts each alert once per status.
+    assert alert_lines(out) == {("open", "undervoltage", "transformer"), ("resolved", "undervoltage", "transformer"),
+                                ("open", "overvoltage", "meter"), ("resolved", "overvoltage", "meter"),
+                                ("open", "outage", "transformer"), ("resolved", "outage", "transformer"),
+                                ("open", "outage", "meter")}
     assert "reported by the customer after the restoration" in out
-    # the summary counts each alert once per status, whatever the order and repeats of its records
     assert "summary: alerts open 4, alerts resolved 3, SMS sent" in out
     assert "SMS   sent" in out and "检测到" in out and "opted_out" in out
     assert "first SMS" in out
