@@ -1,8 +1,9 @@
 """``gridwatch demo``: the whole pipeline on a real Kafka broker, with embedded defaults.
 
 Starts (or reuses) Kafka, creates the topics, starts the SMS sandbox and the worker, publishes a simulated
-utility with a transformer undervoltage, and prints alerts and SMS as they happen. Ctrl-C, or
-``--duration``, stops everything it started — and nothing it did not start.
+utility with a transformer undervoltage, and prints alerts and SMS as they happen. Ctrl-C, ``--duration``, or
+``--until-settled`` (when the story is over, see :class:`Settling`) stops everything it started — and nothing it
+did not start.
 
 The simulated customers' phone numbers are all in ranges reserved for fiction (:func:`devtools.simulator.fiction_phone`),
 and SMS go to the local sandbox: with ``TWILIO_*`` set the demo refuses to start (exit 2) unless
