@@ -1,8 +1,9 @@
 """``gridwatch demo``: the whole pipeline on a real Kafka broker, with embedded defaults.
 
 Starts (or reuses) Kafka, creates the topics, starts the SMS sandbox and the worker, publishes a simulated
-utility with a transformer undervoltage, and prints alerts and SMS as they happen. Ctrl-C, or
-``--duration``, stops everything it started — and nothing it did not start.
+utility with a transformer undervoltage, and prints alerts and SMS as they happen. Ctrl-C, ``--duration``, or
+``--until-settled`` (when the story is over, see :class:`Settling`) stops everything it started — and nothing it
+did not start.
 
 The simulated customers' phone numbers are all in ranges reserved for fiction (:func:`devtools.simulator.fiction_phone`),
 and SMS go to the local sandbox: with ``TWILIO_*`` set the demo refuses to start (exit 2) unless
@@ -24,7 +25,9 @@ import urllib.request
 from collections import Counter
 from pathlib import Path
 
-from kafka import KafkaConsumer
+from kafka import KafkaConsumer, TopicPartition
+from kafka.admin import KafkaAdminClient
+from kafka.errors import KafkaError
 from sqlalchemy.engine import make_url
 
 from devtools import broker
@@ -33,7 +36,14 @@ from gridwatch.config import Settings
 from history import db, server
 from streams import topics
 
-__all__ = ["register", "run", "Processes", "wait_http"]
+__all__ = ["register", "run", "Processes", "wait_http", "Settling"]
+
+#: ``--until-settled``: nothing new on the watched topics for this long (with everything else settled) ends
+#: the demo; and the cap when ``--duration`` does not give one.
+SETTLE_QUIET_S = 5.0
+SETTLE_CAP_S = 300.0
+#: A notification status that ends an SMS's story (``sent`` is followed by one of these).
+FINAL_SMS = {"delivered", "undelivered", "failed"}
 
 
 def wait_http(url: str, timeout: float) -> bool:
@@ -74,6 +84,103 @@ class Processes:
         self.children.clear()
 
 
+class Settling:
+    """When the demo's story is over (``--until-settled``), rather than at a wall-clock time: the simulator has
+    exited, the worker's consumer group (its Faust app id) has committed every partition assigned to it up to
+    the end offset, the scripted replies have been sent and their feedback records seen, every SMS sent has
+    its delivery receipt, and nothing new has arrived for :data:`SETTLE_QUIET_S`.
+
+    It also keeps what the summary counts once: an alert is counted once per status, however many identical
+    records the at-least-once pipeline publishes (a re-run stage sends the same record again)."""
+
+    def __init__(self, settings: Settings, replies: int, receipts: bool):
+        self.settings = settings
+        self.group = settings.app_id
+        self.replies_expected, self.replies_sent, self.feedback = replies, 0, 0
+        self.receipts = receipts
+        self.sms_open: set[str] = set()  # provider message ids sent, without a final status yet
+        self.alerts: set[tuple[str, str]] = set()
+        self.last_record: float | None = None
+        self._admin: KafkaAdminClient | None = None
+        self._offsets: KafkaConsumer | None = None
+
+    def record(self, topic: str, value: dict) -> bool:
+        """Note a record; False when it is one the summary has already counted (an alert's repeated status)."""
+        self.last_record = time.monotonic()
+        if topic.endswith(names.FEEDBACK):
+            self.feedback += 1
+        elif topic.endswith(names.NOTIFICATIONS) and value.get("provider_message_id"):
+            if value["status"] == "sent":
+                self.sms_open.add(value["provider_message_id"])
+            elif value["status"] in FINAL_SMS:
+                self.sms_open.discard(value["provider_message_id"])
+        elif topic.endswith(names.ALERTS):
+            key = (value["alert_id"], value["status"])
+            if key in self.alerts:
+                return False
+            self.alerts.add(key)
+        return True
+
+    def waiting(self, simulator_done: bool, final: bool = False) -> list[str]:
+        """What has not settled yet, in words; empty when the story is over. The broker is asked only once the
+        rest has settled, or for the ``final`` account of what had not."""
+        out = []
+        if not simulator_done:
+            out.append("the simulator is still publishing")
+        if self.replies_sent < self.replies_expected:
+            out.append(f"{self.replies_expected - self.replies_sent} of the {self.replies_expected} scripted "
+                       f"replies not sent (no \"power is back\" SMS to answer yet)")
+        elif self.feedback < self.replies_sent:
+            out.append(f"feedback seen for {self.feedback} of the {self.replies_sent} replies sent")
+        if self.receipts and self.sms_open:
+            out.append(f"{len(self.sms_open)} SMS sent without a delivery receipt")
+        if self.last_record is None:
+            out.append("no alert, SMS or reply has arrived yet")
+        elif (quiet := time.monotonic() - self.last_record) < SETTLE_QUIET_S:
+            out.append(f"a record arrived {quiet:.1f} s ago (settled after {SETTLE_QUIET_S:.0f} s of quiet)")
+        if not out or final:
+            try:
+                out += self.worker_lag()
+            except KafkaError as exc:
+                out.append(f"the worker's committed offsets could not be read ({type(exc).__name__}: {exc})")
+        return out
+
+    def worker_lag(self) -> list[str]:
+        """The worker's consumer group against the end offsets of the partitions assigned to it (its input
+        topics; the tables' changelogs are read only to restore, and never committed, so they are left out)."""
+        if self._admin is None:
+            self._admin = KafkaAdminClient(bootstrap_servers=self.settings.bootstrap_list,
+                                           client_id="gridwatch-demo-settle")
+            self._offsets = KafkaConsumer(bootstrap_servers=self.settings.bootstrap_list, group_id=None,
+                                          enable_auto_commit=False, client_id="gridwatch-demo-settle")
+        group = self._admin.describe_groups([self.group])[self.group]
+        if group.get("group_state") != "Stable" or not group.get("members"):
+            return [f"the worker's consumer group {self.group} is {group.get('group_state')}, not Stable"]
+        tps = [TopicPartition(a["topic"], p) for m in group["members"]
+               for a in (m.get("member_assignment") or {}).get("assigned_partitions", ())
+               if not a["topic"].endswith("-changelog") and "__assignor" not in a["topic"]
+               for p in a["partitions"]]
+        if not tps:
+            return [f"the worker's consumer group {self.group} has no partitions assigned"]
+        committed = self._admin.list_group_offsets({self.group: tps}).get(self.group, {}) or {}
+        ends = self._offsets.end_offsets(tps)
+        lag: Counter = Counter()
+        for tp in tps:
+            om = committed.get(tp)
+            done = om.offset if om is not None and om.offset is not None and om.offset >= 0 else 0
+            if ends[tp] > done:
+                lag[tp.topic] += ends[tp] - done
+        if lag:
+            return [f"the worker's group {self.group} has not committed "
+                    + ", ".join(f"{n} records of {topic}" for topic, n in sorted(lag.items()))]
+        return []
+
+    def close(self) -> None:
+        for client in (self._offsets, self._admin):
+            if client is not None:
+                client.close()
+
+
 def gridwatch_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "gridwatch.cli", *args]
 
@@ -105,6 +212,7 @@ def run(args) -> int:
     t_begin = time.monotonic()
     since_ms = int(time.time() * 1000)
     procs = Processes()
+    settling = None
     started_broker = started_db = False
     try:
         if not broker.is_reachable(settings.bootstrap_servers):
@@ -146,7 +254,7 @@ def run(args) -> int:
             sim += ["--contract-topics"]  # our own broker, started for the demo
         if args.real_twilio:
             sim += ["--real-twilio"]
-        procs.start("simulator", sim, env, settings.run_dir / "simulator.log")
+        simulator = procs.start("simulator", sim, env, settings.run_dir / "simulator.log")
         print(f"simulator: scenario {args.scenario!r} (ground truth: {settings.run_dir / 'truth.jsonl'})")
         print(f"\nSMS sandbox page: {sandbox_url}/   — alerts and SMS follow as they happen "
               f"(Ctrl-C to stop)\n")
@@ -158,15 +266,20 @@ def run(args) -> int:
             enable_auto_commit=False, group_id=None, consumer_timeout_ms=500)
         first_sms = None
         replies = ["5", "OUT"]
+        settling = Settling(settings, replies=len(replies) if not settings.uses_real_twilio else 0,
+                            receipts=not settings.uses_real_twilio)
         seen: Counter = Counter()
-        deadline = t_begin + args.duration if args.duration else None
+        cap = args.duration or (SETTLE_CAP_S if args.until_settled else None)
+        deadline = t_begin + cap if cap else None
+        settled = False
         while deadline is None or time.monotonic() < deadline:
             for msg in consumer:
                 if msg.timestamp < since_ms:
                     continue  # from an earlier run on a reused broker
                 value = json.loads(msg.value)
                 print(describe(msg.topic, value))
-                seen[tally(msg.topic, value)] += 1
+                if settling.record(msg.topic, value):
+                    seen[tally(msg.topic, value)] += 1
                 if msg.topic.endswith(names.NOTIFICATIONS) and value["status"] == "sent" and first_sms is None:
                     first_sms = time.monotonic() - t_begin
                     print(f"   (first SMS {first_sms:.1f} s after `gridwatch demo` started)")
@@ -175,17 +288,34 @@ def run(args) -> int:
                         and not settings.uses_real_twilio):
                     # customers answer "power is back" from their phones: a rating, then "still out"
                     customer_replies(sandbox_url, value["provider_message_id"], replies.pop(0))
+                    settling.replies_sent += 1
                 if deadline is not None and time.monotonic() >= deadline:
                     break
             for name, proc in procs.children:
                 if name == "worker" and proc.poll() is not None:
                     print(f"worker exited with {proc.returncode}; see {settings.run_dir / 'worker.log'}")
                     return 1
+                if name == "simulator" and proc.poll() not in (None, 0):
+                    print(f"simulator exited with {proc.returncode}; see {settings.run_dir / 'simulator.log'}")
+                    return 1
+            if args.until_settled:
+                waiting = settling.waiting(simulator_done=simulator.poll() == 0)
+                if not waiting:
+                    settled = True
+                    print(f"\nsettled {time.monotonic() - t_begin:.1f} s after `gridwatch demo` started: the "
+                          f"simulator is done, the worker has committed all its input, and nothing new for "
+                          f"{SETTLE_QUIET_S:.0f} s")
+                    break
         consumer.close()
+        if args.until_settled and not settled:
+            waiting = settling.waiting(simulator_done=simulator.poll() == 0, final=True)
         order = ["alerts open", "alerts acknowledged", "alerts resolved", "SMS sent", "SMS delivered",
                  "SMS undelivered", "SMS deferred", "SMS suppressed", "SMS failed", "replies", "dead letters"]
         print("\nsummary: " + (", ".join(f"{k} {seen[k]}" for k in order if seen[k]) or "nothing yet")
               + f"; sandbox page {sandbox_url}/; console {console_url}")
+        if args.until_settled and not settled:
+            print(f"gridwatch demo: not settled within {cap:.0f} s: " + "; ".join(waiting))
+            return 1
         return 0
     except KeyboardInterrupt:
         return 0
@@ -194,6 +324,8 @@ def run(args) -> int:
         return 1
     finally:
         print("\nstopping what the demo started…")
+        if settling is not None:
+            settling.close()
         procs.stop()
         if started_db:
             server.stop(settings)
@@ -306,7 +438,13 @@ def register(sub) -> None:
                                    "simulate a utility with a transformer undervoltage, a meter overvoltage and "
                                    "a power cut, and print alerts and SMS.")
     p.add_argument("--duration", type=float, default=None,
-                   help="stop after this many seconds (default: run until Ctrl-C)")
+                   help="stop after this many seconds (default: run until Ctrl-C); with --until-settled, the cap "
+                        "on the wait")
+    p.add_argument("--until-settled", action="store_true",
+                   help="stop when the story is over rather than at a wall-clock time: the simulator has exited, "
+                        "the worker has committed all its input, the scripted replies are answered, every SMS has "
+                        f"its receipt and nothing new came for {SETTLE_QUIET_S:.0f} s; exit 1, naming what had not "
+                        f"settled, if that takes longer than --duration (default {SETTLE_CAP_S:.0f} s)")
     p.add_argument("--scenario", default="demo", help="simulator scenario (default: demo)")
     p.add_argument("--seed", type=int, default=7, help="simulator seed (default 7)")
     p.add_argument("--speedup", type=float, default=None,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -24,30 +25,44 @@ def test_worker_refuses_to_start_without_its_topics(kafka_broker, tmp_path):
     assert "meter.readings' is missing: run `gridwatch topics create`" in proc.stdout
 
 
+def alert_lines(out: str) -> set[tuple[str, str, str]]:
+    """(status, kind, scope level) of every ALERT line: what happened, whatever the order and however often
+    the at-least-once pipeline repeated a record."""
+    return set(re.findall(r"^ALERT (\w+)\s+(\w+) at (\w+) ", out, re.M))
+
+
 def test_demo_shows_an_alert_and_sms(kafka_broker, tmp_path):
-    """`gridwatch demo` (what `make demo` runs) on the test broker, in its own topic prefix and sandbox port."""
+    """`gridwatch demo` (what `make demo` runs) on the test broker, in its own topic prefix and sandbox port,
+    until its story is over (`--until-settled`), not for a fixed time: on a loaded machine the first SMS alone
+    can take more than a minute."""
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_broker,
            "GRIDWATCH_TOPIC_PREFIX": fresh_prefix("demo", kafka_broker),
            "GRIDWATCH_SANDBOX_URL": f"http://127.0.0.1:{free_port()}",
            "GRIDWATCH_WEBHOOK_URL": f"http://127.0.0.1:{free_port()}"}
     for var in ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN"):
         env.pop(var, None)
-    proc = subprocess.run([sys.executable, "-m", "gridwatch.cli", "demo", "--duration", "75",
-                           "--run-dir", str(tmp_path / "demo"), "--console-port", str(free_port())], env=env, capture_output=True, text=True,
-                          timeout=300)
+    proc = subprocess.run([sys.executable, "-m", "gridwatch.cli", "demo", "--until-settled", "--duration", "300",
+                           "--run-dir", str(tmp_path / "demo"), "--console-port", str(free_port())], env=env,
+                          capture_output=True, text=True, timeout=420)
     out = proc.stdout
-    assert proc.returncode == 0, out + proc.stderr
+    print(out)  # shown when an assertion below fails
+    assert proc.returncode == 0, proc.stderr
+    assert "settled " in out and "not settled" not in out
     assert "Kafka: reusing" in out
-    assert "ALERT open     undervoltage at transformer" in out
-    assert "ALERT resolved undervoltage at transformer" in out
-    assert "ALERT open     overvoltage at meter" in out
+    assert "console: http://127.0.0.1:" in out and "sign in: operator / " in out
+    # the alerts opened: undervoltage (transformer), overvoltage (meter), the outage (transformer, from its
+    # first record: most of its transformer gasped, so no meter-level outage before it), and the outage a
+    # customer reopened by answering "OUT" to "power is back" (meter); resolved: the first three. The order of
+    # their records varies with the load, and a record may come twice (at-least-once): neither changes this
+    # set, nor the summary, which counts each alert once per status.
+    assert alert_lines(out) == {("open", "undervoltage", "transformer"), ("resolved", "undervoltage", "transformer"),
+                                ("open", "overvoltage", "meter"), ("resolved", "overvoltage", "meter"),
+                                ("open", "outage", "transformer"), ("resolved", "outage", "transformer"),
+                                ("open", "outage", "meter")}
+    assert "reported by the customer after the restoration" in out
+    assert "summary: alerts open 4, alerts resolved 3, SMS sent" in out
     assert "SMS   sent" in out and "检测到" in out and "opted_out" in out
     assert "first SMS" in out
-    assert "ALERT open     outage at transformer" in out and "ALERT resolved outage at transformer" in out
     assert "Power cut" in out and "back on" in out  # the notice, then "power is back"
-    # open records: undervoltage, overvoltage, the outage (its silent meters in it from the first record:
-    # most of its transformer gasped), and the outage a customer reopened by answering "OUT" to "power is back"
-    assert "summary: alerts open 4, alerts resolved 3, SMS sent" in out
     assert "REPLY" in out and "rating 5" in out and "still_out" in out
-    assert "console: http://127.0.0.1:" in out and "sign in: operator / " in out
     assert "SMS   delivered" in out  # signed status callbacks came back through `gridwatch webhooks`
