@@ -41,35 +41,60 @@ class Provider:
         pass
 
 
+class Killed(RuntimeError):
+    """kill -9: nothing after this point runs; what was written before it stays (tables, records)."""
+
+
 class Env:
     def __init__(self, customers, provider=None, silences=(), now=NOW, policy=None):
         self.customers = {c["customer_id"]: c for c in customers}
         self.contacts, self.outboxes, self.held, self.records, self.flushed = {}, {}, {}, [], 0
+        self.steps: list[str] = []  # outbox writes, records and flushes, in order
+        self.kill_before: str | None = None  # the step (an outbox state, "emit <status>") a kill comes before
         self.provider = provider or Provider()
         self._silences = list(silences)
         self.t = now
         self.released: list[tuple[str, str]] = []
         self.policy = policy or P.Policy(send_deadline_s=5.0)
 
+    def _step(self, name):
+        if name == self.kill_before:
+            self.kill_before = None
+            raise Killed(name)
+        self.steps.append(name)
+
     def customer(self, cid): return self.customers.get(cid)
     def contact(self, cid): return self.contacts.get(cid) or {}
     def set_contact(self, cid, value): self.contacts[cid] = value
     def outbox(self, key): return self.outboxes.get(key)
-    def set_outbox(self, key, value): self.outboxes[key] = value
+    def set_outbox(self, key, value):
+        self._step(value["state"])
+        self.outboxes[key] = value
     def usage(self, cid): return None
     def silences(self): return self._silences
     def notifier(self, channel): return self.provider
     def now(self): return self.t
-    async def flush(self): self.flushed += 1
+    async def flush(self):
+        self.flushed += 1
+        self.steps.append("flush")
     async def hold(self, cid, key, entry): self.held.setdefault(cid, {})[key] = entry
 
-    def pop_held(self, cid, key):
-        return (self.held.get(cid) or {}).pop(key, None)
+    def held_request(self, cid, key):
+        return (self.held.get(cid) or {}).get(key)
+
+    def drop_held(self, cid, key):
+        (self.held.get(cid) or {}).pop(key, None)
 
     async def release_held(self, cid, why):
         self.released += [(cid, k) for k, e in (self.held.get(cid) or {}).items() if e["why"] == why]
 
-    async def emit(self, record): self.records.append(dict(record))
+    async def emit(self, record):
+        self._step(f"emit {record['status']}")
+        self.records.append(dict(record))
+
+    async def recorded(self, record, since):
+        return any(r["notification_id"] == record["notification_id"] and r["status"] == record["status"]
+                   and r["created_at"] == record["created_at"] for r in self.records)
     async def pace(self, channel): pass
 
 
@@ -110,8 +135,10 @@ def test_a_message_is_claimed_on_the_broker_before_it_is_sent_and_recorded_once(
     a = alert()
     run(env, {"alert": a, "customer_id": "C1"})
     run(env, {"alert": a, "customer_id": "C1"})  # re-delivered: dropped, nothing recorded
-    # flushed twice: the claim before the send, the record before the key is done
-    assert statuses(env) == [("sent", None)] and len(env.provider.sends) == 1 and env.flushed == 2
+    # on the broker in turn: the claim before the send, the outcome kept before the record is written, the
+    # record before the key is done
+    assert statuses(env) == [("sent", None)] and len(env.provider.sends) == 1
+    assert env.steps == ["claimed", "flush", "recording", "flush", "emit sent", "flush", "done"]
     assert env.outboxes[f"{a['alert_id']}|C1|sms"] == {"state": "done", "status": "sent"}
     assert env.records[0]["template"].startswith("undervoltage/notice@")
 
@@ -445,3 +472,100 @@ def test_channels_follow_the_customers_preference():
     assert sorted(r["channel"] for r in env.records) == ["email", "sms"]
     assert {to for to, _, _ in env.provider.sends} == {"+8613800000001", "li@example.com"}
     assert len({r["notification_id"] for r in env.records}) == 2
+
+
+# -- after kill -9: the same outcome as without it -------------------------------------------------------
+def test_a_worker_killed_after_its_record_reached_the_broker_but_before_the_key_was_done_records_once():
+    """The record is on the broker, the key not yet done: the next worker finds the outcome kept in the
+    outbox and its record on the broker -- no second ``sent`` record, no lookup, the budget counts it once."""
+    a = alert()
+    key = f"{a['alert_id']}|C1|sms"
+    env = Env([customer()], Provider(sent=Delivery("SM00000000000000000000000000000001", "sent")))
+    env.kill_before = "done"
+    with pytest.raises(Killed):
+        run(env, {"alert": a, "customer_id": "C1"})
+    run(env, {"alert": a, "customer_id": "C1"})  # the request, re-read by the next worker
+    assert statuses(env) == [("sent", None)] and len(env.provider.sends) == 1
+    assert env.provider.lookups == [] and env.outboxes[key] == {"state": "done", "status": "sent"}
+    assert len(env.contacts["C1"]["sent_at"]) == 1 and env.contacts["C1"]["sids"] == [
+        env.records[0]["provider_message_id"]]
+
+
+def test_a_worker_killed_before_its_record_was_written_has_it_written_as_decided_without_a_lookup(monkeypatch):
+    """The outcome (with the provider's message id) is kept before the record is written: the next worker
+    writes that record once, even while the provider's list cannot be read."""
+    a = alert()
+    down = NotifierError("HTTP 500", status=500, retryable=True)
+    env = Env([customer()], Provider(sent=down), policy=P.Policy(send_deadline_s=30.0))
+    fake_time(monkeypatch, env)
+    env.kill_before = "emit sent"
+    with pytest.raises(Killed):
+        run(env, {"alert": a, "customer_id": "C1"})
+    assert env.records == []
+    run(env, {"alert": a, "customer_id": "C1"})
+    assert statuses(env) == [("sent", None)] and len(env.provider.sends) == 1 and env.provider.lookups == []
+    assert env.records[0]["provider_message_id"] == "SM00000000000000000000000000000001"
+    run(env, {"alert": a, "customer_id": "C1"})  # and once done, a re-delivery is dropped
+    assert len(env.records) == 1 and len(env.contacts["C1"]["sent_at"]) == 1
+
+
+def test_a_held_request_is_kept_until_decided_so_a_kill_while_it_is_released_does_not_lose_it(monkeypatch):
+    """A claim held to be settled later is released; the worker dies while settling it. The held request
+    must still be there for the next release (taken out first, it was gone: the claim never settled)."""
+    a = alert()
+    key = f"{a['alert_id']}|C1|sms"
+    down = NotifierError("HTTP 500", status=500, retryable=True)
+    env = Env([customer()], Provider(sent=down), policy=P.Policy(send_deadline_s=30.0))
+    fake_time(monkeypatch, env)
+    env.outboxes[key] = {"state": "claimed", "at": NOW - 120, "body": "the text"}
+    run(env, {"alert": a, "customer_id": "C1"})
+    assert env.held["C1"][key]["why"] == "settle"
+    env.provider.sent = Delivery("SMlater", "sent")
+    env.kill_before = "emit sent"
+    with pytest.raises(Killed):
+        run(env, {"customer_id": "C1", "release": key})
+    assert key in env.held["C1"]  # still held: released again
+    run(env, {"customer_id": "C1", "release": key})
+    assert [r["status"] for r in env.records] == ["deferred", "sent"] and env.provider.sends == []
+    assert env.records[-1]["provider_message_id"] == "SMlater" and env.held["C1"] == {}
+    run(env, {"customer_id": "C1", "release": key})  # a second release finds nothing
+    assert len(env.records) == 2
+
+
+def test_a_release_asked_for_an_earlier_hold_does_not_release_the_request_held_again_since():
+    """A release request re-read after a crash (or sent twice) names the hold it was asked for: a request
+    held again since (quiet hours that started later) stays held until its own time."""
+    late = datetime(2026, 9, 3, 15, 0, tzinfo=timezone.utc).timestamp()  # 23:00 in Shanghai
+    env = Env([customer()], now=late)
+    bill = alert("bill_spike", level="customer", scope="C1", projected_amount=412.0, usual_amount=298.0,
+                 currency="CNY", pct_above=38.0)
+    run(env, {"alert": bill, "customer_id": "C1"})
+    ((key, entry),) = env.held["C1"].items()
+    run(env, {"customer_id": "C1", "release": key, "due": entry["due"] - 3600})
+    assert statuses(env) == [("deferred", "quiet_hours until 2026-09-04T00:00:00Z")] and env.provider.sends == []
+    env.t = entry["due"]
+    run(env, {"customer_id": "C1", "release": key, "due": entry["due"]})
+    assert statuses(env)[-1] == ("sent", None) and env.held["C1"] == {}
+
+
+def test_power_is_back_waits_for_a_notice_whose_send_a_crash_left_unsettled(monkeypatch):
+    """The outage notice was claimed when the worker died and is not listed by the provider yet; its end
+    arrives meanwhile. "Not told" is not known yet: the restoration waits for the notice's outcome (before:
+    suppressed ``no_notice_to_resolve``, though the notice turned out to be sent)."""
+    env = Env([customer()], Provider(sent=None), policy=P.Policy(send_deadline_s=30.0, list_lag_s=30.0))
+    fake_time(monkeypatch, env)
+    out = alert("outage", aid="outage:feeder:F1:t", level="feeder", scope="F1", severity="critical")
+    key = f"{out['alert_id']}|C1|sms"
+    env.outboxes[key] = {"state": "claimed", "at": NOW - 2, "until": NOW + 43, "body": "the notice"}
+    run(env, {"alert": out, "customer_id": "C1"})  # re-read by the next worker: not listed yet, held
+    run(env, {"alert": {**out, "status": "resolved"}, "customer_id": "C1", "phase": "resolved"})
+    assert [s for s, _ in statuses(env)] == ["deferred", "deferred"]
+    assert statuses(env)[1][1] == f"waiting for the notice of {out['alert_id']} to be settled"
+    env.provider.sent = Delivery("SMnotice", "sent")
+    env.t = NOW + 80
+    run(env, {"customer_id": "C1", "release": key})  # the notice is listed after all: sent
+    assert env.released == [("C1", key + "|resolved")]  # what waited for it comes back at once
+    run(env, {"customer_id": "C1", "release": key + "|resolved"})
+    assert statuses(env)[2:] == [("sent", "reconciled: the provider had it"), ("sent", None)]
+    assert env.records[3]["template"].startswith("outage/resolved@")
+    assert len(env.provider.sends) == 1 and "back" in env.provider.sends[0][1]
