@@ -177,19 +177,44 @@ async def group(d: Decision, env: Env) -> str:
 
 async def inhibit(d: Decision, env: Env) -> str:
     """An outage explains everything else: voltage messages are not sent to a customer who has no power,
-    and bill alerts wait until the power is back (the catch-up reads settle too)."""
+    and bill alerts wait until the power is back (the catch-up reads settle too).
+
+    "No power" is judged in event time, so that it does not depend on whether the outage's end or the
+    voltage alert was read first: a voltage alert that started while one of the customer's outages was on
+    (its start to its end) is suppressed; one that started while an outage is still open waits for that
+    outage's end to tell (``held: in outage``); one that started before an outage, or after its end, goes
+    on."""
     if d.claim is not None or d.phase != "notice":
         return GO
-    outs = env.contact(d.customer_id).get("outages") or []
-    outs = [a for a in outs if a != d.alert["alert_id"]]
-    if not outs:
-        return GO
+    c = env.contact(d.customer_id)
+    outs = [a for a in c.get("outages") or [] if a != d.alert["alert_id"]]
     kind = d.alert.get("kind")
     if kind in VOLTAGE_KINDS:
-        return d.stop(RECORD, "suppressed", f"inhibited: in outage {outs[0]}")
+        return _inhibit_voltage(d, env, c, outs)
+    if not outs:
+        return GO
     if kind in HELD_DURING_OUTAGE and not d.request.get("released_outage"):
         d.due, d.hold_why = env.now() + _policy(env).max_hold_s, "outage"
         return d.stop(HOLD, "deferred", f"held: in outage {outs[0]}")
+    return GO
+
+
+def _inhibit_voltage(d: Decision, env: Env, c: dict, outs: list[str]) -> str:
+    at = _epoch(d.alert.get("started_at"))
+    windows = c.get("outage_windows") or {}
+    for aid in outs:  # still open here: did it end before this began? known only once it has ended
+        start = _epoch((windows.get(aid) or {}).get("start"))
+        if at is None or start is None or start <= at:
+            if d.request.get("released_outage"):  # held as long as an outage may be (max_hold_s): no power
+                return d.stop(RECORD, "suppressed", f"inhibited: in outage {aid}")
+            d.due, d.hold_why = env.now() + _policy(env).max_hold_s, "outage"
+            return d.stop(HOLD, "deferred", f"held: in outage {aid}")
+    for aid, w in windows.items():
+        if aid == d.alert["alert_id"] or aid in outs:
+            continue
+        start, end = _epoch(w.get("start")), _epoch(w.get("end"))
+        if at is None or start is None or (start <= at and (end is None or at < end)):
+            return d.stop(RECORD, "suppressed", f"inhibited: in outage {aid}")  # (an unknown end: in it)
     return GO
 
 
@@ -516,13 +541,22 @@ async def _track_outage(d: Decision, env: Env) -> None:
     c = env.contact(d.customer_id)
     before = set(c.get("outages") or ())
     outs = set(before)
+    aid = d.alert["alert_id"]
+    # each outage's time in event time, for inhibit: {"start", "end"} (end None: open, or not known)
+    windows = {k: dict(v) for k, v in (c.get("outage_windows") or {}).items()}
     if d.phase in ("resolved", "closed"):
-        outs -= {d.alert["alert_id"], (d.alert.get("evidence") or {}).get("parent_alert_id")}
+        parent = (d.alert.get("evidence") or {}).get("parent_alert_id")
+        outs -= {aid, parent}
+        windows[aid] = {"start": d.alert.get("started_at"), "end": d.alert.get("resolved_at")}
+        if parent in windows:  # this customer's power was out from the parent's start to this end
+            windows[parent]["end"] = d.alert.get("resolved_at")
     elif d.alert.get("status") in ("open", "acknowledged"):
-        outs.add(d.alert["alert_id"])
-    if outs != before:
-        env.set_contact(d.customer_id, {**c, "outages": sorted(outs)})
-        if not outs:
+        outs.add(aid)
+        windows[aid] = {"start": d.alert.get("started_at"), "end": None}
+    windows = dict(list(windows.items())[-OUTAGE_WINDOWS:])
+    if outs != before or windows != (c.get("outage_windows") or {}):
+        env.set_contact(d.customer_id, {**c, "outages": sorted(outs), "outage_windows": windows})
+        if not outs and outs != before:
             await env.release_held(d.customer_id, "outage")
 
 
@@ -588,6 +622,18 @@ async def _reconcile(d: Decision, env: Env) -> str:
         d.body = None
         return d.stop(RECORD, "suppressed", "opted_out")
     return GO
+
+
+#: outages whose time a customer's contact state keeps (the latest)
+OUTAGE_WINDOWS = 20
+
+
+def _epoch(text: str | None) -> float | None:
+    """Epoch seconds of an RFC 3339 time, None when there is none (or it cannot be read)."""
+    try:
+        return datetime.fromisoformat(text).timestamp() if text else None
+    except (TypeError, ValueError):
+        return None
 
 
 #: how many lookups one settling makes at most before it gives the claim back to be settled later

@@ -382,19 +382,48 @@ def test_inhibit_mutes_voltage_and_holds_a_bill_during_an_outage_then_releases_i
     env = Env([customer(preferences={"quiet_hours": ["00:00", "00:00"]})])
     out = alert("outage", aid="outage:transformer:T1:t", severity="critical")
     run(env, {"alert": out, "customer_id": "C1"})
-    run(env, {"alert": alert("overvoltage"), "customer_id": "C1"})
+    volt = alert("overvoltage")  # began with the outage (05:00): whether the power was on is known at its end
+    run(env, {"alert": volt, "customer_id": "C1"})
     bill = alert("bill_spike", level="customer", scope="C1", projected_amount=412.0, usual_amount=298.0,
                  currency="CNY", pct_above=38.0)
     run(env, {"alert": bill, "customer_id": "C1"})
-    assert statuses(env)[1:] == [("suppressed", f"inhibited: in outage {out['alert_id']}"),
-                                 ("deferred", f"held: in outage {out['alert_id']}")]
-    run(env, {"alert": {**out, "status": "resolved"}, "customer_id": "C1", "phase": "resolved"})
-    (release,) = env.released
-    run(env, {"customer_id": "C1", "release": release[1]})
-    assert statuses(env)[-1] == ("sent", None) and env.records[-1]["alert_id"] == bill["alert_id"]
+    assert statuses(env)[1:] == [("deferred", f"held: in outage {out['alert_id']}")] * 2
+    run(env, {"alert": {**out, "status": "resolved", "resolved_at": "2026-09-03T06:00:00Z"}, "customer_id": "C1",
+              "phase": "resolved"})
+    assert [k for _, k in env.released] == [f"{volt['alert_id']}|C1|sms", f"{bill['alert_id']}|C1|sms"]
+    for _, key in env.released:
+        run(env, {"customer_id": "C1", "release": key})
+    # the outage ran 05:00 - 06:00: the overvoltage began in it (no power: not sent), the bill goes out
+    assert statuses(env)[-2:] == [("suppressed", f"inhibited: in outage {out['alert_id']}"), ("sent", None)]
+    assert env.records[-1]["alert_id"] == bill["alert_id"]
     assert env.records[-1]["notification_id"] == env.records[2]["notification_id"]
-    run(env, {"customer_id": "C1", "release": release[1]})  # a second release finds nothing
+    run(env, {"customer_id": "C1", "release": env.released[1][1]})  # a second release finds nothing
     assert len(env.provider.sends) == 3
+
+
+@pytest.mark.parametrize("end_read_first", [True, False], ids=["outage-end-read-first", "voltage-read-first"])
+@pytest.mark.parametrize("began, sent", [("2026-09-03T05:30:00Z", False), ("2026-09-03T07:15:00Z", True),
+                                         ("2026-09-03T04:00:00Z", True)], ids=["during", "after", "before"])
+def test_a_voltage_alert_is_judged_by_when_it_began_whichever_was_read_first(end_read_first, began, sent):
+    """An outage 05:00 - 06:00 and an overvoltage of the same customer's meter come from different alert
+    partitions, in either order (and in another order after a crash): the overvoltage is suppressed when it
+    began during the outage and sent when it began before or after, whichever was read first."""
+    env = Env([customer()])
+    out = alert("outage", aid="outage:feeder:F1:t", level="feeder", scope="F1", severity="critical")
+    volt = {**alert("overvoltage", level="meter", scope="M1", severity="critical"), "started_at": began}
+    run(env, {"alert": out, "customer_id": "C1"})
+    requests = [{"alert": {**out, "status": "resolved", "resolved_at": "2026-09-03T06:00:00Z"}, "customer_id": "C1",
+                 "phase": "resolved"},
+                {"alert": volt, "customer_id": "C1"}]
+    for req in requests if end_read_first else requests[::-1]:
+        run(env, req)
+    for _, key in env.released:
+        run(env, {"customer_id": "C1", "release": key})
+    (last,) = [r for r in env.records if r["alert_id"] == volt["alert_id"] and r["status"] != "deferred"]
+    assert (last["status"] == "sent") is sent
+    if not sent:
+        assert last["reason"] == f"inhibited: in outage {out['alert_id']}"
+    assert [r["status"] for r in env.records if r["alert_id"] == out["alert_id"]] == ["sent", "sent"]
 
 
 def test_quiet_hours_defer_a_bill_at_23_local_but_not_a_voltage_alert():
