@@ -792,6 +792,8 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
 
         def set_outbox(self, key, value):
             faults.hit("notify.table-write")
+            if value.get("state") == "done":
+                faults.hit("notify.kill-before-done")
             outbox_tb[key] = value
 
         def usage(self, cid):
@@ -858,15 +860,18 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
             consumer = AIOKafkaConsumer(bootstrap_servers=s.bootstrap_list, group_id=None,
                                         enable_auto_commit=False, client_id=f"{s.app_id}-recorded")
             await consumer.start()
+            deadline = time.monotonic() + 60.0
             try:
                 consumer.assign([tp])
                 end = (await consumer.end_offsets([tp]))[tp]
-                start = (await consumer.offsets_for_times([tp], int(since * 1000)))[tp]
+                start = (await consumer.offsets_for_times({tp: int(since * 1000)}))[tp]
                 if start is None:
                     return False
                 consumer.seek(tp, start.offset)
                 found = False
                 while not found and await consumer.position(tp) < end:
+                    if time.monotonic() > deadline:  # an internal error: the request is retried
+                        raise RuntimeError(f"{name}[{tp.partition}] not read to its end within 60 s")
                     for batch in (await consumer.getmany(tp, timeout_ms=1000)).values():
                         for m in batch:
                             if m.offset >= end:
