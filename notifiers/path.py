@@ -352,7 +352,7 @@ async def record(d: Decision, env: Env) -> str:
     per outcome, never a done key without its record, and the budget counts a message once."""
     now = env.now()
     if d.key and d.record["status"] == "sent" and not _owns(env):
-        return DROP  # sent, then the partition moved: its new owner settles the claim with the provider
+        return _fenced(d)  # sent, then the partition moved: its new owner settles the claim with the provider
     d.record["body"] = d.body
     d.record["created_at"] = _rfc3339(now)
     if d.key and (env.outbox(d.key) or {}).get("state") == "claimed":

@@ -598,3 +598,21 @@ def test_power_is_back_waits_for_a_notice_whose_send_a_crash_left_unsettled(monk
     assert statuses(env)[2:] == [("sent", "reconciled: the provider had it"), ("sent", None)]
     assert env.records[3]["template"].startswith("outage/resolved@")
     assert len(env.provider.sends) == 1 and "back" in env.provider.sends[0][1]
+
+
+def test_a_released_request_whose_partition_moves_during_its_send_stays_held_for_the_new_owner(monkeypatch):
+    """Sent, then the partition moved before the record: the claim is the new owner's to settle, so the held
+    request it was released from must stay held (dropped here, the new owner would find nothing to release)."""
+    a = alert()
+    key = f"{a['alert_id']}|C1|sms"
+    down = NotifierError("HTTP 500", status=500, retryable=True)
+    env = Env([customer()], Provider(sent=down), policy=P.Policy(send_deadline_s=30.0))
+    fake_time(monkeypatch, env)
+    env.outboxes[key] = {"state": "claimed", "at": NOW - 120, "body": "the text"}
+    run(env, {"alert": a, "customer_id": "C1"})  # unsettled: held
+    env.provider.sent = None  # proven absent (the claim is old): sent now, and the partition moves meanwhile
+    owned = [True, True, True]  # reconcile, the claim, the send; not any more at the record
+    env.owns = lambda: owned.pop(0) if owned else False
+    (d,) = run(env, {"customer_id": "C1", "release": key})
+    assert len(env.provider.sends) == 1 and d.record["reason"].startswith("fenced")
+    assert key in env.held["C1"] and env.outboxes[key]["state"] == "claimed"
