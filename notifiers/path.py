@@ -18,9 +18,12 @@ Each stage looks at one :class:`Decision` (one customer, one channel) and return
 
 Never twice: the outbox entry of a decision is keyed by (alert, customer, channel, template) — template is
 the notice or the restoration (``|resolved``) — and written *claimed* to the table's changelog on the
-broker before the message leaves (``deliver``), then *done* (``record``). A request that finds its key done
-is dropped; one that finds it claimed (a worker died between sending and recording) is reconciled with the
-provider instead of being sent again (``dedup``).
+broker before the message leaves (``deliver``); after a claim the outcome is kept there too (*recording*:
+the whole record, with the provider's message id) before the record is written, and the key is *done*
+once the record is on the broker (``record``). A request that finds its key done is dropped; one that finds
+it claimed (a worker died between sending and recording) is reconciled with the provider instead of being
+sent again (``dedup``); one that finds it recording writes the kept record unless it is on the broker
+already (``group``), so a crash at any point gives one record per outcome.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from typing import Any, Awaitable, Callable, Protocol
 from notifiers.base import NotifierError
 from notifiers.quiet import DEFERRABLE_KINDS, quiet_until
 from gridwatch import kinds
+from gridwatch.timefmt import parse_datetime
 from notifiers import templates
 from notifiers.channels import address, channels_for
 from notifiers.silences import SAFETY_KINDS, is_safety, matching
@@ -92,9 +96,11 @@ class Env(Protocol):
     def now(self) -> float: ...                               # wall clock: quiet hours, budgets, deadlines
     async def flush(self) -> None: ...                        # the outbox claim reaches the broker
     async def hold(self, cid: str, key: str, entry: dict) -> None: ...   # keep a request (deferred table)
-    def pop_held(self, cid: str, key: str) -> dict | None: ...           # take it back (None: released)
+    def held_request(self, cid: str, key: str) -> dict | None: ...       # a kept request (None: released)
+    def drop_held(self, cid: str, key: str) -> None: ...                 # forget it: decided
     async def release_held(self, cid: str, why: str) -> None: ...        # release what ``why`` held
     async def emit(self, record: dict) -> None: ...           # a notifications record (and what was sent)
+    async def recorded(self, record: dict, since: float) -> bool: ...    # that record, on the broker?
     async def pace(self, channel: str) -> None: ...           # wait for the sender's rate
     # optional: ``owns() -> bool``, False once this worker no longer owns the request's partition (a
     # rebalance gave it to another): then nothing is claimed, sent or recorded here (fencing)
@@ -113,7 +119,8 @@ class Decision:
     key: str = ""                      # outbox key
     claim: dict | None = None          # an unfinished claim found in the outbox (a send was interrupted)
     due: float | None = None           # HOLD: when to try again
-    hold_why: str | None = None        # HOLD: "quiet" | "outage" | "budget" | "settle"
+    hold_why: str | None = None        # HOLD: "quiet" | "outage" | "budget" | "settle" | "notice"
+    outcome: str | None = None         # the stage outcome that ended the path (GO: it ran to the end)
     body: str | None = None
     subject: str | None = None
     data: dict | None = None
@@ -150,12 +157,21 @@ async def group(d: Decision, env: Env) -> str:
     d.key = f"{alert['alert_id']}|{cid}|{d.channel}" + ("|resolved" if d.phase == "resolved" else "")
     d.record["notification_id"] = str(uuid.uuid5(uuid.NAMESPACE_URL, d.key))
     found = env.outbox(d.key)
-    if found is not None and found.get("state") == "done":
+    state = (found or {}).get("state")
+    if state == "done":
         return DROP  # decided before: whatever re-delivered the request, the customer hears it once
+    if state == "recording":
+        return await _finish(d, env, found)  # decided, the record maybe written: never decided again
     d.claim = found
     if d.claim is not None:
         return GO  # in flight when a worker died: reconciled in dedup, never decided anew
     told = _notice_sent(d, env)
+    pending = None if told else _notice_in_flight(d, env)
+    if pending is not None:
+        # the notice this decision rests on is claimed but not settled (a send interrupted by a crash):
+        # "told or not" is not known yet, so it waits for the notice's outcome instead of guessing
+        d.due, d.hold_why = env.now() + _settle_interval(env), "notice"
+        return d.stop(HOLD, "deferred", f"waiting for the notice of {pending} to be settled")
     if d.phase == "resolved" and not told:
         return d.stop(RECORD, "suppressed", "no_notice_to_resolve")
     if d.phase == "notice" and told and told != alert["alert_id"]:
@@ -165,19 +181,44 @@ async def group(d: Decision, env: Env) -> str:
 
 async def inhibit(d: Decision, env: Env) -> str:
     """An outage explains everything else: voltage messages are not sent to a customer who has no power,
-    and bill alerts wait until the power is back (the catch-up reads settle too)."""
+    and bill alerts wait until the power is back (the catch-up reads settle too).
+
+    "No power" is judged in event time, so that it does not depend on whether the outage's end or the
+    voltage alert was read first: a voltage alert that started while one of the customer's outages was on
+    (its start to its end) is suppressed; one that started while an outage is still open waits for that
+    outage's end to tell (``held: in outage``); one that started before an outage, or after its end, goes
+    on."""
     if d.claim is not None or d.phase != "notice":
         return GO
-    outs = env.contact(d.customer_id).get("outages") or []
-    outs = [a for a in outs if a != d.alert["alert_id"]]
-    if not outs:
-        return GO
+    c = env.contact(d.customer_id)
+    outs = [a for a in c.get("outages") or [] if a != d.alert["alert_id"]]
     kind = d.alert.get("kind")
     if kind in VOLTAGE_KINDS:
-        return d.stop(RECORD, "suppressed", f"inhibited: in outage {outs[0]}")
+        return _inhibit_voltage(d, env, c, outs)
+    if not outs:
+        return GO
     if kind in HELD_DURING_OUTAGE and not d.request.get("released_outage"):
         d.due, d.hold_why = env.now() + _policy(env).max_hold_s, "outage"
         return d.stop(HOLD, "deferred", f"held: in outage {outs[0]}")
+    return GO
+
+
+def _inhibit_voltage(d: Decision, env: Env, c: dict, outs: list[str]) -> str:
+    at = _epoch(d.alert.get("started_at"))
+    windows = c.get("outage_windows") or {}
+    for aid in outs:  # still open here: did it end before this began? known only once it has ended
+        start = _epoch((windows.get(aid) or {}).get("start"))
+        if at is None or start is None or start <= at:
+            if d.request.get("released_outage"):  # held as long as an outage may be (max_hold_s): no power
+                return d.stop(RECORD, "suppressed", f"inhibited: in outage {aid}")
+            d.due, d.hold_why = env.now() + _policy(env).max_hold_s, "outage"
+            return d.stop(HOLD, "deferred", f"held: in outage {aid}")
+    for aid, w in windows.items():
+        if aid == d.alert["alert_id"] or aid in outs:
+            continue
+        start, end = _epoch(w.get("start")), _epoch(w.get("end"))
+        if at is None or start is None or (start <= at and (end is None or at < end)):
+            return d.stop(RECORD, "suppressed", f"inhibited: in outage {aid}")  # (an unknown end: in it)
     return GO
 
 
@@ -306,33 +347,85 @@ async def record(d: Decision, env: Env) -> str:
     """Every decision becomes a ``notifications`` record; the outbox key is done; a sent message counts
     toward the budget and the dedup window and is what a reply ("still out", a rating) refers to.
 
-    After a claim the record is on the broker *before* the key is marked done: a crash in between leaves
-    the claim, which is settled again (the record may then be written twice, with the same notification
-    id), never a done key without its record."""
+    After a claim the outcome is first kept in the outbox (*recording*: the record itself, and what it
+    counts for the customer) and on the broker, then the record is written and on the broker, then the key
+    is done. A crash before the outcome is kept leaves the claim (settled with the provider again); after
+    it, the re-run writes the kept record unless it finds it on the broker (:func:`_finish`): one record
+    per outcome, never a done key without its record, and the budget counts a message once."""
     now = env.now()
     if d.key and d.record["status"] == "sent" and not _owns(env):
-        return DROP  # sent, then the partition moved: its new owner settles the claim with the provider
+        return _fenced(d)  # sent, then the partition moved: its new owner settles the claim with the provider
     d.record["body"] = d.body
     d.record["created_at"] = _rfc3339(now)
-    await env.emit(d.record)
     if d.key and (env.outbox(d.key) or {}).get("state") == "claimed":
+        env.set_outbox(d.key, {"state": "recording", "status": d.record["status"], "at": now,
+                               "record": dict(d.record), "counts": _counts(d)})
+        _count(d, env, now)
         await env.flush()
+        await env.emit(d.record)
+        await env.flush()
+    else:
+        await env.emit(d.record)
+        _count(d, env, now)
     env.set_outbox(d.key, {"state": "done", "status": d.record["status"]})
-    if d.record["status"] == "sent":
-        c = dict(env.contact(d.customer_id))
-        p = _policy(env)
-        c["sent_at"] = [t for t in c.get("sent_at") or [] if now - t < p.budget_window_s] + [now]
-        if d.record.get("provider_message_id"):  # what a lookup must not take for another message
-            c["sids"] = ((c.get("sids") or []) + [d.record["provider_message_id"]])[-KNOWN_SIDS:]
-        if not _is_reply(d):
-            scope = d.alert.get("scope") or {}
-            c["recent"] = [s for s in c.get("recent") or [] if now - s.get("at", 0) < p.dedup_window_s] + [
-                {"alert_id": d.alert["alert_id"], "kind": d.alert.get("kind"), "channel": d.channel,
-                 "scope": [scope.get("level"), scope.get("id")], "at": now}]
-            if d.channel == "sms":
-                c["last_alert_id"] = d.alert["alert_id"]
-        env.set_contact(d.customer_id, c)
+    await _told(d, env)
     return GO
+
+
+async def _finish(d: Decision, env: Env, kept: dict) -> str:
+    """A decision whose outcome was kept (*recording*) before a crash: its record is written unless the
+    broker has it already, its counts are applied (once), the key is done. Nothing is decided or sent."""
+    if not _owns(env):
+        return _fenced(d)
+    d.record = dict(kept["record"])
+    d.body = d.record.get("body")
+    if not await env.recorded(d.record, kept.get("at", 0) - WORKER_SKEW_S):
+        await env.emit(d.record)
+        await env.flush()
+    _count(d, env, kept.get("at", env.now()), kept.get("counts"))
+    env.set_outbox(d.key, {"state": "done", "status": d.record["status"]})
+    await _told(d, env)
+    return DROP
+
+
+def _counts(d: Decision) -> dict | None:
+    """What a sent message counts for its customer (budget, dedup window, replies, lookups)."""
+    if d.record["status"] != "sent":
+        return None
+    scope = d.alert.get("scope") or {}
+    return {"provider_message_id": d.record.get("provider_message_id"), "reply": _is_reply(d),
+            "alert_id": d.alert["alert_id"], "kind": d.alert.get("kind"), "channel": d.channel,
+            "scope": [scope.get("level"), scope.get("id")]}
+
+
+def _count(d: Decision, env: Env, at: float, counts: dict | None = None) -> None:
+    """Apply a sent message to its customer's contact state, once per outbox key however often a crash
+    makes this run again."""
+    counts = counts if counts is not None else _counts(d)
+    if counts is None:
+        return
+    c = dict(env.contact(d.customer_id))
+    if d.key and d.key in (c.get("counted") or ()):
+        return
+    now, p = env.now(), _policy(env)
+    c["sent_at"] = [t for t in c.get("sent_at") or [] if now - t < p.budget_window_s] + [at]
+    if counts.get("provider_message_id"):  # what a lookup must not take for another message
+        c["sids"] = ((c.get("sids") or []) + [counts["provider_message_id"]])[-KNOWN_SIDS:]
+    if not counts.get("reply"):
+        c["recent"] = [s for s in c.get("recent") or [] if now - s.get("at", 0) < p.dedup_window_s] + [
+            {"alert_id": counts["alert_id"], "kind": counts["kind"], "channel": counts["channel"],
+             "scope": counts["scope"], "at": at}]
+        if counts["channel"] == "sms":
+            c["last_alert_id"] = counts["alert_id"]
+    if d.key:
+        c["counted"] = ((c.get("counted") or []) + [d.key])[-KNOWN_SIDS:]
+    env.set_contact(d.customer_id, c)
+
+
+async def _told(d: Decision, env: Env) -> None:
+    """A notice decided: what waited for it (the outage's "power is back") comes back now."""
+    if d.phase == "notice" and d.key:
+        await env.release_held(d.customer_id, "notice")
 
 
 #: the path, in order; README "The notification path" shows the same list
@@ -373,15 +466,17 @@ class NotificationPath:
 
         ``{"customer_id", "release": key}`` brings back a held request (its quiet hours are over, the outage
         that held it ended, the budget has room): it runs the whole path again, marked as released."""
+        released = None
         if "release" in req:
-            entry = self.env.pop_held(req["customer_id"], req["release"])
-            if entry is None:
-                return []  # released before
+            cid, released = req["customer_id"], req["release"]
+            entry = self.env.held_request(cid, released)
+            if entry is None or ("due" in req and req["due"] != entry.get("due")):
+                return []  # released before, or held again since this release was asked for
             req = {**entry["request"], f"released_{entry.get('why', 'quiet')}": True}
         done = []
         for d in self.decisions(req):
             for stage in STAGES:
-                outcome = await stage(d, self.env)
+                d.outcome = outcome = await stage(d, self.env)
                 if outcome == GO:
                     continue
                 if outcome == RECORD:
@@ -393,6 +488,10 @@ class NotificationPath:
                     await self.env.emit(d.record)
                 break
             done.append(d)
+        # a held request is forgotten only once it is decided: a crash before that leaves it held, and it
+        # is released again (a request taken out first and lost in a crash would never be decided)
+        if released is not None and not any(d.outcome == HOLD or _was_fenced(d) for d in done):
+            self.env.drop_held(req["customer_id"], released)
         return done
 
 
@@ -424,18 +523,38 @@ def _notice_sent(d: Decision, env: Env) -> str | None:
     return None
 
 
+def _notice_in_flight(d: Decision, env: Env) -> str | None:
+    """The alert (this one for "power is back", else the outage it is a child of or one merged into it)
+    whose notice to this customer is claimed and not yet settled: its outcome is not known yet."""
+    ev = d.alert.get("evidence") or {}
+    own = (d.alert["alert_id"],) if d.phase == "resolved" else ()
+    for aid in (*own, ev.get("parent_alert_id"), *(ev.get("merged_from") or ())):
+        if aid and (env.outbox(f"{aid}|{d.customer_id}|{d.channel}") or {}).get("state") == "claimed":
+            return aid
+    return None
+
+
 async def _track_outage(d: Decision, env: Env) -> None:
     """Keep the customer's open outages (for inhibit); when the last one ends, release what it held."""
     c = env.contact(d.customer_id)
     before = set(c.get("outages") or ())
     outs = set(before)
+    aid = d.alert["alert_id"]
+    # each outage's time in event time, for inhibit: {"start", "end"} (end None: open, or not known)
+    windows = {k: dict(v) for k, v in (c.get("outage_windows") or {}).items()}
     if d.phase in ("resolved", "closed"):
-        outs -= {d.alert["alert_id"], (d.alert.get("evidence") or {}).get("parent_alert_id")}
+        parent = (d.alert.get("evidence") or {}).get("parent_alert_id")
+        outs -= {aid, parent}
+        windows[aid] = {"start": d.alert.get("started_at"), "end": d.alert.get("resolved_at")}
+        if parent in windows:  # this customer's power was out from the parent's start to this end
+            windows[parent]["end"] = d.alert.get("resolved_at")
     elif d.alert.get("status") in ("open", "acknowledged"):
-        outs.add(d.alert["alert_id"])
-    if outs != before:
-        env.set_contact(d.customer_id, {**c, "outages": sorted(outs)})
-        if not outs:
+        outs.add(aid)
+        windows[aid] = {"start": d.alert.get("started_at"), "end": None}
+    windows = dict(list(windows.items())[-OUTAGE_WINDOWS:])
+    if outs != before or windows != (c.get("outage_windows") or {}):
+        env.set_contact(d.customer_id, {**c, "outages": sorted(outs), "outage_windows": windows})
+        if not outs and outs != before:
             await env.release_held(d.customer_id, "outage")
 
 
@@ -501,6 +620,18 @@ async def _reconcile(d: Decision, env: Env) -> str:
     return GO
 
 
+#: outages whose time a customer's contact state keeps (the latest)
+OUTAGE_WINDOWS = 20
+
+
+def _epoch(text: str | None) -> float | None:
+    """Epoch seconds of an RFC 3339 time, None when there is none (or it cannot be read)."""
+    try:
+        return parse_datetime(text).timestamp() if text else None
+    except ValueError:
+        return None
+
+
 #: how many lookups one settling makes at most before it gives the claim back to be settled later
 SETTLE_LOOKUPS = 6
 #: how far the clocks of two workers may disagree (a claim's ``until`` is the claiming worker's clock)
@@ -544,10 +675,15 @@ async def _settle(d: Decision, env: Env, absent_after: float) -> tuple[str, Any,
     return "unsettled", None, why
 
 
+def _settle_interval(env: Env) -> float:
+    """How long an unsettled claim (or what waits for one) is held before it is looked at again."""
+    return max(5.0, min(60.0, _policy(env).list_lag_s))
+
+
 def _unsettled(d: Decision, env: Env, why: str | None) -> str:
     """The claim stays as it is (neither sent again nor given up): the request is held and comes back
     through the path, to be settled with the provider then."""
-    d.due = env.now() + max(5.0, min(60.0, _policy(env).list_lag_s))
+    d.due = env.now() + _settle_interval(env)
     d.hold_why = "settle"
     return d.stop(HOLD, "deferred", f"unsettled, checked again at {_rfc3339(d.due)}: {why}")
 
@@ -562,6 +698,10 @@ def _fenced(d: Decision) -> str:
     request, finds the claim (if any) and settles it."""
     d.record.update(status=None, reason="fenced: the partition moved to another worker")
     return DROP
+
+
+def _was_fenced(d: Decision) -> bool:
+    return str(d.record.get("reason") or "").startswith("fenced")
 
 
 def _attempt_s(notifier: Any) -> float:

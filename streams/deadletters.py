@@ -30,6 +30,7 @@ import hashlib
 import json
 import logging
 import os
+import signal
 import random
 import sys
 import time
@@ -187,9 +188,11 @@ class Faults:
     """Failures injected at named points, for tests: ``GRIDWATCH_FAULTS="notify.table-write=2"`` makes the
     first 2 outbox writes of the notify stage raise InjectedFault (an internal error). Unset in production;
     the worker logs a warning when it is set. Points: ``notify.table-write`` (the outbox),
-    ``lifecycle.table-write`` (the lifecycle table, after the alert record is sent)."""
+    ``lifecycle.table-write`` (the lifecycle table, after the alert record is sent), and
+    ``notify.kill-before-done``, which does not raise but kills the worker (SIGKILL, as ``kill -9``) when
+    an outbox key is about to be marked done: its record is on the broker, the key not done."""
 
-    POINTS = ("notify.table-write", "lifecycle.table-write")
+    POINTS = ("notify.table-write", "lifecycle.table-write", "notify.kill-before-done")
 
     def __init__(self, spec: str | None = None):
         self.left: dict[str, int] = {}
@@ -206,6 +209,8 @@ class Faults:
     def hit(self, point: str) -> None:
         if self.left.get(point, 0) > 0:
             self.left[point] -= 1
+            if point.partition(".")[2].startswith("kill-"):
+                os.kill(os.getpid(), signal.SIGKILL)
             raise InjectedFault(f"injected fault at {point} (GRIDWATCH_FAULTS)")
 
 

@@ -45,6 +45,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import faust
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.worker import Worker
 from kafka.partitioner.default import murmur2
 from prometheus_client import CollectorRegistry, generate_latest
@@ -858,6 +859,8 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
 
         def set_outbox(self, key, value):
             faults.hit("notify.table-write")
+            if value.get("state") == "done":
+                faults.hit("notify.kill-before-done")
             outbox_tb[key] = value
 
         def usage(self, cid):
@@ -881,15 +884,17 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
 
         async def hold(self, cid, key, entry):
             deferred_tb[cid] = {**(deferred_tb.get(cid) or {}), key: entry}
+            released.discard(key)  # held (again): released when its own time comes
             stats["notifications_deferred"] += 1
 
-        def pop_held(self, cid, key):
+        def held_request(self, cid, key):
+            return (deferred_tb.get(cid) or {}).get(key)
+
+        def drop_held(self, cid, key):
             held = dict(deferred_tb.get(cid) or {})
-            entry = held.pop(key, None)
             released.discard(key)
-            if entry is not None:
+            if held.pop(key, None) is not None:
                 deferred_tb[cid] = held
-            return entry
 
         async def release_held(self, cid, why):
             for key, entry in (deferred_tb.get(cid) or {}).items():
@@ -902,6 +907,47 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
             await notifications_t.send(key=rec["customer_id"].encode(), value=_dumps(rec))
             if rec["provider_message_id"] and rec["channel"] == "sms":  # status callbacks join on it
                 await sent_t.send(key=rec["provider_message_id"].encode(), value=_dumps(rec))
+
+        async def recorded(self, rec, since):
+            """Whether ``rec`` is on the notifications topic: its customer's partition is read from the
+            first record written at ``since`` (epoch s) or later to its end. Only after a crash between
+            keeping an outcome and marking its key done; its ``sent`` companion (the deliveries join
+            takes it once) is written again when the record is found, as it may not have been."""
+            name = notifications_t.get_topic_name()
+            tp = app.producer.key_partition(name, rec["customer_id"].encode())
+            tp = TopicPartition(name, tp.partition)
+            consumer = AIOKafkaConsumer(bootstrap_servers=s.bootstrap_list, group_id=None,
+                                        enable_auto_commit=False, client_id=f"{s.app_id}-recorded")
+            await consumer.start()
+            deadline = time.monotonic() + 60.0
+            try:
+                consumer.assign([tp])
+                end = (await consumer.end_offsets([tp]))[tp]
+                start = (await consumer.offsets_for_times({tp: int(since * 1000)}))[tp]
+                if start is None:
+                    return False
+                consumer.seek(tp, start.offset)
+                found = False
+                while not found and await consumer.position(tp) < end:
+                    if time.monotonic() > deadline:  # an internal error: the request is retried
+                        raise RuntimeError(f"{name}[{tp.partition}] not read to its end within 60 s")
+                    for batch in (await consumer.getmany(tp, timeout_ms=1000)).values():
+                        for m in batch:
+                            if m.offset >= end:
+                                break
+                            try:
+                                r = json.loads(m.value)
+                            except ValueError:
+                                continue
+                            if (r.get("notification_id"), r.get("status"), r.get("created_at")) == (
+                                    rec["notification_id"], rec["status"], rec["created_at"]):
+                                found = True
+            finally:
+                await consumer.stop()
+            if found and rec["provider_message_id"] and rec["channel"] == "sms":
+                await sent_t.send(key=rec["provider_message_id"].encode(), value=_dumps(rec))
+            stats["notifications_recorded_before"] += found
+            return found
 
         async def pace(self, channel):
             if channel == "sms":
@@ -944,7 +990,7 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
                         await asyncio.sleep(1.0)
                         await requests_t.send(key=msg.key, value=_dumps({**d.request, "channel": d.channel}))
 
-    released: set[str] = set()  # outbox keys whose release was asked for (in memory; a repeat is harmless)
+    released: set[str] = set()  # outbox keys whose release was asked for, until decided or held again (in memory)
     owned: set[tuple[str, int]] = set()  # (topic, partition) this worker owns, from the rebalance signals
     current_tp: list = [None]            # the notify request being handled: its (topic, partition)
 
@@ -962,7 +1008,9 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
             for okey, entry in (held or {}).items():
                 if entry["due"] <= now and okey not in released:
                     released.add(okey)
-                    await requests_t.send(key=cid.encode(), value=_dumps({"customer_id": cid, "release": okey}))
+                    # the hold it releases: one re-read after a crash must not release a later hold
+                    await requests_t.send(key=cid.encode(), value=_dumps(
+                        {"customer_id": cid, "release": okey, "due": entry["due"]}))
 
     # -- customers' replies -> opt-out / opt-in and feedback -------------------------------------------
     @app.agent(inbound_t, name="inbound")

@@ -185,6 +185,27 @@ def test_a_failed_table_write_in_the_lifecycle_stage_is_retried_and_the_sms_goes
     assert "retries_lifecycle=2" in pipeline.log_tail("worker", 400)
 
 
+@pytest.mark.worker_env(GRIDWATCH_FAULTS="notify.kill-before-done=1")
+def test_a_worker_killed_after_its_record_before_the_key_was_done_writes_no_second_record(pipeline):
+    """kill -9 (the worker kills itself) right after a `sent` record reached the broker and before its outbox
+    key was marked done: the next worker finds the outcome kept in the outbox and the record on the topic,
+    and writes no second record (before: it reconciled the claim and wrote `sent` twice)."""
+    cust = one_customer(pipeline)
+    pipeline.send("alerts", ALERT_ID, outage([cust]))
+    (name, proc), = [(n, p) for n, p in pipeline.procs.children if n == "worker"]
+    assert proc.wait(timeout=120) == -signal.SIGKILL, "the worker did not reach the kill point"
+    pipeline.restart_worker(signal.SIGKILL)  # a new worker on the same state (the old one is gone)
+    deadline = time.monotonic() + 120
+    while "notifications_recorded_before=1" not in pipeline.log_tail("worker", 400):
+        assert time.monotonic() < deadline, "the new worker did not look for the record on the topic"
+        pipeline.assert_alive()
+        time.sleep(1)
+    notes = [n for n in pipeline.settle("notifications", seconds=3) if n["status"] != "delivered"]
+    (sms,) = pipeline.sandbox_messages()
+    assert [(n["customer_id"], n["status"], n["provider_message_id"]) for n in notes] == [
+        (cust["customer_id"], "sent", sms["sid"])]
+
+
 @pytest.mark.worker_env(GRIDWATCH_FAULTS="notify.table-write=1", GRIDWATCH_RETRY_DEADLINE_S="0")
 def test_dlq_replay_of_a_dead_lettered_notify_request_sends_the_sms_once(pipeline):
     """With no retry time left (deadline 0) the one failed table write dead-letters the request as

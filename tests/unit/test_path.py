@@ -9,7 +9,7 @@ import pytest
 
 from notifiers import path as P
 from notifiers.base import Delivery, NotifierError
-from notifiers.testing import MemoryEnv, ScriptedProvider as Provider
+from notifiers.testing import Killed, MemoryEnv, ScriptedProvider as Provider
 
 NOW = datetime(2026, 9, 3, 6, 0, tzinfo=timezone.utc).timestamp()  # 14:00 in Shanghai, 07:00 in London
 
@@ -55,8 +55,10 @@ def test_a_message_is_claimed_on_the_broker_before_it_is_sent_and_recorded_once(
     a = alert()
     run(env, {"alert": a, "customer_id": "C1"})
     run(env, {"alert": a, "customer_id": "C1"})  # re-delivered: dropped, nothing recorded
-    # flushed twice: the claim before the send, the record before the key is done
-    assert statuses(env) == [("sent", None)] and len(env.provider.sends) == 1 and env.flushed == 2
+    # on the broker in turn: the claim before the send, the outcome kept before the record is written, the
+    # record before the key is done
+    assert statuses(env) == [("sent", None)] and len(env.provider.sends) == 1
+    assert env.steps == ["claimed", "flush", "recording", "flush", "emit sent", "flush", "done"]
     assert env.outboxes[f"{a['alert_id']}|C1|sms"] == {"state": "done", "status": "sent"}
     assert env.records[0]["template"].startswith("undervoltage/notice@")
 
@@ -300,19 +302,48 @@ def test_inhibit_mutes_voltage_and_holds_a_bill_during_an_outage_then_releases_i
     env = Env([customer(preferences={"quiet_hours": ["00:00", "00:00"]})])
     out = alert("outage", aid="outage:transformer:T1:t", severity="critical")
     run(env, {"alert": out, "customer_id": "C1"})
-    run(env, {"alert": alert("overvoltage"), "customer_id": "C1"})
+    volt = alert("overvoltage")  # began with the outage (05:00): whether the power was on is known at its end
+    run(env, {"alert": volt, "customer_id": "C1"})
     bill = alert("bill_spike", level="customer", scope="C1", projected_amount=412.0, usual_amount=298.0,
                  currency="CNY", pct_above=38.0)
     run(env, {"alert": bill, "customer_id": "C1"})
-    assert statuses(env)[1:] == [("suppressed", f"inhibited: in outage {out['alert_id']}"),
-                                 ("deferred", f"held: in outage {out['alert_id']}")]
-    run(env, {"alert": {**out, "status": "resolved"}, "customer_id": "C1", "phase": "resolved"})
-    (release,) = env.released
-    run(env, {"customer_id": "C1", "release": release[1]})
-    assert statuses(env)[-1] == ("sent", None) and env.records[-1]["alert_id"] == bill["alert_id"]
+    assert statuses(env)[1:] == [("deferred", f"held: in outage {out['alert_id']}")] * 2
+    run(env, {"alert": {**out, "status": "resolved", "resolved_at": "2026-09-03T06:00:00Z"}, "customer_id": "C1",
+              "phase": "resolved"})
+    assert [k for _, k in env.released] == [f"{volt['alert_id']}|C1|sms", f"{bill['alert_id']}|C1|sms"]
+    for _, key in env.released:
+        run(env, {"customer_id": "C1", "release": key})
+    # the outage ran 05:00 - 06:00: the overvoltage began in it (no power: not sent), the bill goes out
+    assert statuses(env)[-2:] == [("suppressed", f"inhibited: in outage {out['alert_id']}"), ("sent", None)]
+    assert env.records[-1]["alert_id"] == bill["alert_id"]
     assert env.records[-1]["notification_id"] == env.records[2]["notification_id"]
-    run(env, {"customer_id": "C1", "release": release[1]})  # a second release finds nothing
+    run(env, {"customer_id": "C1", "release": env.released[1][1]})  # a second release finds nothing
     assert len(env.provider.sends) == 3
+
+
+@pytest.mark.parametrize("end_read_first", [True, False], ids=["outage-end-read-first", "voltage-read-first"])
+@pytest.mark.parametrize("began, sent", [("2026-09-03T05:30:00Z", False), ("2026-09-03T07:15:00Z", True),
+                                         ("2026-09-03T04:00:00Z", True)], ids=["during", "after", "before"])
+def test_a_voltage_alert_is_judged_by_when_it_began_whichever_was_read_first(end_read_first, began, sent):
+    """An outage 05:00 - 06:00 and an overvoltage of the same customer's meter come from different alert
+    partitions, in either order (and in another order after a crash): the overvoltage is suppressed when it
+    began during the outage and sent when it began before or after, whichever was read first."""
+    env = Env([customer()])
+    out = alert("outage", aid="outage:feeder:F1:t", level="feeder", scope="F1", severity="critical")
+    volt = {**alert("overvoltage", level="meter", scope="M1", severity="critical"), "started_at": began}
+    run(env, {"alert": out, "customer_id": "C1"})
+    requests = [{"alert": {**out, "status": "resolved", "resolved_at": "2026-09-03T06:00:00Z"}, "customer_id": "C1",
+                 "phase": "resolved"},
+                {"alert": volt, "customer_id": "C1"}]
+    for req in requests if end_read_first else requests[::-1]:
+        run(env, req)
+    for _, key in env.released:
+        run(env, {"customer_id": "C1", "release": key})
+    (last,) = [r for r in env.records if r["alert_id"] == volt["alert_id"] and r["status"] != "deferred"]
+    assert (last["status"] == "sent") is sent
+    if not sent:
+        assert last["reason"] == f"inhibited: in outage {out['alert_id']}"
+    assert [r["status"] for r in env.records if r["alert_id"] == out["alert_id"]] == ["sent", "sent"]
 
 
 def test_quiet_hours_defer_a_bill_at_23_local_but_not_a_voltage_alert():
@@ -390,3 +421,118 @@ def test_channels_follow_the_customers_preference():
     assert sorted(r["channel"] for r in env.records) == ["email", "sms"]
     assert {to for to, _, _ in env.provider.sends} == {"+8613800000001", "li@example.com"}
     assert len({r["notification_id"] for r in env.records}) == 2
+
+
+# -- after kill -9: the same outcome as without it -------------------------------------------------------
+def test_a_worker_killed_after_its_record_reached_the_broker_but_before_the_key_was_done_records_once():
+    """The record is on the broker, the key not yet done: the next worker finds the outcome kept in the
+    outbox and its record on the broker -- no second ``sent`` record, no lookup, the budget counts it once."""
+    a = alert()
+    key = f"{a['alert_id']}|C1|sms"
+    env = Env([customer()], Provider(sent=Delivery("SM00000000000000000000000000000001", "sent")))
+    env.kill_before = "done"
+    with pytest.raises(Killed):
+        run(env, {"alert": a, "customer_id": "C1"})
+    run(env, {"alert": a, "customer_id": "C1"})  # the request, re-read by the next worker
+    assert statuses(env) == [("sent", None)] and len(env.provider.sends) == 1
+    assert env.provider.lookups == [] and env.outboxes[key] == {"state": "done", "status": "sent"}
+    assert len(env.contacts["C1"]["sent_at"]) == 1 and env.contacts["C1"]["sids"] == [
+        env.records[0]["provider_message_id"]]
+
+
+def test_a_worker_killed_before_its_record_was_written_has_it_written_as_decided_without_a_lookup(monkeypatch):
+    """The outcome (with the provider's message id) is kept before the record is written: the next worker
+    writes that record once, even while the provider's list cannot be read."""
+    a = alert()
+    down = NotifierError("HTTP 500", status=500, retryable=True)
+    env = Env([customer()], Provider(sent=down), policy=P.Policy(send_deadline_s=30.0))
+    fake_time(monkeypatch, env)
+    env.kill_before = "emit sent"
+    with pytest.raises(Killed):
+        run(env, {"alert": a, "customer_id": "C1"})
+    assert env.records == []
+    run(env, {"alert": a, "customer_id": "C1"})
+    assert statuses(env) == [("sent", None)] and len(env.provider.sends) == 1 and env.provider.lookups == []
+    assert env.records[0]["provider_message_id"] == "SM00000000000000000000000000000001"
+    run(env, {"alert": a, "customer_id": "C1"})  # and once done, a re-delivery is dropped
+    assert len(env.records) == 1 and len(env.contacts["C1"]["sent_at"]) == 1
+
+
+def test_a_held_request_is_kept_until_decided_so_a_kill_while_it_is_released_does_not_lose_it(monkeypatch):
+    """A claim held to be settled later is released; the worker dies while settling it. The held request
+    must still be there for the next release (taken out first, it was gone: the claim never settled)."""
+    a = alert()
+    key = f"{a['alert_id']}|C1|sms"
+    down = NotifierError("HTTP 500", status=500, retryable=True)
+    env = Env([customer()], Provider(sent=down), policy=P.Policy(send_deadline_s=30.0))
+    fake_time(monkeypatch, env)
+    env.outboxes[key] = {"state": "claimed", "at": NOW - 120, "body": "the text"}
+    run(env, {"alert": a, "customer_id": "C1"})
+    assert env.held["C1"][key]["why"] == "settle"
+    env.provider.sent = Delivery("SMlater", "sent")
+    env.kill_before = "emit sent"
+    with pytest.raises(Killed):
+        run(env, {"customer_id": "C1", "release": key})
+    assert key in env.held["C1"]  # still held: released again
+    run(env, {"customer_id": "C1", "release": key})
+    assert [r["status"] for r in env.records] == ["deferred", "sent"] and env.provider.sends == []
+    assert env.records[-1]["provider_message_id"] == "SMlater" and env.held["C1"] == {}
+    run(env, {"customer_id": "C1", "release": key})  # a second release finds nothing
+    assert len(env.records) == 2
+
+
+def test_a_release_asked_for_an_earlier_hold_does_not_release_the_request_held_again_since():
+    """A release request re-read after a crash (or sent twice) names the hold it was asked for: a request
+    held again since (quiet hours that started later) stays held until its own time."""
+    late = datetime(2026, 9, 3, 15, 0, tzinfo=timezone.utc).timestamp()  # 23:00 in Shanghai
+    env = Env([customer()], now=late)
+    bill = alert("bill_spike", level="customer", scope="C1", projected_amount=412.0, usual_amount=298.0,
+                 currency="CNY", pct_above=38.0)
+    run(env, {"alert": bill, "customer_id": "C1"})
+    ((key, entry),) = env.held["C1"].items()
+    run(env, {"customer_id": "C1", "release": key, "due": entry["due"] - 3600})
+    assert statuses(env) == [("deferred", "quiet_hours until 2026-09-04T00:00:00Z")] and env.provider.sends == []
+    env.t = entry["due"]
+    run(env, {"customer_id": "C1", "release": key, "due": entry["due"]})
+    assert statuses(env)[-1] == ("sent", None) and env.held["C1"] == {}
+
+
+def test_power_is_back_waits_for_a_notice_whose_send_a_crash_left_unsettled(monkeypatch):
+    """The outage notice was claimed when the worker died and is not listed by the provider yet; its end
+    arrives meanwhile. "Not told" is not known yet: the restoration waits for the notice's outcome (before:
+    suppressed ``no_notice_to_resolve``, though the notice turned out to be sent)."""
+    env = Env([customer()], Provider(sent=None), policy=P.Policy(send_deadline_s=30.0, list_lag_s=30.0))
+    fake_time(monkeypatch, env)
+    out = alert("outage", aid="outage:feeder:F1:t", level="feeder", scope="F1", severity="critical")
+    key = f"{out['alert_id']}|C1|sms"
+    env.outboxes[key] = {"state": "claimed", "at": NOW - 2, "until": NOW + 43, "body": "the notice"}
+    run(env, {"alert": out, "customer_id": "C1"})  # re-read by the next worker: not listed yet, held
+    run(env, {"alert": {**out, "status": "resolved"}, "customer_id": "C1", "phase": "resolved"})
+    assert [s for s, _ in statuses(env)] == ["deferred", "deferred"]
+    assert statuses(env)[1][1] == f"waiting for the notice of {out['alert_id']} to be settled"
+    env.provider.sent = Delivery("SMnotice", "sent")
+    env.t = NOW + 80
+    run(env, {"customer_id": "C1", "release": key})  # the notice is listed after all: sent
+    assert env.released == [("C1", key + "|resolved")]  # what waited for it comes back at once
+    run(env, {"customer_id": "C1", "release": key + "|resolved"})
+    assert statuses(env)[2:] == [("sent", "reconciled: the provider had it"), ("sent", None)]
+    assert env.records[3]["template"].startswith("outage/resolved@")
+    assert len(env.provider.sends) == 1 and "back" in env.provider.sends[0][1]
+
+
+def test_a_released_request_whose_partition_moves_during_its_send_stays_held_for_the_new_owner(monkeypatch):
+    """Sent, then the partition moved before the record: the claim is the new owner's to settle, so the held
+    request it was released from must stay held (dropped here, the new owner would find nothing to release)."""
+    a = alert()
+    key = f"{a['alert_id']}|C1|sms"
+    down = NotifierError("HTTP 500", status=500, retryable=True)
+    env = Env([customer()], Provider(sent=down), policy=P.Policy(send_deadline_s=30.0))
+    fake_time(monkeypatch, env)
+    env.outboxes[key] = {"state": "claimed", "at": NOW - 120, "body": "the text"}
+    run(env, {"alert": a, "customer_id": "C1"})  # unsettled: held
+    env.provider.sent = None  # proven absent (the claim is old): sent now, and the partition moves meanwhile
+    owned = [True, True, True]  # reconcile, the claim, the send; not any more at the record
+    env.owns = lambda: owned.pop(0) if owned else False
+    (d,) = run(env, {"customer_id": "C1", "release": key})
+    assert len(env.provider.sends) == 1 and d.record["reason"].startswith("fenced")
+    assert key in env.held["C1"] and env.outboxes[key]["state"] == "claimed"
