@@ -13,6 +13,7 @@ and SMS go to the local sandbox: with ``TWILIO_*`` set the demo refuses to start
 from __future__ import annotations
 
 import dataclasses
+import http.client
 import json
 import os
 import re
@@ -47,12 +48,14 @@ FINAL_SMS = {"delivered", "undelivered", "failed"}
 
 
 def wait_http(url: str, timeout: float) -> bool:
+    """Whether ``url`` answers HTTP within ``timeout`` seconds. A port held by something that is not an HTTP
+    server (its answer is no HTTP status line) counts as not answering, like a closed port."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
             with urllib.request.urlopen(url, timeout=1):
                 return True
-        except OSError:
+        except (OSError, http.client.HTTPException):
             time.sleep(0.2)
     return False
 
