@@ -154,20 +154,16 @@ class BoardStore:
         sent; delivered / failed: the provider's outcome or the decision), not under every state it passed
         (a message deferred and then sent counts as sent only)."""
         with self._connect() as conn:
-            det = conn.execute(text(
-                "SELECT count(*), percentile_cont(0.5) WITHIN GROUP (ORDER BY d), "
-                "percentile_cont(0.95) WITHIN GROUP (ORDER BY d) FROM ("
-                "SELECT GREATEST(0, extract(epoch FROM detected_at - started_at)) AS d FROM alerts "
-                "WHERE detected_at IS NOT NULL AND started_at IS NOT NULL) x")).one()
-            first = conn.execute(text(
-                "SELECT count(*), percentile_cont(0.5) WITHIN GROUP (ORDER BY d), "
-                "percentile_cont(0.95) WITHIN GROUP (ORDER BY d) FROM ("
-                "SELECT GREATEST(0, extract(epoch FROM f.first_sent - a.first_record_at)) "
-                "     + GREATEST(0, extract(epoch FROM a.detected_at - a.started_at)) AS d "
-                "FROM alerts a JOIN (SELECT alert_id, min(sent_at) AS first_sent FROM notifications "
-                "                    WHERE sent_at IS NOT NULL GROUP BY alert_id) f USING (alert_id) "
-                "WHERE a.first_record_at IS NOT NULL AND a.detected_at IS NOT NULL AND a.started_at IS NOT NULL) x"
-            )).one()
+            det = _spread(conn,
+                          "SELECT GREATEST(0, extract(epoch FROM detected_at - started_at)) AS d FROM alerts "
+                          "WHERE detected_at IS NOT NULL AND started_at IS NOT NULL")
+            first = _spread(conn,
+                            "SELECT GREATEST(0, extract(epoch FROM f.first_sent - a.first_record_at)) "
+                            "     + GREATEST(0, extract(epoch FROM a.detected_at - a.started_at)) AS d "
+                            "FROM alerts a JOIN (SELECT alert_id, min(sent_at) AS first_sent FROM notifications "
+                            "                    WHERE sent_at IS NOT NULL GROUP BY alert_id) f USING (alert_id) "
+                            "WHERE a.first_record_at IS NOT NULL AND a.detected_at IS NOT NULL "
+                            "AND a.started_at IS NOT NULL")
             msgs = conn.execute(text(
                 "SELECT count(*) FILTER (WHERE sent_at IS NOT NULL), "
                 "count(*) FILTER (WHERE outcome = 'delivered'), count(*) FILTER (WHERE status = 'suppressed'), "
@@ -304,6 +300,13 @@ class StoreDirectory:
             return None
         entry = self.get(cid)
         return entry if entry is not None and entry.get("meter_id") == meter_id else None
+
+
+def _spread(conn, values_sql: str):
+    """(count, median, p95) of the column ``d`` of ``values_sql``, by linear interpolation."""
+    return conn.execute(text(
+        "SELECT count(*), percentile_cont(0.5) WITHIN GROUP (ORDER BY d), "
+        f"percentile_cont(0.95) WITHIN GROUP (ORDER BY d) FROM ({values_sql}) x")).one()
 
 
 def open_board_store(settings) -> BoardStore | None:
