@@ -34,6 +34,8 @@ READINGS_BATCH_WITHIN_S = float(os.environ.get("GRIDWATCH_READINGS_BATCH_WITHIN_
 #: again from the table. A state of every detector takes ~15 KB as Python objects (~6 KB as JSON; see
 #: benchmarks/README.md), so this bounds the cache to ~150 MB.
 STATE_CACHE_METERS = int(os.environ.get("GRIDWATCH_STATE_CACHE_METERS", "10000"))
+
+
 def set_current_event(event: Any) -> None:
     """Make ``event`` Faust's current event in this task: a table read or write goes to the store and the
     changelog partition of the current event. Faust sets it per event while an agent iterates a stream;
@@ -74,8 +76,7 @@ class MeterStates:
         written = 0
         for meter_id in list(self.dirty):
             use_event(self.dirty[meter_id])
-            self.table[meter_id] = self.cache[meter_id]
-            del self.dirty[meter_id]   # (only once written: a failed write is written again by the retry)
+            self.write(meter_id)  # dirty only until written: a failed write is written again by the retry
             written += 1
         if len(self.cache) > self.limit:
             self.cache.clear()
