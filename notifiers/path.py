@@ -36,12 +36,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Awaitable, Callable, Protocol
 
-from notifiers.base import NotifierError
-from notifiers.quiet import DEFERRABLE_KINDS, quiet_until
 from gridwatch import kinds
 from gridwatch.timefmt import parse_datetime
 from notifiers import templates
+from notifiers.base import NotifierError
 from notifiers.channels import address, channels_for
+from notifiers.quiet import DEFERRABLE_KINDS, quiet_until
 from notifiers.silences import SAFETY_KINDS, is_safety, matching
 
 __all__ = ["Decision", "Env", "NotificationPath", "Policy", "STAGES", "GO", "RECORD", "HOLD", "DROP",
