@@ -503,7 +503,7 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
             return
         before = meter_states.get(meter_id) or {}
         after, findings, days = meter_stage.process(before, readings, entry)
-        newest = max(r.ts for r in readings)
+        first, newest = min(r.ts for r in readings), max(r.ts for r in readings)
         last = before.get("_last_ts")
         after["_last_ts"] = newest if last is None else max(last, newest)
         reports = [f for f in findings if f["status"] == "report"]
@@ -516,7 +516,7 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
         if days:
             await daily_t.send(key=entry["customer_id"].encode(), value=_dumps({"meter_id": meter_id, "days": days}))
         meter_states.put(meter_id, after, event)
-        clock(partition).batch(meter_id, min(r.ts for r in readings), newest)
+        clock(partition).batch(meter_id, first, newest)
         save_clock(partition)
         stats["readings"] += len(readings)
         if "voltage" in after:
@@ -526,7 +526,7 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
             statuses.add(entry["feeder_id"], {
                 "type": "status", "meter_id": meter_id, "customer_id": entry["customer_id"],
                 "transformer_id": entry["transformer_id"], "partition": partition,
-                "first_ts": min(r.ts for r in readings), "ts": after["_last_ts"],
+                "first_ts": first, "ts": after["_last_ts"],
                 "interval_s": min(r.interval_s for r in readings), "gaps": batch_gaps(readings),
                 "transitions": findings, "profile": profile_dict(profile),
             })
