@@ -15,22 +15,20 @@ from __future__ import annotations
 
 import argparse
 import base64
-import contextlib
 import hashlib
 import json
 import os
 import shutil
-import signal
 import socket
 import struct
 import subprocess
 import sys
 import time
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 
 from gridwatch.config import Settings
+from gridwatch.localservice import STOP_GRACE_S, LocalService, ServiceError, port_open
 from gridwatch.locks import locked
 
 KAFKA_VERSION = "4.1.1"
@@ -43,31 +41,31 @@ BIND_HOST = "127.0.0.1"
 LOCAL_HOSTS = {"127.0.0.1", "localhost"}
 NODE_ID = 1
 JVM_HEAP = ("-Xms256m", "-Xmx512m")  # the stock scripts use 1 GiB; a test broker needs far less
-STOP_GRACE_S = 30.0
 MVN_TIMEOUT_S = 1200.0
 INSTALL_HINT = ("install Java 17+ and Maven (Debian/Ubuntu: `apt-get install openjdk-17-jre-headless maven`), "
                 "or run the whole stack with `docker compose up` instead")
 
-# Popen handles of brokers started by this very process, so stop() can reap them (no zombie whose pid
-# still "exists") and Python does not warn about a child it never waited for.
-_CHILDREN: dict[int, subprocess.Popen] = {}
 
-
-class BrokerError(RuntimeError):
+class BrokerError(ServiceError):
     """The local broker cannot be provided; the message says what to do about it."""
 
 
-# --------------------------------------------------------------------------------------------- paths
+# ------------------------------------------------------------------------------------ the local broker
 
-@dataclass(frozen=True)
-class BrokerPaths:
-    """Where one project's broker keeps its files (all under ``run_dir/kafka``)."""
+class LocalBroker(LocalService):
+    """One project's broker: its files (all under ``run_dir/kafka``) and its java process."""
 
-    home: Path
+    subdir = "kafka"
+    pid_name = "broker.pid"
+    log_name = "broker.log"
+    label = "the Kafka broker"
+    error = BrokerError
+    # stopped with SIGTERM (the default): a clean shutdown flushes logs and closes the controller
 
-    @classmethod
-    def for_settings(cls, settings: Settings) -> "BrokerPaths":
-        return cls(Path(settings.run_dir).expanduser().resolve() / "kafka")
+    def owns(self, args: list[str]) -> bool:
+        """``java ... kafka.Kafka <our server.properties>``."""
+        return ("kafka.Kafka" in args and str(self.server_properties) in args
+                and bool(args) and Path(args[0]).name.startswith("java"))
 
     @property
     def data_dir(self) -> Path:
@@ -80,14 +78,6 @@ class BrokerPaths:
     @property
     def log4j_config(self) -> Path:
         return self.home / "log4j2.properties"
-
-    @property
-    def log_file(self) -> Path:
-        return self.home / "broker.log"
-
-    @property
-    def pid_file(self) -> Path:
-        return self.home / "broker.pid"
 
     @property
     def formatted_marker(self) -> Path:
@@ -242,14 +232,6 @@ def _recv_exact(sock: socket.socket, n: int) -> bytes:
     return b"".join(chunks)
 
 
-def _port_open(host: str, port: int, timeout: float) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
 def is_reachable(bootstrap: str, timeout: float = 1.0) -> bool:
     """True when a Kafka broker answers on the first ``host:port`` of ``bootstrap``.
 
@@ -263,63 +245,9 @@ def is_reachable(bootstrap: str, timeout: float = 1.0) -> bool:
     return _api_versions(host, port, timeout) is not None
 
 
-# --------------------------------------------------------------------------------------- processes
-
-def _cmdline(pid: int) -> list[str]:
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-        return [a.decode(errors="replace") for a in raw.split(b"\0") if a]
-    except FileNotFoundError:
-        if Path("/proc/self").exists():
-            return []
-    except OSError:
-        return []
-    try:  # no procfs (macOS): ask ps
-        out = subprocess.run(["ps", "-o", "command=", "-p", str(pid)], capture_output=True,
-                             text=True, timeout=5).stdout
-        return out.split()
-    except (OSError, subprocess.SubprocessError):
-        return []
-
-
-def _alive(pid: int) -> bool:
-    """The process exists and is not a zombie (reaping it first if it is our own child)."""
-    child = _CHILDREN.get(pid)
-    if child is not None:
-        return child.poll() is None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    with contextlib.suppress(OSError, IndexError):
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        return state != "Z"
-    return True
-
-
-def _is_our_broker(pid: int, paths: BrokerPaths) -> bool:
-    """The pid is alive and is ``java ... kafka.Kafka <our server.properties>`` (not a reused pid)."""
-    if not _alive(pid):
-        return False
-    args = _cmdline(pid)
-    return ("kafka.Kafka" in args and str(paths.server_properties) in args
-            and bool(args) and Path(args[0]).name.startswith("java"))
-
-
-def _read_pid(paths: BrokerPaths) -> int | None:
-    try:
-        return int(paths.pid_file.read_text().strip())
-    except (OSError, ValueError):
-        return None
-
-
 def managed_pid(settings: Settings | None = None) -> int | None:
     """The pid of the broker this project started and that still runs, else None."""
-    paths = BrokerPaths.for_settings(settings or Settings())
-    pid = _read_pid(paths)
-    return pid if pid is not None and _is_our_broker(pid, paths) else None
+    return LocalBroker.for_settings(settings or Settings()).managed_pid()
 
 
 # ------------------------------------------------------------------------------------------ tooling
@@ -377,7 +305,7 @@ def ensure_jars(*, quiet: bool = False) -> Path:
     return libs
 
 
-def _java_base(java: str, libs: Path, paths: BrokerPaths, *heap: str) -> list[str]:
+def _java_base(java: str, libs: Path, paths: LocalBroker, *heap: str) -> list[str]:
     return [java, *heap, "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-XX:+ExitOnOutOfMemoryError",
             "-Djava.awt.headless=true", f"-Dlog4j2.configurationFile={paths.log4j_config}",
             "-cp", f"{libs}{os.sep}*"]
@@ -391,7 +319,7 @@ def _new_cluster_id() -> str:
             return cid
 
 
-def _format_storage(java: str, libs: Path, paths: BrokerPaths) -> None:
+def _format_storage(java: str, libs: Path, paths: LocalBroker) -> None:
     """Format the data directory once; a formatted one keeps its cluster id and data."""
     if paths.formatted_marker.is_file():
         return
@@ -402,14 +330,6 @@ def _format_storage(java: str, libs: Path, paths: BrokerPaths) -> None:
     if proc.returncode != 0:
         tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
         raise BrokerError(f"formatting Kafka storage in {paths.data_dir} failed:\n{tail}")
-
-
-def _log_tail(paths: BrokerPaths, lines: int = 25) -> str:
-    try:
-        text = paths.log_file.read_text(errors="replace")
-    except OSError:
-        return "(no broker.log)"
-    return "\n".join(text.rstrip().splitlines()[-lines:])
 
 
 # ------------------------------------------------------------------------------------------- public
@@ -425,18 +345,18 @@ def start(settings: Settings | None = None, timeout: float = 120) -> str:
     if is_reachable(settings.bootstrap_servers):
         return "reused"
     client_port, controller_port = broker_ports(settings)
-    paths = BrokerPaths.for_settings(settings)
+    paths = LocalBroker.for_settings(settings)
     paths.home.mkdir(parents=True, exist_ok=True)
 
-    with locked(paths.home / ".lock"):
-        pid = _read_pid(paths)
-        if pid is not None and _is_our_broker(pid, paths):
+    with paths.lock():
+        pid = paths.managed_pid()
+        if pid is not None:
             # Ours, still starting (another process launched it): wait for it rather than launch twice.
             _wait_ready(settings, paths, pid, None, timeout, time.monotonic())
             return "reused"
         paths.pid_file.unlink(missing_ok=True)  # stale
         for port, what in ((client_port, "client"), (controller_port, "controller")):
-            if _port_open(BIND_HOST, port, 0.5):
+            if port_open(BIND_HOST, port, 0.5):
                 raise BrokerError(
                     f"{BIND_HOST}:{port} (the Kafka {what} port) is held by a process that is not a "
                     f"Kafka broker: free it, or set KAFKA_BOOTSTRAP_SERVERS / "
@@ -449,58 +369,21 @@ def start(settings: Settings | None = None, timeout: float = 120) -> str:
         paths.log4j_config.write_text(LOG4J2_PROPERTIES)
         _format_storage(java, libs, paths)
 
-        if paths.log_file.exists():  # keep the previous run's log for a post-mortem
-            paths.log_file.replace(paths.log_file.with_name("broker.log.1"))
+        paths.rotate_log()
         cmd = _java_base(java, libs, paths, *JVM_HEAP) + ["kafka.Kafka", str(paths.server_properties)]
         launched = time.monotonic()
-        with open(paths.log_file, "ab") as log:
-            proc = subprocess.Popen(cmd, cwd=paths.home, stdin=subprocess.DEVNULL, stdout=log,
-                                    stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
-        _CHILDREN[proc.pid] = proc
-        paths.pid_file.write_text(f"{proc.pid}\n")
+        proc = paths.launch(cmd)
         _wait_ready(settings, paths, proc.pid, proc, timeout, launched)
     return "started"
 
 
-def _wait_ready(settings: Settings, paths: BrokerPaths, pid: int, proc: subprocess.Popen | None,
+def _wait_ready(settings: Settings, paths: LocalBroker, pid: int, proc: subprocess.Popen | None,
                 timeout: float, since: float) -> None:
-    deadline = since + timeout
-    while True:
-        if is_reachable(settings.bootstrap_servers, timeout=0.5):
-            host, port = parse_bootstrap(settings.bootstrap_servers)
-            print(f"broker ready on {host}:{port} in {time.monotonic() - since:.1f} s "
-                  f"(pid {pid}, log {paths.log_file})", flush=True)
-            return
-        if not _alive(pid):
-            code = proc.returncode if proc is not None else "?"
-            paths.pid_file.unlink(missing_ok=True)
-            raise BrokerError(f"the Kafka broker exited (code {code}) before it was ready; "
-                              f"end of {paths.log_file}:\n{_log_tail(paths)}")
-        if time.monotonic() > deadline:
-            if proc is not None:
-                _terminate(pid)
-                paths.pid_file.unlink(missing_ok=True)
-            raise BrokerError(f"the Kafka broker was not ready after {timeout:.0f} s; "
-                              f"end of {paths.log_file}:\n{_log_tail(paths)}")
-        time.sleep(0.2)
-
-
-def _terminate(pid: int) -> None:
-    """SIGTERM (a clean shutdown flushes logs and closes the controller), SIGKILL after a grace time."""
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + STOP_GRACE_S
-    while _alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    if _alive(pid):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-        while _alive(pid) and time.monotonic() < deadline + 10:
-            time.sleep(0.1)
-    child = _CHILDREN.pop(pid, None)
-    if child is not None:
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            child.wait(timeout=5)
+    paths.wait_ready(pid, proc, lambda: is_reachable(settings.bootstrap_servers, timeout=0.5), timeout, since,
+                     poll_s=0.2)
+    host, port = parse_bootstrap(settings.bootstrap_servers)
+    print(f"broker ready on {host}:{port} in {time.monotonic() - since:.1f} s "
+          f"(pid {pid}, log {paths.log_file})", flush=True)
 
 
 def stop(settings: Settings | None = None) -> bool:
@@ -509,22 +392,13 @@ def stop(settings: Settings | None = None) -> bool:
     Acts only on the pid in our pid file, and only while that pid is still the java process running
     kafka.Kafka with our server.properties: a broker started any other way is never touched.
     """
-    paths = BrokerPaths.for_settings(settings or Settings())
-    pid = _read_pid(paths)
-    if pid is None:
-        return False
-    if not _is_our_broker(pid, paths):
-        paths.pid_file.unlink(missing_ok=True)  # stale: that process is gone (or the pid was reused)
-        return False
-    _terminate(pid)
-    paths.pid_file.unlink(missing_ok=True)
-    return True
+    return LocalBroker.for_settings(settings or Settings()).stop()
 
 
 def status(settings: Settings | None = None) -> dict:
     """What answers on the bootstrap address and whether this project manages it."""
     settings = settings or Settings()
-    paths = BrokerPaths.for_settings(settings)
+    paths = LocalBroker.for_settings(settings)
     pid = managed_pid(settings)
     try:
         host, port = parse_bootstrap(settings.bootstrap_servers)
@@ -615,7 +489,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = actions.add_parser(
         "stop", help="stop the broker gridwatch started (never one it did not start)",
-        description="Stop the broker recorded in <run dir>/kafka/broker.pid with SIGTERM, SIGKILL after 30 s.")
+        description="Stop the broker recorded in <run dir>/kafka/broker.pid with SIGTERM, SIGKILL after "
+                    f"{STOP_GRACE_S:.0f} s.")
     p.set_defaults(func=_cmd_stop)
 
     p = actions.add_parser(

@@ -2,8 +2,9 @@
 
 Why this exists: the history store (``history/``) is a real PostgreSQL, and ``make demo`` / ``make test``
 must work on a machine where nobody set one up. When ``GRIDWATCH_DATABASE_URL`` is unset, gridwatch runs
-its own cluster the way ``devtools/broker.py`` runs Kafka: data, log, generated password and pid file in
-the run directory (``<run dir>/postgres``, by default ``.run/postgres``), listening on 127.0.0.1 only,
+its own cluster the way ``devtools/broker.py`` runs Kafka (both through ``gridwatch/localservice.py``): data,
+log, generated password and pid file in the run directory (``<run dir>/postgres``, by default
+``.run/postgres``), listening on 127.0.0.1 only,
 password authentication (scram-sha-256) even there, and only a server this module started (its pid file,
 checked to still be that ``postgres`` process on that data directory) is ever stopped.
 
@@ -18,7 +19,6 @@ owns the data directory; the server is still stopped only by what started it.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
@@ -26,11 +26,9 @@ import pwd
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
@@ -39,33 +37,35 @@ from psycopg import sql
 from sqlalchemy.engine import make_url
 
 from gridwatch.config import Settings
-from gridwatch.locks import locked as _locked
+from gridwatch.localservice import LocalService, ServiceError, port_open, read_int
 
 BIND_HOST = "127.0.0.1"
 DEFAULT_PORT = 5433  # beside, not on, a system cluster's 5432
 SUPERUSER = "gridwatch"
 DATABASE = "gridwatch"
-STOP_GRACE_S = 30.0
 INSTALL_HINT = ("install the PostgreSQL server (Debian/Ubuntu: `apt-get install postgresql`), put its bin "
                 "directory on PATH or in GRIDWATCH_POSTGRES_BIN, or point GRIDWATCH_DATABASE_URL at a "
                 "PostgreSQL you run yourself")
 
-_CHILDREN: dict[int, subprocess.Popen] = {}
 
-
-class ServerError(RuntimeError):
+class ServerError(ServiceError):
     """The local PostgreSQL cannot be provided; the message says what to do about it."""
 
 
-@dataclass(frozen=True)
-class ServerPaths:
-    """Where one project's PostgreSQL keeps its files (all under ``run_dir/postgres``)."""
+class LocalServer(LocalService):
+    """One project's PostgreSQL: its files (all under ``run_dir/postgres``) and its postmaster process."""
 
-    home: Path
+    subdir = "postgres"
+    # postgres writes postmaster.pid into the data directory itself; this one is ours
+    pid_name = "server.pid"
+    log_name = "postgres.log"
+    label = "postgres"
+    error = ServerError
+    stop_signal = signal.SIGINT  # PostgreSQL's "fast" shutdown: open transactions rolled back, a clean checkpoint
 
-    @classmethod
-    def for_settings(cls, settings: Settings) -> "ServerPaths":
-        return cls(Path(settings.run_dir).expanduser().resolve() / "postgres")
+    def owns(self, args: list[str]) -> bool:
+        """``postgres -D <our data dir>``."""
+        return bool(args) and Path(args[0]).name == "postgres" and str(self.data_dir) in args
 
     @property
     def data_dir(self) -> Path:
@@ -78,15 +78,6 @@ class ServerPaths:
     @property
     def port_file(self) -> Path:
         return self.home / "port"
-
-    @property
-    def log_file(self) -> Path:
-        return self.home / "postgres.log"
-
-    @property
-    def pid_file(self) -> Path:
-        # postgres writes postmaster.pid into the data directory itself; this one is ours
-        return self.home / "server.pid"
 
 
 # ------------------------------------------------------------------------------------------ binaries
@@ -161,72 +152,14 @@ def _chown_tree(path: Path, account: pwd.struct_passwd | None) -> None:
                 os.lchown(os.path.join(root, name), account.pw_uid, account.pw_gid)
 
 
-# ----------------------------------------------------------------------------------------- processes
-
-def _alive(pid: int) -> bool:
-    child = _CHILDREN.get(pid)
-    if child is not None:
-        return child.poll() is None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    with contextlib.suppress(OSError, IndexError):
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        return state != "Z"
-    return True
-
-
-def _cmdline(pid: int) -> list[str]:
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return []
-    return [a.decode(errors="replace") for a in raw.split(b"\0") if a]
-
-
-def _is_our_server(pid: int, paths: ServerPaths) -> bool:
-    """The pid is alive and is ``postgres -D <our data dir>`` (not a reused pid)."""
-    if not _alive(pid):
-        return False
-    args = _cmdline(pid)
-    return bool(args) and Path(args[0]).name == "postgres" and str(paths.data_dir) in args
-
-
-def _read_int(path: Path) -> int | None:
-    try:
-        return int(path.read_text().strip())
-    except (OSError, ValueError):
-        return None
-
-
 def managed_pid(settings: Settings | None = None) -> int | None:
     """The pid of the server this project started and that still runs, else None."""
-    paths = ServerPaths.for_settings(settings or Settings())
-    pid = _read_int(paths.pid_file)
-    return pid if pid is not None and _is_our_server(pid, paths) else None
-
-
-def _port_open(port: int, timeout: float = 0.5) -> bool:
-    try:
-        with socket.create_connection((BIND_HOST, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-def _log_tail(paths: ServerPaths, lines: int = 20) -> str:
-    try:
-        return "\n".join(paths.log_file.read_text(errors="replace").rstrip().splitlines()[-lines:])
-    except OSError:
-        return "(no postgres.log)"
+    return LocalServer.for_settings(settings or Settings()).managed_pid()
 
 
 # -------------------------------------------------------------------------------------------- public
 
-def url_for(paths: ServerPaths, port: int, database: str = DATABASE) -> str:
+def url_for(paths: LocalServer, port: int, database: str = DATABASE) -> str:
     password = paths.password_file.read_text().strip()
     return f"postgresql+psycopg://{SUPERUSER}:{quote(password, safe='')}@{BIND_HOST}:{port}/{database}"
 
@@ -234,14 +167,14 @@ def url_for(paths: ServerPaths, port: int, database: str = DATABASE) -> str:
 def local_url(settings: Settings | None = None) -> str | None:
     """The URL of this project's local server when it runs, else None."""
     settings = settings or Settings()
-    paths = ServerPaths.for_settings(settings)
-    port = _read_int(paths.port_file)
+    paths = LocalServer.for_settings(settings)
+    port = read_int(paths.port_file)
     if managed_pid(settings) is None or port is None:
         return None
     return url_for(paths, port)
 
 
-def _init_cluster(bin_dir: Path, paths: ServerPaths, account) -> None:
+def _init_cluster(bin_dir: Path, paths: LocalServer, account) -> None:
     """initdb once: a superuser ``gridwatch`` with a generated password, scram-sha-256, UTF-8, no locale."""
     if (paths.data_dir / "PG_VERSION").is_file():
         return
@@ -274,17 +207,17 @@ def start(settings: Settings | None = None, *, port: int | None = None, timeout:
     accepts connections and creates the ``gridwatch`` database. Raises ServerError with what to do.
     """
     settings = settings or Settings()
-    paths = ServerPaths.for_settings(settings)
+    paths = LocalServer.for_settings(settings)
     port = port or int(os.environ.get("GRIDWATCH_POSTGRES_PORT", DEFAULT_PORT))
     paths.home.mkdir(parents=True, exist_ok=True)
-    with _locked(paths.home / ".lock"):
-        pid = _read_int(paths.pid_file)
-        running_port = _read_int(paths.port_file)
-        if pid is not None and _is_our_server(pid, paths) and running_port is not None:
+    with paths.lock():
+        pid = paths.managed_pid()
+        running_port = read_int(paths.port_file)
+        if pid is not None and running_port is not None:
             _wait_ready(paths, pid, None, running_port, timeout, time.monotonic())
             return url_for(paths, running_port)
         paths.pid_file.unlink(missing_ok=True)
-        if _port_open(port):
+        if port_open(BIND_HOST, port):
             raise ServerError(f"{BIND_HOST}:{port} is held by another process: set GRIDWATCH_POSTGRES_PORT to a "
                               f"free port, or GRIDWATCH_DATABASE_URL to use that server")
         bin_dir = find_bin_dir()
@@ -292,8 +225,7 @@ def start(settings: Settings | None = None, *, port: int | None = None, timeout:
         check_reachable(paths.home, account)
         _init_cluster(bin_dir, paths, account)
         # a server killed hard leaves postmaster.pid behind; postgres itself checks whether it is stale
-        if paths.log_file.exists():
-            paths.log_file.replace(paths.log_file.with_name("postgres.log.1"))
+        paths.rotate_log()
         paths.log_file.touch()
         _chown_tree(paths.home, account)
         os.chmod(paths.data_dir, 0o700)
@@ -301,12 +233,7 @@ def start(settings: Settings | None = None, *, port: int | None = None, timeout:
                "-c", f"listen_addresses={BIND_HOST}", "-c", f"unix_socket_directories={paths.home}",
                "-c", "max_connections=50", "-c", "shared_buffers=64MB", "-c", "fsync=on"]
         launched = time.monotonic()
-        with open(paths.log_file, "ab") as log:
-            proc = subprocess.Popen(cmd, cwd=paths.home, stdin=subprocess.DEVNULL, stdout=log,
-                                    stderr=subprocess.STDOUT, start_new_session=True, close_fds=True,
-                                    **_popen_kwargs(account))
-        _CHILDREN[proc.pid] = proc
-        paths.pid_file.write_text(f"{proc.pid}\n")
+        proc = paths.launch(cmd, **_popen_kwargs(account))
         paths.port_file.write_text(f"{port}\n")
         _wait_ready(paths, proc.pid, proc, port, timeout, launched)
         create_database(url_for(paths, port, "postgres"), DATABASE)
@@ -315,28 +242,18 @@ def start(settings: Settings | None = None, *, port: int | None = None, timeout:
         return url_for(paths, port)
 
 
-def _wait_ready(paths: ServerPaths, pid: int, proc, port: int, timeout: float, since: float) -> None:
-    deadline = since + timeout
+def _wait_ready(paths: LocalServer, pid: int, proc, port: int, timeout: float, since: float) -> None:
     password = paths.password_file.read_text().strip()
-    while True:
+
+    def accepts() -> bool:
         try:
             with psycopg.connect(host=BIND_HOST, port=port, user=SUPERUSER, password=password,
                                  dbname="postgres", connect_timeout=2):
-                return
+                return True
         except psycopg.OperationalError:
-            pass
-        if not _alive(pid):
-            code = proc.returncode if proc is not None else "?"
-            paths.pid_file.unlink(missing_ok=True)
-            raise ServerError(f"postgres exited (code {code}) before it was ready; end of {paths.log_file}:\n"
-                              f"{_log_tail(paths)}")
-        if time.monotonic() > deadline:
-            if proc is not None:
-                _terminate(pid)
-                paths.pid_file.unlink(missing_ok=True)
-            raise ServerError(f"postgres was not ready after {timeout:.0f} s; end of {paths.log_file}:\n"
-                              f"{_log_tail(paths)}")
-        time.sleep(0.1)
+            return False
+
+    paths.wait_ready(pid, proc, accepts, timeout, since)
 
 
 def create_database(admin_url: str, name: str) -> bool:
@@ -359,43 +276,16 @@ def drop_database(admin_url: str, name: str) -> None:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
-def _terminate(pid: int) -> None:
-    """SIGINT: PostgreSQL's "fast" shutdown (open transactions rolled back, a clean checkpoint); then SIGKILL."""
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGINT)
-    deadline = time.monotonic() + STOP_GRACE_S
-    while _alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    if _alive(pid):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-        while _alive(pid) and time.monotonic() < deadline + 10:
-            time.sleep(0.1)
-    child = _CHILDREN.pop(pid, None)
-    if child is not None:
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            child.wait(timeout=5)
-
-
 def stop(settings: Settings | None = None) -> bool:
     """Stop the server this project started (its pid file, still that postgres); True if one was stopped."""
-    paths = ServerPaths.for_settings(settings or Settings())
-    pid = _read_int(paths.pid_file)
-    if pid is None:
-        return False
-    if not _is_our_server(pid, paths):
-        paths.pid_file.unlink(missing_ok=True)
-        return False
-    _terminate(pid)
-    paths.pid_file.unlink(missing_ok=True)
-    return True
+    return LocalServer.for_settings(settings or Settings()).stop()
 
 
 def status(settings: Settings | None = None) -> dict:
     settings = settings or Settings()
-    paths = ServerPaths.for_settings(settings)
+    paths = LocalServer.for_settings(settings)
     pid = managed_pid(settings)
-    return {"managed_pid": pid, "port": _read_int(paths.port_file) if pid else None,
+    return {"managed_pid": pid, "port": read_int(paths.port_file) if pid else None,
             "data_dir": str(paths.data_dir), "log": str(paths.log_file),
             "initialised": (paths.data_dir / "PG_VERSION").is_file()}
 

@@ -108,7 +108,7 @@ def postgres_server() -> Iterator[tuple[str, "Path | None"]]:
             pytest.fail(reason, pytrace=False)
         pytest.skip(reason)
     try:
-        yield url, server.ServerPaths.for_settings(settings).log_file
+        yield url, server.LocalServer.for_settings(settings).log_file
     finally:
         server.stop(settings)
         shutil.rmtree(remove, ignore_errors=True)

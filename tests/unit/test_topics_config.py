@@ -42,7 +42,7 @@ def test_server_properties_single_node_settings(tmp_path):
 
 
 def test_data_dir_is_under_the_run_dir(tmp_path):
-    paths = broker.BrokerPaths.for_settings(Settings(run_dir=tmp_path / ".run"))
+    paths = broker.LocalBroker.for_settings(Settings(run_dir=tmp_path / ".run"))
     props = _props(broker.server_properties(client_port=9092, controller_port=9093, data_dir=paths.data_dir))
     log_dir = Path(props["log.dirs"])
     assert log_dir.is_relative_to((tmp_path / ".run").resolve())
@@ -96,7 +96,7 @@ def test_is_reachable_needs_a_kafka_answer_not_just_an_open_port():
 
 def test_stop_never_touches_a_process_it_did_not_start(tmp_path):
     settings = Settings(run_dir=tmp_path)
-    paths = broker.BrokerPaths.for_settings(settings)
+    paths = broker.LocalBroker.for_settings(settings)
     paths.home.mkdir(parents=True)
     stranger = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
