@@ -20,7 +20,10 @@ pair, so the registry refuses one rather than let a detector register and never 
 
 A detector whose model is too costly to fit in ``process`` is a :class:`Fittable`: the stage asks it for a
 ``fit_request`` after ``process``, runs its ``fit`` wherever it likes (inline, or in a process pool), and
-hands the result back through ``apply_fit``.
+hands the result back through ``apply_fit``. A feeder detector whose decisions say which meters have no
+supply (the outage detector) is a :class:`Muting` one: the feeder stage asks its ``out_meters`` which meters'
+voltage alerts to mute. These optional hooks are declared here and nowhere else: the registry refuses a
+detector that defines one without its base class, since no stage would call it.
 
 Rules every detector keeps (``detectors.testing.check_detector`` checks them for each registered one):
 inputs and state are never mutated (return a new state); only event time is used, never the wall clock;
@@ -48,7 +51,8 @@ from typing import Any, ClassVar, Iterable
 
 from .standards import Profile
 
-__all__ = ["Detector", "Fittable", "Context", "Param", "KEYS", "INPUTS", "STAGE_PAIRS", "FIT_PAIRS",
+__all__ = ["Detector", "Fittable", "Muting", "Context", "Param", "KEYS", "INPUTS", "STAGE_PAIRS", "FIT_PAIRS",
+           "MUTE_PAIRS",
            "METER_READINGS", "FEEDER_EVENTS", "CUSTOMER_DAILY", "FINDING_STATUSES", "NoConfig", "copy_state"]
 
 #: what one state belongs to
@@ -68,6 +72,8 @@ STAGE_PAIRS: dict[tuple[str, str], str] = {
 }
 #: the pairs whose stage runs model fits (:class:`Fittable`)
 FIT_PAIRS = frozenset({CUSTOMER_DAILY})
+#: the pairs whose stage asks which meters are out and mutes their voltage alerts (:class:`Muting`)
+MUTE_PAIRS = frozenset({FEEDER_EVENTS})
 FINDING_STATUSES = ("abnormal", "normal", "event", "report")
 
 
@@ -195,6 +201,27 @@ class Fittable(Detector):
 
 #: the hooks a :class:`Fittable` defines
 FIT_HOOKS = ("fit_request", "fit", "apply_fit")
+
+
+class Muting(Detector):
+    """Base of a feeder detector whose decisions say which meters have no supply (the outage detector): a
+    meter without supply is that detector's alert, and must not also raise an undervoltage or a sag. After
+    each ``advance`` the feeder stage (``detectors.pipeline.FeederStage``) hands the voltage correlator:
+
+    - ``out_meters(state, t) -> set[str]``: the meters out at event time ``t`` (any ``t`` up to the watermark
+      just decided; an outage not over yet extends past it), as decided so far. A function of the state
+      alone, which it leaves as it found it; ``None`` (no state yet) has no meter out.
+
+    Only stages in :data:`MUTE_PAIRS` ask; the registry refuses a Muting detector with another (key, input)
+    and one that does not define ``out_meters``, and ``detectors.testing`` checks it in the contract suite.
+    """
+
+    def out_meters(self, state: dict | None, t: int) -> set[str]:
+        raise NotImplementedError
+
+
+#: the hooks a :class:`Muting` detector defines
+MUTE_HOOKS = ("out_meters",)
 
 
 def _ts(item: Any) -> Any:

@@ -69,7 +69,7 @@ from typing import Any, Iterable
 
 from gridwatch.contract import format_ts
 
-from .api import Context, Detector, param
+from .api import Context, Muting, param
 from .topology import alert_id
 
 __all__ = ["OutageConfig", "OutageDetector", "OUTAGE", "MOMENTARY", "LAST_GASP", "MISSING_READS", "MISSED_READ",
@@ -151,7 +151,7 @@ def _transformer(members: dict, meter_id: str) -> str | None:
     return (members.get(meter_id) or {}).get("transformer_id")
 
 
-class OutageDetector(Detector):
+class OutageDetector(Muting):
     """Outages of a feeder's meters from last gasps and missing reads, one alert per incident.
 
     Key ``feeder``, input ``events`` (:class:`~gridwatch.contract.MeterEvent`: ``power_fail`` = last gasp,
@@ -162,8 +162,9 @@ class OutageDetector(Detector):
     - ``process(state, events, ctx) -> (state, [])`` remembers the events; decisions wait for the watermark.
     - ``advance(state, watermark, ctx) -> (state, records)`` decides everything up to ``watermark`` and
       returns complete alert records (``gridwatch/schemas/alerts.schema.json``), in event-time order.
-    - ``out_meters(state, t) -> set`` the meters out at event time ``t`` as decided so far (the feeder
-      stage mutes the voltage alerts of those meters: the outage is the alert).
+    - ``out_meters(state, t) -> set`` the meters out at event time ``t`` as decided so far (the
+      :class:`~detectors.api.Muting` hook: the feeder stage mutes the voltage alerts of those meters, the
+      outage is the alert).
 
     A record's ``alert_id`` is ``detectors.topology.alert_id(kind, level, scope_id, started_at)``;
     ``kind`` is ``outage`` (severity critical; "open" when raised, grown or re-scoped, then "resolved") or

@@ -33,7 +33,7 @@ from typing import Any, Callable, Iterable
 from gridwatch import config as topics
 from gridwatch.contract import MeterEvent, Reading, format_ts, parse_ts
 
-from .api import CUSTOMER_DAILY, FEEDER_EVENTS, METER_READINGS, Context, Detector, Fittable
+from .api import CUSTOMER_DAILY, FEEDER_EVENTS, METER_READINGS, Context, Detector, Fittable, Muting
 from .registry import enabled
 from .standards import Profile, profile_for_customer
 from .topology import TRACE_POINTS, TRACE_STEP_S, VOLTAGE_KINDS, TransformerCorrelator, alert_id
@@ -278,8 +278,9 @@ class FeederStage:
             fst["outage"], recs = self.outage.advance(feeder.get("outage"), watermark,
                                                       self._ctx(feeder, transformers))
             records.extend(recs)
-            ost, det = fst["outage"], self.outage
-            muted = lambda t: det.out_meters(ost, t)  # noqa: E731
+            if isinstance(self.outage, Muting):  # its meters out are its alert, not the correlator's
+                ost, det = fst["outage"], self.outage
+                muted = lambda t: det.out_meters(ost, t)  # noqa: E731
         changed, voltage = {}, []
         for tid, tst in transformers.items():
             if tst is None:

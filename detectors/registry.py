@@ -6,8 +6,9 @@
 
 ``load()`` imports and validates them all. A detector that cannot be imported or breaks the API raises
 :class:`DetectorError` naming it, so the worker refuses to start instead of running without it. Breaking
-the API includes a (key, input) pair no stage runs (``detectors.api.STAGE_PAIRS``) and model-fit hooks
-outside ``detectors.api.Fittable``: either would register and then silently never run.
+the API includes a (key, input) pair no stage runs (``detectors.api.STAGE_PAIRS``) and the optional hooks
+(model fits, meters out) outside their base class in ``detectors.api`` (``Fittable``, ``Muting``) or on a pair
+whose stage does not call them: any of these would register and then silently never run.
 """
 
 from __future__ import annotations
@@ -19,12 +20,20 @@ import pickle
 import re
 from importlib.metadata import entry_points
 
-from .api import FEEDER_EVENTS, FIT_HOOKS, FIT_PAIRS, INPUTS, KEYS, STAGE_PAIRS, Detector, Fittable
+from .api import (
+    FEEDER_EVENTS, FIT_HOOKS, FIT_PAIRS, INPUTS, KEYS, MUTE_HOOKS, MUTE_PAIRS, STAGE_PAIRS, Detector, Fittable, Muting,
+)
 
 __all__ = ["ENTRY_POINT_GROUP", "DetectorError", "validate", "supported_pairs", "load", "enabled"]
 
 ENTRY_POINT_GROUP = "gridwatch.detectors"
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+#: every optional hook of detectors.api: its base class, its hooks, the pairs whose stage calls them, and what
+#: another stage does not do
+OPTIONAL_HOOKS = (
+    (Fittable, FIT_HOOKS, FIT_PAIRS, "runs no model fits"),
+    (Muting, MUTE_HOOKS, MUTE_PAIRS, "mutes no meters out"),
+)
 
 
 class DetectorError(Exception):
@@ -55,7 +64,7 @@ def validate(cls: object, name: str | None = None) -> type[Detector]:
     pair = (cls.key, cls.input)
     if pair not in STAGE_PAIRS:
         fail(f"no stage runs key {cls.key!r} with input {cls.input!r}; the stages run {supported_pairs()}")
-    _validate_fits(cls, pair, fail)
+    _validate_hooks(cls, pair, fail)
     if not cls.kinds:
         fail("declares no finding kinds")
     if not dataclasses.is_dataclass(cls.Config):
@@ -80,19 +89,28 @@ def supported_pairs() -> str:
     return ", ".join(f"{k}/{i} ({stage})" for (k, i), stage in STAGE_PAIRS.items())
 
 
-def _validate_fits(cls: type[Detector], pair: tuple[str, str], fail) -> None:
-    """A Fittable defines every hook, on a pair whose stage runs fits; other detectors define none."""
-    if not issubclass(cls, Fittable):
-        stray = [h for h in FIT_HOOKS if h != "fit" and callable(getattr(cls, h, None))]
-        if stray:
-            fail(f"defines {', '.join(stray)} but is not a detectors.api.Fittable, so no stage would call it")
-        return
-    if pair not in FIT_PAIRS:
-        fail(f"is a Fittable, but the stage of {pair[0]}/{pair[1]} runs no model fits "
-             f"(fits run for: {', '.join(f'{k}/{i}' for k, i in sorted(FIT_PAIRS))})")
-    missing = [h for h in FIT_HOOKS if getattr(cls, h) is getattr(Fittable, h)]
-    if missing:
-        fail(f"is a Fittable but does not define {', '.join(missing)}")
+def _validate_hooks(cls: type[Detector], pair: tuple[str, str], fail) -> None:
+    """A detector with an optional hook subclasses its base, on a pair whose stage calls it, and defines every
+    hook of it; other detectors define none (``fit`` alone is too common a name to count)."""
+    for base, hooks, pairs, what in OPTIONAL_HOOKS:
+        if not issubclass(cls, base):
+            stray = [h for h in hooks if h != "fit" and callable(getattr(cls, h, None))]
+            if stray:
+                fail(f"defines {', '.join(stray)} but is not a detectors.api.{base.__name__}, "
+                     "so no stage would call it")
+            continue
+        if pair not in pairs:
+            fail(f"is a {base.__name__}, but the stage of {pair[0]}/{pair[1]} {what} (only the stage of "
+                 f"{', '.join(f'{k}/{i}' for k, i in sorted(pairs))} calls {', '.join(hooks)})")
+        missing = [h for h in hooks if getattr(cls, h) is getattr(base, h)]
+        if missing:
+            fail(f"is a {base.__name__} but does not define {', '.join(missing)}")
+    if issubclass(cls, Fittable):
+        _validate_fit(cls, fail)
+
+
+def _validate_fit(cls: type[Fittable], fail) -> None:
+    """``fit`` can go to a process pool: a staticmethod, pickled by name."""
     if not isinstance(inspect.getattr_static(cls, "fit"), staticmethod):
         fail("fit must be a staticmethod: it runs on the payload alone, possibly in another process")
     try:

@@ -24,6 +24,7 @@ anomalies (a sustained undervoltage, sags and swells, a swinging voltage, outage
 jump in usage), so the rules are checked on runs that produce findings, not on quiet ones. They are fed as
 the pipeline feeds them (:func:`run`): ``process`` per batch, ``advance`` to the batch's event time, and for
 a :class:`~detectors.api.Fittable` its ``fit_request``, ``fit`` (memoised, :func:`fitter`) and ``apply_fit``.
+The rules of an optional hook (:data:`HOOK_RULES`) check only detectors of its base class.
 """
 
 from __future__ import annotations
@@ -42,14 +43,14 @@ from zoneinfo import ZoneInfo
 from gridwatch.contract import MeterEvent, Reading, check, format_ts
 from gridwatch.timefmt import parse_duration, parse_time
 
-from .api import FINDING_STATUSES, Context, Detector, Fittable
+from .api import FINDING_STATUSES, Context, Detector, Fittable, Muting
 from .registry import DetectorError, validate
 from .standards import profile_for_customer
 
 __all__ = [
     "DEFAULT_START", "Clock", "Window", "window", "reading", "readings", "event", "customer", "context",
     "Feeder", "feeder", "day", "days", "Step", "Scenario", "scenario", "reading_scenario", "event_scenario",
-    "daily_scenario", "run", "fitter", "CHECKS", "check_detector",
+    "daily_scenario", "run", "fitter", "CHECKS", "HOOK_RULES", "check_detector",
 ]
 
 #: a Monday, 00:00 UTC: where builders start when given no time
@@ -745,6 +746,40 @@ def check_fits(cls: type[Detector], sc: Scenario | None = None) -> None:
             _fail(cls, "fits", f"apply_fit() of a result already applied found again: {again[0]!r}")
 
 
+def check_mutes(cls: type[Detector], sc: Scenario | None = None) -> None:
+    """A :class:`~detectors.api.Muting` detector names meters out on the suite's inputs (outages over a feeder):
+    after every ``advance``, ``out_meters(state, t)`` at the watermark is a set of the feeder's meter ids, leaves
+    the state as it found it and answers the same from a JSON copy of the state; a new state (and ``None``) has
+    no meter out. Nothing to check for other detectors."""
+    if not issubclass(cls, Muting):
+        return
+    det, sc = _the(cls, sc)
+    first = next((s.watermark for s in sc.steps if s.watermark is not None), 0)
+    for what, state in (("a new state", det.new_state()), ("no state (None)", None)):
+        if det.out_meters(state, first):
+            _fail(cls, "mutes", f"out_meters() of {what} names meters out: {det.out_meters(state, first)!r}")
+    st, named = det.new_state(), set()
+    for i, s in enumerate(sc.steps):
+        for what, call in _calls(det, s, fitter(cls)):
+            st, _ = call(st)
+            if what != "advance":
+                continue
+            before = copy.deepcopy(st)
+            out = det.out_meters(st, s.watermark)
+            if st != before:
+                _fail(cls, "mutes", f"out_meters() at step {i} changed its state ({_diff_path(before, st)})")
+            if not isinstance(out, (set, frozenset)) or not all(isinstance(m, str) for m in out):
+                _fail(cls, "mutes", f"out_meters() at step {i} returned {out!r}, not a set of meter ids")
+            strangers = sorted(out - set(s.ctx.members)) if s.ctx.members else []
+            if strangers:
+                _fail(cls, "mutes", f"out_meters() at step {i} names meters not of the feeder: {strangers}")
+            if det.out_meters(json.loads(json.dumps(st)), s.watermark) != out:
+                _fail(cls, "mutes", f"out_meters() at step {i} answers otherwise from a JSON copy of the state")
+            named |= out
+    if not named:
+        _fail(cls, "mutes", f"out_meters() never named a meter out on the suite's inputs ({sc.about})")
+
+
 #: rule name -> check(cls, scenario=None); each raises AssertionError naming the detector and the rule
 CHECKS: dict[str, Callable[..., None]] = {
     "docstring": check_docstring,
@@ -757,7 +792,10 @@ CHECKS: dict[str, Callable[..., None]] = {
     "duplicates": check_duplicates,
     "reproducible": check_reproducible,
     "fits": check_fits,
+    "mutes": check_mutes,
 }
+#: the rules of an optional hook of ``detectors.api`` -> its base class: they check only its subclasses
+HOOK_RULES: dict[str, type[Detector]] = {"fits": Fittable, "mutes": Muting}
 
 
 def check_detector(cls: type[Detector], inputs: Scenario | None = None) -> None:

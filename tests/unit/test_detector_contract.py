@@ -13,15 +13,17 @@ from pathlib import Path
 import pytest
 
 from detectors import registry
-from detectors.api import Detector, Fittable, param
+from detectors.api import Detector, param
 from detectors.testing import (
-    CHECKS, Clock, Scenario, Step, check_detector, context, customer, day, days, event, feeder, reading, readings,
+    CHECKS, HOOK_RULES, Clock, Scenario, Step, check_detector, context, customer, day, days, event, feeder, reading, readings,
     run, scenario, window,
 )
 
 REGISTERED = registry.load()
-#: (name, rule) of every registered detector; "fits" only for a Fittable (there is nothing to run otherwise)
-RULES = [(n, r) for n, cls in REGISTERED.items() for r in CHECKS if r != "fits" or issubclass(cls, Fittable)]
+#: (name, rule) of every registered detector; a hook's rule ("fits", "mutes") only for a detector of its base class
+#: (there is nothing to run otherwise)
+RULES = [(n, r) for n, cls in REGISTERED.items() for r in CHECKS
+         if r not in HOOK_RULES or issubclass(cls, HOOK_RULES[r])]
 
 
 @pytest.mark.parametrize("name, rule", RULES, ids=[f"{n}-{r}" for n, r in RULES])

@@ -1,5 +1,6 @@
 """The registry accepts only what the stages run: a (key, input) pair of ``detectors.api.STAGE_PAIRS``, and
-model-fit hooks declared through ``detectors.api.Fittable``; the contract suite runs the fit hooks."""
+the optional hooks declared through their base in ``detectors.api`` (``Fittable``: model fits; ``Muting``: the
+meters out that the feeder stage mutes); the contract suite runs both."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ import copy
 import pytest
 
 from detectors import registry
-from detectors.api import STAGE_PAIRS, Detector, Fittable
-from detectors.pipeline import CustomerStage, Pipeline
-from detectors.testing import CHECKS, check_detector, customer, daily_scenario, days
+from detectors.api import STAGE_PAIRS, Detector, Fittable, Muting
+from detectors.outage import OutageDetector
+from detectors.pipeline import CustomerStage, FeederStage, Pipeline
+from detectors.topology import TransformerCorrelator
+from detectors.testing import CHECKS, check_detector, customer, daily_scenario, days, event_scenario, feeder
 
 REGISTERED = registry.load()
 
@@ -134,7 +137,8 @@ def _a_local_fit():
     return _fittable(fit=staticmethod(fit))
 
 
-@pytest.mark.parametrize("cls, words", [
+#: (a class with a fit hook no stage would run, the words of its refusal)
+REFUSED_FITS = [
     (type("Duck", (Detector,), {"__doc__": "Duck-typed fits.", "name": "duck", "detects": "x", "kinds": ("sag",),
                                 "fit_request": lambda self, st, ctx: None, "apply_fit": lambda self, *a: a}),
      "defines fit_request, apply_fit but is not a detectors.api.Fittable, so no stage would call it"),
@@ -143,11 +147,7 @@ def _a_local_fit():
     (_fittable(fit=lambda self, payload: payload), "fit must be a staticmethod"),
     (_fittable(fit=staticmethod(lambda payload: payload)), "fit cannot be pickled by name"),
     (_a_local_fit(), "fit cannot be pickled by name"),
-])
-def test_the_registry_refuses_fit_hooks_no_stage_would_run(cls, words):
-    with pytest.raises(registry.DetectorError) as exc:
-        registry.validate(cls)
-    assert str(exc.value).startswith(f"detector {cls.name!r}: ") and words in str(exc.value)
+]
 
 
 class NeverAsks(MeanFitDetector):
@@ -177,13 +177,127 @@ class SendsAGenerator(MeanFitDetector):
         return None if payload is None else {**payload, "extra": (x for x in ())}
 
 
-@pytest.mark.parametrize("cls, words", [
+#: (a Fittable with a broken hook, the words the contract suite fails it with)
+BROKEN_FITS = [
     (NeverAsks, "never asked for a fit"),
     (FindsOnEveryResult, "apply_fit() of a result already applied found again"),
     (SendsAGenerator, "a fit payload cannot be pickled"),
+]
+
+
+# ------------------------------------------------------------------------------ the meters-out hook; both hooks
+
+def test_the_outage_detector_is_the_muting_one_and_keeps_its_rule():
+    assert issubclass(REGISTERED["outage"], Muting)
+    CHECKS["mutes"](REGISTERED["outage"])
+
+
+def _feeder_detector(base, **attrs):
+    return type("Feeds", (base,), {"__doc__": "Feeder events.", "name": "feeds", "detects": "x", "key": "feeder",
+                                   "input": "events", "kinds": ("outage",), **attrs})
+
+
+@pytest.mark.parametrize("cls, words", REFUSED_FITS + [
+    (_feeder_detector(Detector, out_meters=lambda self, state, t: set()),
+     "defines out_meters but is not a detectors.api.Muting, so no stage would call it"),
+    (type("Metered", (OutageDetector,), {"__doc__": "On readings.", "name": "metered", "key": "meter",
+                                         "input": "readings"}),
+     "is a Muting, but the stage of meter/readings mutes no meters out (only the stage of feeder/events calls "
+     "out_meters)"),
+    (_feeder_detector(Muting), "is a Muting but does not define out_meters"),
 ])
-def test_the_suite_catches_broken_fit_hooks(cls, words):
+def test_the_registry_refuses_hooks_no_stage_would_call(cls, words):
+    with pytest.raises(registry.DetectorError) as exc:
+        registry.validate(cls)
+    assert str(exc.value).startswith(f"detector {cls.name!r}: ") and words in str(exc.value)
+
+
+class NamesNobody(OutageDetector):
+    """Decides outages but says no meter is ever out."""
+    name = "names_nobody"
+
+    def out_meters(self, state, t):
+        return set()
+
+
+class NamesStrangers(OutageDetector):
+    """Names a meter of another feeder as out."""
+    name = "names_strangers"
+
+    def out_meters(self, state, t):
+        return super().out_meters(state, t) | ({"M999999"} if state and state.get("decided") else set())
+
+
+class AnswersAList(OutageDetector):
+    """Returns its meters out as a list."""
+    name = "answers_a_list"
+
+    def out_meters(self, state, t):
+        return sorted(super().out_meters(state, t))
+
+
+class TouchesItsState(OutageDetector):
+    """Remembers what it was asked in its state."""
+    name = "touches_its_state"
+
+    def out_meters(self, state, t):
+        if state is not None:
+            state["asked"] = t
+        return super().out_meters(state, t)
+
+
+@pytest.mark.parametrize("rule, cls, words", [("fits", cls, words) for cls, words in BROKEN_FITS] + [
+    ("mutes", NamesNobody, "never named a meter out on the suite's inputs"),
+    ("mutes", NamesStrangers, "names meters not of the feeder: ['M999999']"),
+    ("mutes", AnswersAList, "not a set of meter ids"),
+    ("mutes", TouchesItsState, "changed its state"),
+])
+def test_the_suite_catches_broken_hooks(rule, cls, words):
     with pytest.raises(AssertionError) as exc:
-        CHECKS["fits"](cls, daily_scenario())
+        CHECKS[rule](cls, daily_scenario() if rule == "fits" else event_scenario())
     msg = str(exc.value)
-    assert f"detector {cls.name!r}" in msg and "'fits'" in msg and words in msg
+    assert f"detector {cls.name!r}" in msg and f"'{rule}'" in msg and words in msg
+
+
+class GaspCounter(Detector):
+    """Counts last gasps per feeder; says nothing about which meters are out."""
+    name, detects, key, input, kinds = "gasp_counter", "last gasps", "feeder", "events", ("outage",)
+
+    def process(self, state, inputs, ctx):
+        return {"gasps": (state or {}).get("gasps", 0) + len(inputs)}, []
+
+
+class AskingCorrelator(TransformerCorrelator):
+    """The real correlator, noting which meters it is told to mute at each quarter hour it decides."""
+
+    def __init__(self):
+        super().__init__()
+        self.muted: set[str] = set()
+
+    def advance(self, state, watermark, muted=None):
+        for t in range(watermark - 3600, watermark + 1, 900):
+            self.muted |= muted(t)
+        return super().advance(state, watermark, muted=muted)
+
+
+@pytest.mark.parametrize("det, mutes", [(OutageDetector(), True), (GaspCounter(), False)])
+def test_the_feeder_stage_mutes_only_the_meters_a_muting_detector_names(det, mutes):
+    """Over a feeder's day with outages, the meters the outage detector has out are muted in the correlator; a
+    feeder detector that is not a Muting one mutes nothing (and is not asked: it has no out_meters)."""
+    registry.validate(type(det))
+    stage = FeederStage([det], AskingCorrelator())
+    f = feeder()
+    fst, transformers = stage.new_feeder(f.feeder_id), {}
+    for meter_id, member in f.members.items():
+        tid = member["transformer_id"]
+        fst, transformers[tid] = stage.member(fst, transformers.get(tid), {"meter_id": meter_id, **member,
+                                                                          "partition": 0})
+    steps = event_scenario().steps
+    for step in steps:
+        fst = stage.events(fst, step.inputs, transformers)
+        fst, changed, _ = stage.advance(fst, transformers, step.watermark)
+        transformers.update(changed)
+    # no readings reach this stage here, so the meters out are the ones that sent a last gasp
+    gasped = {e.meter_id for step in steps for e in step.inputs if e.type == "power_fail"}
+    assert len(gasped) == 5
+    assert stage.correlator.muted == (gasped if mutes else set())
