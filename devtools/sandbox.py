@@ -645,33 +645,37 @@ async def list_messages(request: web.Request) -> web.Response:
     })
 
 
+def _json(payload: dict, status: int = 200, headers: dict | None = None) -> web.Response:
+    return web.json_response(payload, status=status, headers=headers,
+                             dumps=lambda o: json.dumps(o, ensure_ascii=False))
+
+
+def _cleared(received: list, others: tuple, fail_rules: dict) -> web.Response:
+    """Forget what one channel received (``received`` is counted in the answer) and restart the counts of its
+    fail rules, so a test starts from a clean sandbox without restarting it."""
+    n = len(received)
+    for held in (received, *others):
+        held.clear()
+    for rule in fail_rules.values():
+        rule.attempts = 0
+    return _json({"cleared": n})
+
+
 async def sandbox_messages(request: web.Request) -> web.Response:
     state = request.app[STATE]
     to = request.query.get("to")
     records = [r for r in state.records if not to or r["to"] == to]
-    return web.json_response({"messages": records, "rejected": list(state.rejected),
-                              "inbound": list(state.inbound)},
-                             dumps=lambda o: json.dumps(o, ensure_ascii=False))
+    return _json({"messages": records, "rejected": list(state.rejected), "inbound": list(state.inbound)})
 
 
 async def clear_messages(request: web.Request) -> web.Response:
     state = request.app[STATE]
-    n = len(state.records)
-    state.records.clear()
-    state.rejected.clear()
-    state.inbound.clear()
-    for rule in state.fail.values():
-        rule.attempts = 0
-    return web.json_response({"cleared": n})
+    return _cleared(state.records, (state.rejected, state.inbound), state.fail)
 
 
 # ----------------------------------------------------------------------------------------------------
 # Other channels: a webhook receiver and an SMTP sink
 # ----------------------------------------------------------------------------------------------------
-
-def _json(payload: dict, status: int = 200, headers: dict | None = None) -> web.Response:
-    return web.json_response(payload, status=status, headers=headers,
-                             dumps=lambda o: json.dumps(o, ensure_ascii=False))
 
 
 async def receive_webhook(request: web.Request) -> web.Response:
@@ -724,13 +728,7 @@ async def list_webhooks(request: web.Request) -> web.Response:
 
 async def clear_webhooks(request: web.Request) -> web.Response:
     state = request.app[STATE]
-    n = len(state.webhooks)
-    state.webhooks.clear()
-    state.webhook_keys.clear()
-    state.webhook_rejected.clear()
-    for rule in state.webhook_fail.values():
-        rule.attempts = 0
-    return _json({"cleared": n})
+    return _cleared(state.webhooks, (state.webhook_keys, state.webhook_rejected), state.webhook_fail)
 
 
 async def list_emails(request: web.Request) -> web.Response:
@@ -742,12 +740,7 @@ async def list_emails(request: web.Request) -> web.Response:
 
 async def clear_emails(request: web.Request) -> web.Response:
     state = request.app[STATE]
-    n = len(state.emails)
-    state.emails.clear()
-    state.email_rejected.clear()
-    for rule in state.email_fail.values():
-        rule.attempts = 0
-    return _json({"cleared": n})
+    return _cleared(state.emails, (state.email_rejected,), state.email_fail)
 
 
 # reply texts of the SMTP codes a fail rule may ask for (RFC 5321 / RFC 3463 wording)
