@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import functools
 import hashlib
 import json
 import os
@@ -26,6 +27,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Callable
 
 from gridwatch.config import Settings
 from gridwatch.localservice import STOP_GRACE_S, LocalService, ServiceError, port_open
@@ -434,34 +436,35 @@ def _infer_version(versions: dict[int, tuple[int, int]]) -> str:
 
 # ---------------------------------------------------------------------------------------------- CLI
 
+def _cli(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """A ``gridwatch kafka`` action: what the broker cannot do is one ``error: ...`` line and exit 1."""
+    @functools.wraps(command)
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return command(args)
+        except BrokerError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+    return run
+
+
+@_cli
 def _cmd_start(args: argparse.Namespace) -> int:
-    try:
-        outcome = start(timeout=args.timeout)
-    except BrokerError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    if outcome == "reused":
+    if start(timeout=args.timeout) == "reused":
         print(f"a Kafka broker already answers on {Settings().bootstrap_servers}: reusing it")
     return 0
 
 
+@_cli
 def _cmd_stop(args: argparse.Namespace) -> int:
-    try:
-        stopped = stop()
-    except BrokerError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    print("stopped the local Kafka broker" if stopped
+    print("stopped the local Kafka broker" if stop()
           else "no Kafka broker started by gridwatch is running (nothing stopped)")
     return 0
 
 
+@_cli
 def _cmd_status(args: argparse.Namespace) -> int:
-    try:
-        info = status()
-    except BrokerError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    info = status()
     if args.json:
         print(json.dumps(info, indent=2))
     else:
