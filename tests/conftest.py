@@ -7,6 +7,8 @@ from typing import Iterator
 
 import pytest
 
+from tests.ci import unavailable
+
 
 # --- Kafka broker ------------------------------------------------------------------------------------
 # Self-contained on purpose: other fixtures below may be added independently.
@@ -31,10 +33,7 @@ def kafka_broker() -> Iterator[str]:
     try:
         outcome = broker.start(settings)
     except broker.BrokerError as exc:
-        reason = f"no Kafka broker on {settings.bootstrap_servers} and none could be started: {exc}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason, pytrace=False)
-        pytest.skip(reason)
+        unavailable(f"no Kafka broker on {settings.bootstrap_servers} and none could be started: {exc}")
     try:
         yield settings.bootstrap_servers
     finally:
@@ -103,10 +102,7 @@ def postgres_server() -> Iterator[tuple[str, "Path | None"]]:
     try:
         url = server.start(settings, port=port)
     except server.ServerError as exc:
-        reason = f"no PostgreSQL could be started: {exc}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason, pytrace=False)
-        pytest.skip(reason)
+        unavailable(f"no PostgreSQL could be started: {exc}")
     try:
         yield url, server.LocalServer.for_settings(settings).log_file
     finally:

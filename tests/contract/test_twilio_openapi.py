@@ -21,6 +21,7 @@ import pytest
 
 from notifiers.base import NotifierError
 from notifiers.sms import TwilioSms
+from tests.ci import unavailable
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED = Path(os.environ.get("GRIDWATCH_SHARED") or REPO.parent / "shared")
@@ -31,18 +32,12 @@ SID = "AC" + "0123456789abcdef" * 2
 TOKEN = "contract-test-token"
 
 
-def _unavailable(reason: str):
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"contract test cannot run under CI: {reason}", pytrace=False)
-    pytest.skip(reason)
-
-
 @pytest.fixture(scope="module")
 def prism_url(tmp_path_factory):
     if not SPEC.exists():
-        _unavailable(f"Twilio's OpenAPI spec is absent ({SPEC}); it lives in the shared folder beside the repo")
+        unavailable(f"Twilio's OpenAPI spec is absent ({SPEC}); it lives in the shared folder beside the repo")
     if not PRISM.exists() or shutil.which("node") is None:
-        _unavailable(f"Stoplight Prism is not installed at {PRISM}: run `make contract-deps` (needs Node.js)")
+        unavailable(f"Stoplight Prism is not installed at {PRISM}: run `make contract-deps` (needs Node.js)")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

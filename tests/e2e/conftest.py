@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.ci import unavailable
 from tests.prefixes import fresh_prefix
 
 from gridwatch.config import Settings
@@ -51,12 +52,6 @@ ALL_CUSTOMERS = [
     for n in (1, 2, 3)
 ]
 CUSTOMERS, OUTAGE_CUSTOMERS = ALL_CUSTOMERS[:2], ALL_CUSTOMERS[2:]
-
-
-def _unavailable(reason: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(reason, pytrace=False)
-    pytest.skip(reason)
 
 
 def pytest_collection_modifyitems(session, config, items):
@@ -152,11 +147,11 @@ class Stack(ServiceLogs):
 @pytest.fixture(scope="session")
 def chromium() -> str:
     if not CHROMIUM.exists():
-        _unavailable(f"no Chromium at {CHROMIUM}: install Debian's package (apt-get install chromium)")
+        unavailable(f"no Chromium at {CHROMIUM}: install Debian's package (apt-get install chromium)")
     try:
         import playwright.sync_api  # noqa: F401
     except ImportError as exc:
-        _unavailable(f"Playwright for Python is not installed ({exc}): pip install playwright")
+        unavailable(f"Playwright for Python is not installed ({exc}): pip install playwright")
     return str(CHROMIUM)
 
 
