@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import datetime, timezone
 
 import pytest
@@ -10,6 +9,7 @@ from sqlalchemy import select
 
 from history import customer_figures, reports, retention, schema as t
 from tests.history.test_customer_figures import note
+from tests.history.test_reports import refresh_once
 from tests.history.test_store import alert, msgs, project
 
 pytestmark = pytest.mark.postgres
@@ -73,15 +73,7 @@ def test_pruning_keeps_the_figures_of_the_pruned_months(history_engine):
 def test_the_refresher_prunes_before_it_refreshes(history_engine):
     project(history_engine, scenario())
     before = figures(history_engine)
-    refresher = reports.Refresher(history_engine, interval_s=0.1, keep_days=1)
-    refresher.start()
-    try:
-        refresher.changed()
-        deadline = time.monotonic() + 60
-        while refresher.refreshes == 0 and time.monotonic() < deadline:
-            time.sleep(0.1)
-    finally:
-        refresher.stop()
+    refresh_once(reports.Refresher(history_engine, interval_s=0.1, keep_days=1))
     assert kept_notifications(history_engine) == []  # every month of 2026 up to March ended long ago
     with history_engine.connect() as conn:
         kept = reports.cached(conn, "customers", 2026)
