@@ -19,7 +19,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, ClassVar
+from typing import Callable, ClassVar, Self
 
 from gridwatch.config import Settings
 from gridwatch.locks import locked
@@ -111,7 +111,7 @@ class LocalService:
     stop_grace_s: ClassVar[float] = STOP_GRACE_S
 
     @classmethod
-    def for_settings(cls, settings: Settings):
+    def for_settings(cls, settings: Settings) -> Self:
         return cls(Path(settings.run_dir).expanduser().resolve() / cls.subdir)
 
     @property
