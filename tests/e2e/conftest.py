@@ -122,25 +122,9 @@ class Stack(ServiceLogs):
         self.producer.send(self.topic(topic), key=key.encode(), value=body).get(30)
 
     def read(self, topic: str, until, timeout: float = 90.0) -> list[tuple[str | None, dict]]:
-        """``(key, record)`` pairs of ``topic`` from the start, once ``until(pairs)`` holds."""
-        from kafka import KafkaConsumer
-
-        consumer = KafkaConsumer(self.topic(topic), bootstrap_servers=self.settings.bootstrap_list,
-                                 group_id=None, auto_offset_reset="earliest", enable_auto_commit=False)
-        pairs: list = []
-        deadline = time.monotonic() + timeout
-        try:
-            while time.monotonic() < deadline:
-                for batch in consumer.poll(timeout_ms=500).values():
-                    pairs.extend((m.key.decode() if m.key else None, json.loads(m.value))
-                                 for m in batch if m.value is not None)
-                if until(pairs):
-                    return pairs
-                self.assert_alive()
-        finally:
-            consumer.close()
-        raise AssertionError(f"{topic}: condition not met within {timeout:.0f}s; last records:\n"
-                             + "\n".join(json.dumps(v)[:300] for _, v in pairs[-10:]))
+        """``(key, record)`` pairs of ``topic`` from the start (tombstones left out), once ``until(pairs)`` holds."""
+        return self.poll(topic, until, timeout, lambda m: None if m.value is None else
+                         (m.key.decode() if m.key else None, json.loads(m.value)))
 
 
 

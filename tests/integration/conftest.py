@@ -30,6 +30,27 @@ def free_port() -> int:
 class ServiceLogs:
     """For fixtures holding ``procs`` (devtools.demo.Processes) whose logs are ``settings.run_dir/<name>.log``."""
 
+    def poll(self, topic: str, until, timeout: float, decode) -> list:
+        """``decode(message)`` of every message of ``topic`` from the start (None: left out), once ``until(those)``
+        holds; fails after ``timeout`` seconds, or as soon as a service has exited."""
+        from kafka import KafkaConsumer
+
+        consumer = KafkaConsumer(self.topic(topic), bootstrap_servers=self.settings.bootstrap_list,
+                                 group_id=None, auto_offset_reset="earliest", enable_auto_commit=False)
+        records: list = []
+        deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline:
+                for batch in consumer.poll(timeout_ms=500).values():
+                    records.extend(r for r in map(decode, batch) if r is not None)
+                if until(records):
+                    return records
+                self.assert_alive()
+        finally:
+            consumer.close()
+        raise AssertionError(f"{topic}: condition not met within {timeout:.0f}s; got {len(records)} records:\n"
+                             + "\n".join(json.dumps(r)[:300] for r in records[-20:]))
+
     def assert_alive(self) -> None:
         for name, proc in self.procs.children:
             if proc.poll() is not None:
@@ -64,23 +85,7 @@ class Pipeline(ServiceLogs):
 
     def read(self, topic: str, until, timeout: float = 180.0) -> list[dict]:
         """Records of ``topic`` (decoded JSON) once ``until(records)`` holds; fails after ``timeout``."""
-        from kafka import KafkaConsumer
-
-        consumer = KafkaConsumer(self.topic(topic), bootstrap_servers=self.settings.bootstrap_list,
-                                 group_id=None, auto_offset_reset="earliest", enable_auto_commit=False)
-        records: list[dict] = []
-        deadline = time.monotonic() + timeout
-        try:
-            while time.monotonic() < deadline:
-                for batch in consumer.poll(timeout_ms=500).values():
-                    records.extend(json.loads(m.value) for m in batch)
-                if until(records):
-                    return records
-                self.assert_alive()
-        finally:
-            consumer.close()
-        raise AssertionError(f"{topic}: condition not met within {timeout:.0f}s; got {len(records)} records:\n"
-                             + "\n".join(json.dumps(r)[:300] for r in records[-20:]))
+        return self.poll(topic, until, timeout, lambda m: json.loads(m.value))
 
     def settle(self, topic: str, seconds: float = 5.0) -> list[dict]:
         """Everything on ``topic`` once nothing new has arrived for ``seconds`` (to assert "no more")."""
