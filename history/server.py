@@ -4,9 +4,9 @@ Why this exists: the history store (``history/``) is a real PostgreSQL, and ``ma
 must work on a machine where nobody set one up. When ``GRIDWATCH_DATABASE_URL`` is unset, gridwatch runs
 its own cluster the way ``devtools/broker.py`` runs Kafka (both through ``gridwatch/localservice.py``): data,
 log, generated password and pid file in the run directory (``<run dir>/postgres``, by default
-``.run/postgres``), listening on 127.0.0.1 only,
-password authentication (scram-sha-256) even there, and only a server this module started (its pid file,
-checked to still be that ``postgres`` process on that data directory) is ever stopped.
+``.run/postgres``), listening on 127.0.0.1 only, password authentication (scram-sha-256) even there, and only
+a server this module started (its pid file, checked to still be that ``postgres`` process on that data
+directory) is ever stopped.
 
 The server binaries are the installed PostgreSQL's (Debian/Ubuntu: ``apt-get install postgresql``, which
 puts them in ``/usr/lib/postgresql/<major>/bin``; elsewhere ``initdb`` on PATH, or
