@@ -8,8 +8,9 @@ timestamps it has seen (to drop duplicate readings) remembers, for a meter that 
 
 :func:`pack_times` writes a set of timestamps as a list whose items are either a timestamp (an int) or such
 a run; :func:`unpack_times` reads it back. :class:`TimeSet` is what a detector works on between the two:
-for a meter whose readings come in order it never unpacks the runs at all. A plain list of timestamps — what the states held before — is a
-valid packed list (every item a lone timestamp), so states written before runs existed read unchanged.
+for a meter whose readings come in order it never unpacks the runs at all. A plain list of timestamps —
+what the states held before — is a valid packed list (every item a lone timestamp), so states written
+before runs existed read unchanged.
 """
 
 from __future__ import annotations
