@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     for var in ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_FROM_NUMBER", "TWILIO_MESSAGING_SERVICE_SID",
                 "GRIDWATCH_WORKER_ID"):
         base_env.pop(var, None)
-    setup = Setup(f"mem{uuid.uuid4().hex[:8]}.", base_env)
+    setup = Setup(f"bench{uuid.uuid4().hex[:8]}m.", base_env)   # "bench": what the clean-up may delete
     sim = sim_for(args.meters, args.hours / 24, args.batch, scenario="clean")
     counts = sim.counts()
     print(f"worker memory: {sim.M:,} meters x {args.hours:g} hours, {args.batch} readings per message = "

@@ -266,3 +266,29 @@ def test_a_time_set_packs_what_pack_times_packs(seed):
     after = rnd.choice((None, START - 1, START + step * rnd.randrange(150)))
     kept = [x for x in plain if after is None or x > after]
     assert ts.packed(newest, after) == pack_times(kept, newest)
+
+
+def test_a_meter_state_as_the_table_held_it_before_goes_on_as_the_new_one():
+    """The whole meter state in the formats before (the ring as floats, plain timestamp lists, version 1
+    usage), as a running deployment's meter-state table holds it: the meter stage takes it and gives the
+    same findings, days and state as from the new one."""
+    entry = customer(nominal_voltage=230, timezone="Europe/Paris")
+    stage = MeterStage(enabled())
+    rs = readings(entry["meter_id"], START, 3 * 96, v=lambda i: 196.0 if 202 < i < 212 else 230.0 + (i % 5),
+                  kwh=lambda i: 0.1 + (i % 7) / 40)
+    new = None
+    ring = None
+    for k in range(0, 200, 16):
+        new, _, _ = stage.process(new, rs[k:k + 16], entry)
+        ring = old_trace_update(ring, rs[k:k + 16])
+    before = {**new, "_trace": ring, "voltage": old_voltage_state(new["voltage"]),
+              "_usage": old_usage_state(new["_usage"])}
+    assert json.loads(json.dumps(before)) == before and "q" in before["_trace"] and before["_usage"]["v"] == 1
+    found = []
+    for k in range(200, len(rs), 16):
+        a, fa, da = stage.process(new, rs[k:k + 16], entry)
+        b, fb, db = stage.process(before, rs[k:k + 16], entry)
+        assert (fa, da) == (fb, db) and a == b
+        found += fa
+        new = before = a
+    assert any(f["status"] == "trace" for f in found) and any(f["kind"] == "undervoltage" for f in found)
