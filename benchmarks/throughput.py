@@ -3,6 +3,7 @@
     python -m benchmarks.throughput                   # 1,024 meters x 3 days, 16 readings per message
     python -m benchmarks.throughput --batch 1 --days 1   # one reading per message
     python -m benchmarks.throughput --state-meters 100000   # the memory figure for 100,000 meters (default)
+    python -m benchmarks.throughput --state-only   # only the meter states' figures (no broker, ~1 minute)
 
 1. Simulates a clean utility (no faults, so no SMS) and publishes the SAME backlog under two fresh topic
    prefixes (``bench<random>a.`` and ``...b.``), each with its customers; one warm-up worker per prefix
@@ -15,7 +16,7 @@
 4. Memory: the resident set (VmRSS, and its peak VmHWM) of the one worker at the end of its run; and, in a
    child process of its own, what the meter states of ``--state-meters`` meters cost in memory (the detect
    stage's in-memory states, streams/detect.py) and as JSON (the table and changelog), built from real
-   states after a day of readings.
+   states after ``--state-days`` (3) days of readings.
 
 Everything it created is deleted at the end (topics, groups, temporary run directories). The machine may
 be shared: the load average is printed with every figure, and the ratios are within one run.
@@ -177,13 +178,14 @@ def run_workers(setup: Setup, count: int, end: int, timeout: float, poll: float)
         offsets.close()
 
 
-def state_memory(meters: int) -> dict:
-    """In this (fresh) process: the meter states of ``meters`` meters, made from real states after a day of
-    15-minute readings (64 simulated meters, each state copied by a JSON round trip, so nothing is shared)."""
+def state_memory(meters: int, days: float = 3.0) -> dict:
+    """In this (fresh) process: the meter states of ``meters`` meters, made from real states after ``days``
+    days of 15-minute readings in messages of 16 (64 simulated meters, each state copied by a JSON round
+    trip, so nothing is shared), with the ``_last_ts`` the worker adds (streams/worker.py)."""
     from detectors.pipeline import MeterStage, _reading, directory_entry
     from detectors.registry import enabled
 
-    sim = sim_for(64, 1.0, 16, scenario="clean")
+    sim = sim_for(64, days, 16, scenario="clean")
     entries = {c["meter_id"]: directory_entry(c) for c in sim.customers()}
     stage = MeterStage(enabled())
     states: dict[str, dict] = {}
@@ -193,19 +195,47 @@ def state_memory(meters: int) -> dict:
         rs = [_reading(v) for v in (value if isinstance(value, list) else [value])]
         m = rs[0].meter_id
         states[m], _, _ = stage.process(states.get(m), rs, entries[m])
+        states[m]["_last_ts"] = max(r.ts for r in rs)
     texts = [json.dumps(s) for s in states.values()]
     per_part: dict[str, float] = {}
     for s in states.values():
         for k, v in s.items():
             per_part[k] = per_part.get(k, 0) + len(json.dumps(v)) / len(states)
+    from faust.utils import json as table_json          # what the worker's table codec decodes with (orjson)
+
     before = rss_kb(os.getpid())[0] or 0
-    cache = {f"M{i:07d}": json.loads(texts[i % len(texts)]) for i in range(meters)}
+    cache = {f"M{i:07d}": table_json.loads(texts[i % len(texts)]) for i in range(meters)}
     after = rss_kb(os.getpid())[0] or 0
     assert len(cache) == meters
-    return {"meters": meters, "rss_kb_before": before, "rss_kb_after": after,
+    return {"meters": meters, "days": days, "rss_kb_before": before, "rss_kb_after": after,
             "bytes_per_meter_memory": (after - before) * 1024 / meters,
             "json_bytes_per_meter": sum(len(t) for t in texts) / len(texts),
             "json_bytes_by_part": {k: round(v) for k, v in sorted(per_part.items())}}
+
+
+def measure_states(meters: int, days: float, env: dict) -> dict:
+    """:func:`state_memory` in a fresh child process (its RSS growth is the states' alone)."""
+    out = subprocess.run([sys.executable, "-m", "benchmarks.throughput", "--state-memory-only", str(meters),
+                          "--state-days", str(days)], capture_output=True, text=True, check=True, env=env)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def report_states(mem: dict, rss: int | None) -> None:
+    """The meter states' figures; with ``rss`` (KiB, a worker's at the end of its run) the estimate for a
+    worker with ``mem["meters"]`` meters."""
+    from streams.detect import STATE_CACHE_METERS
+
+    grow = (mem["rss_kb_after"] - mem["rss_kb_before"]) / 1024
+    print(f"meter states after {mem['days']:g} days of readings, {mem['meters']:,} meters in memory: +{grow:,.0f} MiB "
+          f"({mem['bytes_per_meter_memory']:,.0f} bytes per meter as Python objects); as JSON (table and changelog) "
+          f"{mem['json_bytes_per_meter']:,.0f} bytes per meter: {mem['json_bytes_by_part']}")
+    kept = min(mem["meters"], STATE_CACHE_METERS)
+    cache = kept * mem["bytes_per_meter_memory"] / 2**20
+    print(f"a worker with {mem['meters']:,} meters keeps at most {kept:,} of their states in memory "
+          f"(GRIDWATCH_STATE_CACHE_METERS), ~{cache:,.0f} MiB; the rest stays in RocksDB on disk")
+    if rss:
+        print(f"estimate: ~{rss / 1024 + cache:,.0f} MiB RSS (this run's worker, plus those states). All "
+              f"{mem['meters']:,} in memory would take {rss / 1024 + grow:,.0f} MiB")
 
 
 def main(argv: list[str] | None = None) -> int:  # noqa: C901 - one linear script
@@ -219,10 +249,18 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 - one linear scrip
                    help="meters for the memory figure of the meter states (default 100,000; 0: skip)")
     p.add_argument("--poll", type=float, default=0.25)
     p.add_argument("--timeout", type=float, default=1200)
+    p.add_argument("--state-days", type=float, default=3.0,
+                   help="days of readings the meter states of the memory figure have seen (default 3)")
+    p.add_argument("--state-only", action="store_true",
+                   help="only the meter states' figures (no broker, no workers; about a minute)")
     p.add_argument("--state-memory-only", type=int, default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.state_memory_only is not None:
-        print(json.dumps(state_memory(args.state_memory_only)))
+        print(json.dumps(state_memory(args.state_memory_only, args.state_days)))
+        return 0
+    if args.state_only:
+        print(f"meter states: {code_version()}; load average {loadavg()}", flush=True)
+        report_states(measure_states(args.state_meters or 100_000, args.state_days, dict(os.environ)), None)
         return 0
     logging.basicConfig(level=logging.WARNING)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
@@ -261,10 +299,8 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 - one linear scrip
 
         mem = None
         if args.state_meters:
-            out = subprocess.run([sys.executable, "-m", "benchmarks.throughput", "--state-memory-only",
-                                  str(args.state_meters)], capture_output=True, text=True, check=True,
-                                 env={**base_env, "GRIDWATCH_RUN_DIR": str(one.run_dir)})
-            mem = json.loads(out.stdout.strip().splitlines()[-1])
+            mem = measure_states(args.state_meters, args.state_days,
+                                 {**base_env, "GRIDWATCH_RUN_DIR": str(one.run_dir)})
 
         def row(name, r, note=""):
             rows.append((name, r["msgs_s"], r["msgs_s"] * rpm, r["cpu_per_msg"] * 1e6, r["load"], note))
@@ -283,19 +319,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 - one linear scrip
         print(f"one worker's memory at the end of its run ({sim.M} meters): VmRSS {rss / 1024:.0f} MiB, "
               f"peak {hwm / 1024:.0f} MiB" if rss else "one worker's memory: not readable from /proc")
         if mem:
-            grow = (mem["rss_kb_after"] - mem["rss_kb_before"]) / 1024
-            print(f"meter states of {mem['meters']:,} meters in memory: +{grow:,.0f} MiB "
-                  f"({mem['bytes_per_meter_memory']:,.0f} bytes per meter); as JSON (table and changelog) "
-                  f"{mem['json_bytes_per_meter']:,.0f} bytes per meter: {mem['json_bytes_by_part']}")
-            if rss:
-                from streams.detect import STATE_CACHE_METERS
-
-                kept = min(mem["meters"], STATE_CACHE_METERS)
-                print(f"a worker with {mem['meters']:,} meters keeps at most {kept:,} of their states in memory "
-                      f"(GRIDWATCH_STATE_CACHE_METERS), ~{kept * mem['bytes_per_meter_memory'] / 2**20:,.0f} MiB; "
-                      f"estimate: ~{rss / 1024 + kept * mem['bytes_per_meter_memory'] / 2**20:,.0f} MiB RSS (this "
-                      f"run's, plus those states; the rest stays in RocksDB on disk). All {mem['meters']:,} "
-                      f"in memory would take {rss / 1024 + grow:,.0f} MiB")
+            report_states(mem, rss)
         return 0
     finally:
         for s in (one, many):

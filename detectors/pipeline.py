@@ -14,7 +14,8 @@ Nothing here reads the wall clock or imports Faust.
 
 Voltage traces for the alerts' evidence: the meter stage keeps a ring of the meter's last
 :data:`~detectors.topology.TRACE_POINTS` 15-minute voltage points (``_trace`` in the meter's states; a mean
-of ``v_avg`` and the lowest ``v_min`` / highest ``v_max`` of each quarter hour). For a batch with a voltage
+of ``v_avg`` and the lowest ``v_min`` / highest ``v_max`` of each quarter hour, to 0.1 V; see
+:mod:`detectors.trace`). For a batch with a voltage
 finding, or with a ``v_avg`` out of the meter's band, it adds one more item to the batch's findings, a
 *trace* ``{"kind": "trace", "status": "trace", "meter_id", "at", "points": [[ts, v_avg, v_min, v_max], ...]}``
 (the whole ring, epoch seconds of each quarter hour's end, volts). It travels to the correlator with the
@@ -26,8 +27,6 @@ so a clean meter costs the ring's upkeep only.
 from __future__ import annotations
 
 import copy
-import operator
-import struct
 from typing import Any, Callable, Iterable
 
 from gridwatch import config as topics
@@ -36,12 +35,13 @@ from gridwatch.contract import MeterEvent, Reading, format_ts, parse_ts
 from .api import CUSTOMER_DAILY, FEEDER_EVENTS, METER_READINGS, Context, Detector, Fittable, Muting
 from .registry import enabled
 from .standards import Profile, profile_for_customer
-from .topology import TRACE_POINTS, TRACE_STEP_S, VOLTAGE_KINDS, TransformerCorrelator, alert_id
+from .topology import VOLTAGE_KINDS, TransformerCorrelator, alert_id
+from .trace import trace_points, trace_update
 from .usage import accumulate
 from .watermarks import PartitionClock
 
 __all__ = ["MeterStage", "FeederStage", "CustomerStage", "Pipeline", "directory_entry", "profile_dict",
-           "batch_gaps"]
+           "batch_gaps", "trace_points", "trace_update"]
 
 #: customer fields a meter's detectors may use, copied into the meter directory
 DIRECTORY_FIELDS = ("customer_id", "meter_id", "transformer_id", "feeder_id", "nominal_voltage", "timezone",
@@ -62,105 +62,6 @@ def batch_gaps(readings: list[Reading]) -> list[list[int]]:
 
 def profile_dict(p: Profile) -> dict:
     return {"name": p.name, "nominal": p.nominal, "low": p.low, "high": p.high}
-
-
-#: a quarter hour in the ring: four little-endian 32-bit floats as hex (32 characters): the mean ``v_avg``,
-#: how many ``v_avg`` it is the mean of, the lowest ``v_min`` and the highest ``v_max``; NaN where none
-_REC = 32
-_NAN = float("nan")
-_BY_TS = operator.attrgetter("ts")
-
-
-def _pack(nums: list[float]) -> str:
-    try:
-        return struct.pack(f"<{len(nums)}f", *nums).hex()
-    except OverflowError:                               # an absurd voltage (bad data) beyond a float32
-        return struct.pack(f"<{len(nums)}f", *(min(x, 1e38) for x in nums)).hex()
-
-
-def _unpack(q: str) -> list[float]:
-    return list(struct.unpack(f"<{len(q) // 8}f", bytes.fromhex(q)))
-
-
-def _v(x: float) -> float | None:
-    return None if x != x else round(x, 1)
-
-
-def trace_update(ring: dict | None, readings: list[Reading]) -> dict:
-    """The meter's voltage ring (state ``_trace``) with ``readings`` added; the input ring is not changed.
-
-    ``{"t0", "last", "q"}``: ``q`` holds one fixed-width record per quarter hour (see ``_REC``), the first
-    ending at ``t0`` (epoch s), at most :data:`TRACE_POINTS` of them; ``last`` is the newest reading's ts, and
-    readings at or before it (duplicates, late ones) are left out. A string rather than lists because the
-    worker writes the meter's state after every batch: as one string its JSON costs next to nothing, and a
-    batch of 15-minute readings is appended to it without reading it. Read it with :func:`trace_points`.
-    """
-    t0, last, q = (None, None, "") if ring is None else (ring["t0"], ring["last"], ring["q"])
-    step = TRACE_STEP_S
-    size = len(q) // _REC                              # records in q; the new ones go to ``nums``, four each
-    end = size                                          # records in all
-    nums: list[float] = []
-    for r in sorted(readings, key=_BY_TS):
-        ts = r.ts
-        if last is not None and ts <= last:
-            continue
-        last = ts
-        va, vn, vx = r.v_avg, r.v_min, r.v_max
-        k = -(-ts // step) * step                       # end of the quarter hour the reading ends in
-        if t0 is None:
-            if va is None and vn is None and vx is None:
-                continue
-            t0 = k
-        i = (k - t0) // step
-        if i == end and va is not None and vn is not None and vx is not None:   # the usual case
-            nums += (va, 1.0, vn, vx)
-            end += 1
-            continue
-        if va is None and vn is None and vx is None:
-            continue
-        if i >= end:
-            if i >= end + TRACE_POINTS:                 # silent for longer than the ring holds: start afresh
-                q, nums, t0, size, i, end = "", [], k, 0, 0, 0
-            if i > end:
-                nums += [_NAN, 0.0, _NAN, _NAN] * (i - end)   # quarter hours without a reading
-            nums += (_NAN if va is None else va, 0.0 if va is None else 1.0,
-                     _NAN if vn is None else vn, _NAN if vx is None else vx)
-            end = i + 1
-            continue
-        # readings shorter than a quarter hour: merge into the quarter hour's record (the newest one)
-        if i < size:
-            nums = _unpack(q[i * _REC:]) + nums
-            q, size = q[:i * _REC], i
-        j = 4 * (i - size)
-        mean, n, lo, hi = nums[j:j + 4]
-        if va is not None:
-            mean, n = (va, 1.0) if n == 0 else ((mean * n + va) / (n + 1), n + 1)
-        if vn is not None and not lo <= vn:            # (NaN: no v_min yet)
-            lo = vn
-        if vx is not None and not hi >= vx:
-            hi = vx
-        nums[j:j + 4] = [mean, n, lo, hi]
-    if nums:
-        q += _pack(nums)
-    cut = len(q) // _REC - TRACE_POINTS
-    if cut > 0:
-        q = q[cut * _REC:]
-        t0 += cut * step
-    return {"t0": t0, "last": last, "q": q}
-
-
-def trace_points(ring: dict | None) -> list[list]:
-    """The ring as ``[[quarter-hour end (epoch s), v_avg, v_min, v_max], ...]`` in volts, to 0.1 V (null:
-    none)."""
-    if not ring or not ring["q"]:
-        return []
-    t0, nums, out = ring["t0"], _unpack(ring["q"]), []
-    for i in range(len(nums) // 4):
-        mean, n, lo, hi = nums[4 * i:4 * i + 4]
-        if n == 0 and lo != lo and hi != hi:
-            continue
-        out.append([t0 + i * TRACE_STEP_S, _v(mean) if n else None, _v(lo), _v(hi)])
-    return out
 
 
 class MeterStage:

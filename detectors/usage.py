@@ -55,7 +55,9 @@ from functools import lru_cache
 from typing import Any, Iterable
 from zoneinfo import ZoneInfo
 
-__all__ = ["GRACE_S", "NIGHT", "EVENING", "new_state", "accumulate", "day_bounds", "local_date"]
+from .compact import TimeSet
+
+__all__ = ["GRACE_S", "NIGHT", "EVENING", "DAY_FIELDS", "new_state", "accumulate", "day_bounds", "local_date"]
 
 #: a day closes when a reading ends at least this long after the day's end (see the module docstring)
 GRACE_S = 2 * 3600
@@ -69,9 +71,26 @@ _BANDS = ("night", "day", "evening", "late")
 
 
 def new_state() -> dict:
-    """The state of a meter that has sent nothing yet."""
-    return {"v": 1, "tz": None, "open": {}, "closed_through": None, "last_ts": None, "step": None,
+    """The state of a meter that has sent nothing yet.
+
+    ``open`` maps each open local date to its running figures as a list in :data:`DAY_FIELDS` order (a
+    list rather than a dict: the state is kept per meter, and the keys would be most of its size), and
+    ``seen`` holds the timestamps of the open days' readings as runs (:mod:`detectors.compact`). Version 1
+    states (a dict per day, a plain list of timestamps) are read as well."""
+    return {"v": 2, "tz": None, "open": {}, "closed_through": None, "last_ts": None, "step": None,
             "seen": [], "duplicates": 0, "late": 0, "late_kwh": 0.0}
+
+
+#: an open day's figures, in the order of its list in the state
+DAY_FIELDS = ("kwh", "estimated_kwh", "catch_up_kwh", "night_kwh", "evening_kwh", "covered_s", "readings",
+              "step")
+
+
+def _open_day(rec: list | dict) -> dict:
+    """An open day of the state as a dict to work on (a copy): a version 2 list, or a version 1 dict."""
+    if type(rec) is dict:
+        return {k: rec[k] for k in DAY_FIELDS}
+    return dict(zip(DAY_FIELDS, rec))
 
 
 @lru_cache(maxsize=8192)
@@ -112,9 +131,9 @@ def _pieces(t0: int, t1: int, tz: str) -> Iterable[tuple[date, str, int]]:
         t = end
 
 
-def _new_day(d: date, tz: str) -> dict:
-    return {"ts": day_bounds(tz, d)[0], "kwh": 0.0, "estimated_kwh": 0.0, "catch_up_kwh": 0.0,
-            "night_kwh": 0.0, "evening_kwh": 0.0, "covered_s": 0, "readings": 0, "step": None}
+def _new_day() -> dict:
+    return {"kwh": 0.0, "estimated_kwh": 0.0, "catch_up_kwh": 0.0, "night_kwh": 0.0, "evening_kwh": 0.0,
+            "covered_s": 0, "readings": 0, "step": None}
 
 
 def _close(d: date, rec: dict, tz: str, fallback_step: int | None) -> dict:
@@ -151,9 +170,8 @@ def accumulate(state: dict | None, readings: Iterable[Any], tz: str, *, grace_s:
     """
     st = state or new_state()
     tz = tz or "UTC"
-    open_days: dict[str, dict] = dict(st["open"])   # records are copied before they change
-    copied: set[str] = set()
-    seen = set(st["seen"])
+    open_days: dict[str, dict] = {k: _open_day(v) for k, v in st["open"].items()}   # copies, to work on
+    seen = TimeSet(st["seen"])
     closed_through = st["closed_through"]
     closed_d = date.fromisoformat(closed_through) if closed_through else None
     last_ts, step = st["last_ts"], st["step"]
@@ -163,11 +181,7 @@ def accumulate(state: dict | None, readings: Iterable[Any], tz: str, *, grace_s:
         key = d.isoformat()
         rec = open_days.get(key)
         if rec is None:
-            rec = open_days[key] = _new_day(d, tz)
-            copied.add(key)
-        elif key not in copied:
-            rec = open_days[key] = dict(rec)
-            copied.add(key)
+            rec = open_days[key] = _new_day()
         return rec
 
     for r in sorted(readings, key=_order):
@@ -177,10 +191,9 @@ def accumulate(state: dict | None, readings: Iterable[Any], tz: str, *, grace_s:
         if closed_d is not None and local_date(t1 - 1, tz) <= closed_d:
             late += 1                      # its whole interval is in days already closed (or a repeat)
             continue
-        if t1 in seen:
+        if not seen.add(t1):
             duplicates += 1
             continue
-        seen.add(t1)
         catch_up = False
         if last_ts is None or t1 > last_ts:
             if last_ts is not None and step:
@@ -225,11 +238,11 @@ def accumulate(state: dict | None, readings: Iterable[Any], tz: str, *, grace_s:
                 break
             closed.append(_close(d, open_days.pop(key), tz, step))
             closed_d = d
+    edge = None                                # the timestamps of closed days are forgotten
     if closed:
         closed_through = closed_d.isoformat()  # type: ignore[union-attr]
         edge = day_bounds(tz, closed_d)[4]     # type: ignore[arg-type]
-        seen = {t for t in seen if t > edge}
-    new = {"v": 1, "tz": tz, "open": open_days, "closed_through": closed_through, "last_ts": last_ts,
-           "step": step, "seen": sorted(seen), "duplicates": duplicates, "late": late,
-           "late_kwh": round(late_kwh, 6)}
+    new = {"v": 2, "tz": tz, "open": {k: [rec[f] for f in DAY_FIELDS] for k, rec in open_days.items()},
+           "closed_through": closed_through, "last_ts": last_ts, "step": step, "seen": seen.packed(after=edge),
+           "duplicates": duplicates, "late": late, "late_kwh": round(late_kwh, 6)}
     return new, closed

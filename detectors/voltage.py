@@ -17,6 +17,7 @@ from typing import Any, Iterable
 from gridwatch.contract import Reading
 
 from .api import Context, Detector, param
+from .compact import TimeSet
 from .standards import Profile, profile_for_context
 
 __all__ = ["VoltageConfig", "VoltageDetector", "KIND_BY_CLASS"]
@@ -81,8 +82,7 @@ class VoltageDetector(Detector):
                ) -> tuple[dict, list[dict]]:
         cfg = self.config
         st = state
-        seen = list(st["seen"])
-        seen_set = set(seen)
+        seen = TimeSet(st["seen"])
         run = dict(st["run"]) if st["run"] else None
         active = dict(st["active"]) if st["active"] else None
         ok_s, last_ts = st["ok_s"], st["last_ts"]
@@ -90,11 +90,9 @@ class VoltageDetector(Detector):
         out: list[dict] = []
 
         for r, cls in scored:
-            if r.ts in seen_set:
+            if not seen.add(r.ts):
                 duplicates += 1
                 continue
-            seen.append(r.ts)
-            seen_set.add(r.ts)
             if last_ts is not None and r.ts < last_ts:
                 late += 1
                 continue
@@ -133,10 +131,9 @@ class VoltageDetector(Detector):
                                     run["v_extreme"]))
                 run, ok_s = None, 0
 
-        if len(seen) > cfg.dedup_memory:
-            seen = sorted(seen)[-cfg.dedup_memory:]
-        new = {"last_ts": last_ts, "seen": seen, "run": run, "active": active, "ok_s": ok_s,
-               "duplicates": duplicates, "late": late}
+        # the newest ``dedup_memory`` timestamps, as runs: one ``[first, step, count]`` for a meter on time
+        new = {"last_ts": last_ts, "seen": seen.packed(cfg.dedup_memory), "run": run, "active": active,
+               "ok_s": ok_s, "duplicates": duplicates, "late": late}
         return new, out
 
     @staticmethod

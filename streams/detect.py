@@ -31,8 +31,8 @@ from faust.streams import _current_event
 READINGS_BATCH = int(os.environ.get("GRIDWATCH_READINGS_BATCH", "2000"))
 READINGS_BATCH_WITHIN_S = float(os.environ.get("GRIDWATCH_READINGS_BATCH_WITHIN_S", "0.2"))
 #: meter states kept in memory between batches; beyond, they are dropped after the batch's writes and read
-#: again from the table. A state of every detector takes ~15 KB as Python objects (~6 KB as JSON; see
-#: benchmarks/README.md), so this bounds the cache to ~150 MB.
+#: again from the table. A state of every detector takes ~5 KB as Python objects (~1.7 KB as JSON; see
+#: benchmarks/README.md), so this bounds the cache to ~50 MB.
 STATE_CACHE_METERS = int(os.environ.get("GRIDWATCH_STATE_CACHE_METERS", "10000"))
 
 
