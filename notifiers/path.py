@@ -3,9 +3,9 @@
     route -> group -> inhibit -> silence -> dedup -> budget -> render -> deliver (retry) -> record
 
 :data:`STAGES` is that list, and :meth:`NotificationPath.handle` runs it; nothing else decides whether a
-customer is messaged. The worker (``streams/worker.py``) only feeds it requests (one per alert and customer,
-on the customer's partition) and gives it its state through :class:`Env` — Faust tables there, plain dicts
-in the unit tests — so the same code runs in both.
+customer is messaged. The worker's notify stage (``streams/notify.py``) only feeds it requests (one per alert
+and customer, on the customer's partition) and gives it its state through :class:`Env` — Faust tables there,
+plain dicts in the unit tests — so the same code runs in both.
 
 Each stage looks at one :class:`Decision` (one customer, one channel) and returns one of
 

@@ -19,7 +19,7 @@ from notifiers.replies import parse_reply
 from devtools.sandbox import SANDBOX_ACCOUNT_SID, STATE
 from devtools.sandbox import make_app as make_sandbox
 from streams.webhooks import EMPTY_TWIML, INBOUND_PATH, STATUS_PATH, auth_token, make_app
-from streams.worker import feedback_record
+from streams.replies import feedback_record
 from tests.unit.test_sms import served
 
 PUBLIC = "https://hooks.gridwatch.example"
