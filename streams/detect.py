@@ -34,7 +34,7 @@ from typing import Any, Callable
 
 from faust.streams import _current_event
 
-from detectors.pipeline import MeterStage, batch_gaps, profile_dict
+from detectors.pipeline import MeterStage
 from detectors.watermarks import PartitionClock, SettledNewest
 from gridwatch.contract import ContractError, MeterEvent, Reading, decode_event, decode_readings, format_ts
 from streams import deadletters
@@ -313,14 +313,8 @@ def install(ctx: Context):
         if "voltage" in after:
             stats["duplicates"] += after["voltage"]["duplicates"] - before.get("voltage", {}).get("duplicates", 0)
         if last is None or newest > last or findings:
-            profile = meter_stage.context(entry).profile
-            statuses.add(entry["feeder_id"], {
-                "type": "status", "meter_id": meter_id, "customer_id": entry["customer_id"],
-                "transformer_id": entry["transformer_id"], "partition": partition,
-                "first_ts": first, "ts": after["_last_ts"],
-                "interval_s": min(r.interval_s for r in readings), "gaps": batch_gaps(readings),
-                "transitions": findings, "profile": profile_dict(profile),
-            })
+            statuses.add(entry["feeder_id"], meter_stage.status_message(entry, readings, findings, partition=partition,
+                                                                        ts=after["_last_ts"]))
 
     async def send_statuses(statuses: StatusBatch) -> None:
         for fid, value in statuses.messages():

@@ -1,5 +1,6 @@
 """The registry accepts only what the stages run: a (key, input) pair of ``detectors.api.STAGE_PAIRS``, and
-model-fit hooks declared through ``detectors.api.Fittable``; the contract suite runs the fit hooks."""
+model-fit hooks declared through ``detectors.api.Fittable``; the contract suite runs the fit hooks. The meter
+stage builds the one status message the worker and the ``Pipeline`` send the correlator."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ import pytest
 
 from detectors import registry
 from detectors.api import STAGE_PAIRS, Detector, Fittable
-from detectors.pipeline import CustomerStage, Pipeline
-from detectors.testing import CHECKS, check_detector, customer, daily_scenario, days
+from detectors.pipeline import CustomerStage, FeederStage, MeterStage, Pipeline, directory_entry
+from detectors.testing import CHECKS, check_detector, customer, daily_scenario, days, readings
 
 REGISTERED = registry.load()
 
@@ -187,3 +188,28 @@ def test_the_suite_catches_broken_fit_hooks(cls, words):
         CHECKS["fits"](cls, daily_scenario())
     msg = str(exc.value)
     assert f"detector {cls.name!r}" in msg and "'fits'" in msg and words in msg
+
+
+# ------------------------------------------------------------------------------ the meter status message
+def test_the_worker_and_the_pipeline_send_the_correlator_one_status_message(monkeypatch):
+    """Both build it with ``MeterStage.status_message``: the same fields, the meter's transformer among them."""
+    cust = customer()
+    entry = directory_entry(cust)
+    batch = readings(start="2026-07-01T00:00:00Z", n=4) + readings(start="2026-07-01T02:00:00Z", n=2, v=231.0)
+    stage = MeterStage(registry.enabled())
+    msg = stage.status_message(entry, batch, [], partition=3)
+    assert msg == {"type": "status", "meter_id": "M000001", "customer_id": "C000001", "transformer_id": "T0001",
+                   "partition": 3, "first_ts": batch[0].ts, "ts": batch[-1].ts, "interval_s": 900,
+                   "gaps": [[batch[3].ts, batch[4].ts]], "transitions": [],
+                   "profile": msg["profile"]}
+    assert set(msg["profile"]) == {"name", "nominal", "low", "high"}
+    assert stage.status_message(entry, batch, [], partition=3, ts=batch[-1].ts + 900)["ts"] == (
+        batch[-1].ts + 900)  # the meter's newest reading, when an earlier batch went further
+
+    seen = []
+    real = FeederStage.status
+    monkeypatch.setattr(FeederStage, "status", lambda self, tst, m: seen.append(m) or real(self, tst, m))
+    pipe = Pipeline(registry.enabled())
+    pipe.add_customer(cust)
+    pipe.add_readings(batch)
+    assert seen == [{**msg, "partition": 0}]
