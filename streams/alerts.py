@@ -8,11 +8,24 @@ the latest record per alert in the ``lifecycle`` table and publishes what they r
 from __future__ import annotations
 
 import json
+import logging
 
-from notifiers.path import RESTORATION_KINDS
+from notifiers.path import notify_requests
 from streams import deadletters
 from streams.app import Context, _dumps
 from streams.lifecycle import apply_action, apply_finding
+
+log = logging.getLogger("gridwatch.worker")
+
+
+async def publish_alerts(ctx: Context, records: list[dict]) -> None:
+    """Alert records of the detectors (the topology and bill stages) to ``gridwatch.findings``: the
+    lifecycle agent below merges them with the operators' actions."""
+    for rec in records:
+        ctx.stats[f"alerts_{rec['status']}"] += 1
+        log.info("alert %s %s %s scope=%s:%s meters=%d", rec["status"], rec["kind"], rec["alert_id"],
+                 rec["scope"]["level"], rec["scope"]["id"], len(rec["meter_ids"]))
+        await ctx.topics.findings.send(key=rec["alert_id"].encode(), value=_dumps(rec))
 
 
 def install(ctx: Context) -> None:
@@ -55,21 +68,10 @@ def install(ctx: Context) -> None:
 
     @app.agent(alerts_t, name="alert-fanout")
     async def on_alerts(stream):
+        """Each alert record to its customers: who hears of it is the notification path's decision
+        (``notify_requests``), sent as one request per customer on the customer's partition."""
         async for event in attempts(stream, "alert-fanout"):
             msg = event.message
             async with guard(msg, "alert-fanout"):
-                alert = json.loads(msg.value)
-                if alert["status"] in ("open", "acknowledged"):  # (customers already told: dropped in group)
-                    for cid in alert["customer_ids"]:
-                        await requests_t.send(key=cid.encode(), value=_dumps({"alert": alert, "customer_id": cid}))
-                elif (alert["status"] == "resolved" and alert["kind"] in RESTORATION_KINDS
-                      and not alert.get("no_fault")):  # an operator's "no fault": nothing came back
-                    # "power is back" for those told of the outage and no longer dark (see on_requests); an
-                    # alert merged into a larger one only closes (no message: the larger one's end will say it)
-                    merged = bool(alert["evidence"].get("merged_into"))
-                    dark = set(alert["evidence"].get("still_out_customer_ids") or ())
-                    for cid in alert["customer_ids"]:
-                        if merged or cid not in dark:
-                            await requests_t.send(key=cid.encode(), value=_dumps(
-                                {"alert": alert, "customer_id": cid,
-                                 "phase": "closed" if merged else "resolved"}))
+                for request in notify_requests(json.loads(msg.value)):
+                    await requests_t.send(key=request["customer_id"].encode(), value=_dumps(request))

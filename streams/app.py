@@ -1,7 +1,7 @@
 """The Faust app of ``gridwatch worker``: its topics and tables, declared once, and what its stages share.
 
 :func:`create` makes the app and a :class:`Context`: the settings, the topics, the tables and the helpers
-every stage uses (the stats, ``attempts`` / ``guard`` with their retries and dead letters, ``publish_alerts``).
+every stage uses (the stats, ``attempts`` / ``guard`` with their retries and dead letters).
 Each stage module (streams/directory.py, detect.py, topology.py, bills.py, alerts.py, notify.py, replies.py)
 installs its agents and timers on the app with ``install(ctx)``; streams/worker.py puts them
 together and runs the app.
@@ -185,15 +185,6 @@ class Context:
         GRIDWATCH_RETRY_DEADLINE_S has passed (streams/deadletters.py ``StageRetries``). The agent carries
         on either way. (An exception escaping a Faust agent would still acknowledge the message.)"""
         return self.retries(stage).guard(msg)
-
-    async def publish_alerts(self, records: list[dict]) -> None:
-        """Alert records of the detectors (topology and bill stages), to ``gridwatch.findings``: the
-        lifecycle stage merges them with the operators' actions."""
-        for rec in records:
-            self.stats[f"alerts_{rec['status']}"] += 1
-            log.info("alert %s %s %s scope=%s:%s meters=%d", rec["status"], rec["kind"], rec["alert_id"],
-                     rec["scope"]["level"], rec["scope"]["id"], len(rec["meter_ids"]))
-            await self.topics.findings.send(key=rec["alert_id"].encode(), value=_dumps(rec))
 
 
 def create(settings: Settings, detectors: list[Detector], *, web_port: int | None = None,

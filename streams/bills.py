@@ -9,16 +9,19 @@ import json
 import multiprocessing
 import time
 from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 
 from detectors.pipeline import CustomerStage
 from gridwatch.contract import ContractError
+from streams import alerts
 from streams.app import Context
 
 
 def install(ctx: Context) -> None:
     """The ``bills`` agent, and its process pool (started at the first fit, shut down with the app)."""
     app, s, stats = ctx.app, ctx.settings, ctx.stats
-    attempts, guard, publish_alerts = ctx.attempts, ctx.guard, ctx.publish_alerts
+    attempts, guard = ctx.attempts, ctx.guard
+    publish_alerts = partial(alerts.publish_alerts, ctx)
     daily_t = ctx.topics.daily
     customers_tb, bills_tb = ctx.tables.customers, ctx.tables.bills
     customer_stage = CustomerStage(ctx.detectors)

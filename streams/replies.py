@@ -12,37 +12,12 @@ from __future__ import annotations
 
 import json
 import logging
-import time
-import uuid
-from datetime import datetime, timezone
 
 from notifiers.privacy import mask_phone
-from notifiers.replies import TERMINAL_STATUSES, advance_status, parse_reply
+from notifiers.replies import TERMINAL_STATUSES, advance_status, answer_reply, feedback_record, parse_reply
 from streams.app import Context, _dumps, _utc_now
 
 log = logging.getLogger("gridwatch.worker")
-
-
-def _rfc3339(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def feedback_record(customer_id: str | None, inbound: dict, reply, *, from_masked: str | None = None,
-                    alert_id: str | None = None, opted_out: bool | None = None) -> dict:
-    """The ``feedback`` record of one inbound SMS (``inbound`` as the webhook published it, without the
-    numbers; ``reply`` from :func:`notifiers.replies.parse_reply`)."""
-    return {"feedback_id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"inbound|{inbound['sid']}")),
-            "customer_id": customer_id, "from_masked": from_masked if customer_id is None else None,
-            "channel": "sms", "provider_message_id": inbound["sid"], "body": inbound.get("body") or "",
-            "intent": reply.feedback_intent, "rating": reply.rating, "alert_id": alert_id,
-            "opted_out": opted_out, "received_at": _rfc3339(inbound.get("received_at") or time.time()),
-            "created_at": _utc_now()}
-
-
-#: Inbound message SIDs remembered per customer, so a webhook the provider retried counts once.
-SEEN_REPLIES = 20
-#: replies that get an answer: HELP (who we are, how to stop), "still out" (logged, crews told), a rating
-ANSWERED_INTENTS = ("help", "still_out", "rating")
 
 
 def install(ctx: Context) -> None:
@@ -78,45 +53,26 @@ def install(ctx: Context) -> None:
 
     @app.agent(replies_t, name="customer-replies")
     async def on_replies(stream):
-        """A known customer's SMS, on the customer's partition (the notify agent's): STOP / START change
-        what the notify agent does, and every message becomes a ``feedback`` record."""
+        """A known customer's SMS, on the customer's partition (the notify agent's): what it does is
+        ``answer_reply``'s decision (STOP / START, an answer, a reopened outage); this sends and keeps it."""
         async for event in attempts(stream, "customer-replies"):
             msg = event.message
             async with guard(msg, "customer-replies"):
                 cid = msg.key.decode("utf-8")
                 body = json.loads(msg.value)
-                contact = dict(contacts_tb.get(cid) or {})
-                seen = list(contact.get("seen") or [])
-                if body["sid"] in seen:
+                out = answer_reply(cid, body, contacts_tb.get(cid), customers_tb.get(cid))
+                if out is None:
                     continue  # the provider retried its webhook
-                reply = parse_reply(body.get("body") or "")
-                if reply.intent == "stop":
-                    contact["opted_out"] = True
-                elif reply.intent == "start":
-                    contact["opted_out"] = False
-                contact["seen"] = (seen + [body["sid"]])[-SEEN_REPLIES:]
-                rec = feedback_record(cid, body, reply, alert_id=contact.get("last_alert_id"),
-                                      opted_out=bool((customers_tb.get(cid) or {}).get("opted_out")
-                                                     or contact.get("opted_out")))
-                stats[f"feedback_{rec['intent']}"] += 1
-                log.info("reply %s from customer %s: %s", body["sid"], cid, rec["intent"])
-                await feedback_t.send(key=cid.encode(), value=_dumps(rec))
-                # an answer, through the notification path — decided now: a START right behind an opted-out
-                # customer's rating must not turn that rating's answer back on
-                if reply.intent in ANSWERED_INTENTS and not rec["opted_out"]:
-                    await requests_t.send(key=cid.encode(), value=_dumps({"customer_id": cid, "alert": {
-                        "alert_id": f"reply:{body['sid']}", "kind": f"reply_{reply.intent}",
-                        "severity": "info", "status": "open", "scope": {"level": "customer", "id": cid},
-                        "customer_ids": [cid]}}))
-                last, cust = contact.get("last_alert_id"), customers_tb.get(cid)
-                if reply.intent == "still_out" and last and cust:
-                    # "still out" after "power is back": the outage is reopened for this customer's meter
-                    await actions_t.send(key=last.encode(), value=_dumps({
-                        "action": "reopen", "alert_id": last, "customer_id": cid, "meter_id": cust["meter_id"],
-                        "at": rec["received_at"], "author": "customer", "reason": "customer reports power still off"}))
+                stats[f"feedback_{out.feedback['intent']}"] += 1
+                log.info("reply %s from customer %s: %s", body["sid"], cid, out.feedback["intent"])
+                await feedback_t.send(key=cid.encode(), value=_dumps(out.feedback))
+                if out.answer is not None:  # through the notification path, as any message
+                    await requests_t.send(key=cid.encode(), value=_dumps(out.answer))
+                if out.reopen is not None:
+                    await actions_t.send(key=out.reopen["alert_id"].encode(), value=_dumps(out.reopen))
                 # the table last: a retry after a failed send finds the reply not yet seen and sends again
                 # (feedback and the reopened alert have ids of their own, answers go through the outbox)
-                contacts_tb[cid] = contact
+                contacts_tb[cid] = out.contact
 
     @app.agent(deliveries_src, name="deliveries")
     async def on_deliveries(stream):

@@ -10,9 +10,11 @@ only up to the event time every partition carrying one of its meters has certain
 from __future__ import annotations
 
 import json
+from functools import partial
 
 from detectors.pipeline import FeederStage
 from gridwatch.contract import MeterEvent
+from streams import alerts
 from streams.app import Context
 
 
@@ -31,7 +33,8 @@ def transformer_watermark(parts: set[int], view: dict[str, int]) -> int | None:
 def install(ctx: Context) -> None:
     """The ``topology`` agent."""
     app = ctx.app
-    attempts, guard, publish_alerts = ctx.attempts, ctx.guard, ctx.publish_alerts
+    attempts, guard = ctx.attempts, ctx.guard
+    publish_alerts = partial(alerts.publish_alerts, ctx)
     status_t = ctx.topics.status
     feeders_tb, transformers_tb, watermarks_tb = ctx.tables.feeders, ctx.tables.transformers, ctx.tables.watermarks
     feeder_stage = FeederStage(ctx.detectors)
