@@ -1,7 +1,7 @@
 """CPU cost of the worker's per-message detect path, without Kafka or Faust.
 
-What ``streams/worker.py`` does for one ``meter.readings`` message, step by step, on messages the simulator
-would publish (JSON arrays of one meter's readings, ``--batch-sizes`` readings per message):
+What the detect stage (``streams/detect.py``) does for one ``meter.readings`` message, step by step, on
+messages the simulator would publish (JSON arrays of one meter's readings, ``--batch-sizes`` readings per message):
 
     decode   gridwatch.contract.decode_readings(key, value)  (UTF-8, json.loads, JSON Schema per reading,
              RFC 3339 -> epoch per reading, Reading objects)
@@ -65,7 +65,7 @@ def run_path(msgs, entries, jloads, jdumps) -> dict[str, float]:
     from detectors.standards import profile_for
     from detectors.voltage import VoltageDetector
     from gridwatch.contract import decode_readings
-    from streams.worker import _dumps
+    from gridwatch.contract import dumps as _dumps
 
     detector = VoltageDetector()
     states: dict[str, bytes] = {}

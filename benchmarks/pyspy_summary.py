@@ -21,15 +21,15 @@ from collections import Counter
 
 # (label, regex on one frame "function (file:line)"); indented labels are parts of the one above
 INCLUSIVE = [
-    ("agent on_readings (detect stage)", r"\bon_readings \(streams/worker\.py"),
+    ("agent on_readings (detect stage)", r"\bon_readings \(streams/detect\.py"),
     ("  decode_readings", r"\bdecode_readings \(gridwatch/contract\.py"),
     ("    fastjsonschema validation", r"\(<string>:|fastjsonschema"),
-    ("  detect()", r"\.detect \(streams/worker\.py"),
+    ("  detect()", r"\.detect \(streams/detect\.py"),
     ("    VoltageDetector.process", r"VoltageDetector\.process"),
-    ("  broadcast_watermark()", r"broadcast_watermark \(streams/worker\.py"),
-    ("agent on_status (topology stage)", r"\bon_status \(streams/worker\.py"),
+    ("  broadcast_watermark()", r"broadcast_watermark \(streams/detect\.py"),
+    ("agent on_status (topology stage)", r"\bon_status \(streams/topology\.py"),
     ("  TransformerCorrelator.status", r"TransformerCorrelator\.status "),
-    ("  decide() / TransformerCorrelator.advance", r"\.decide \(streams/worker\.py"),
+    ("  decide() / TransformerCorrelator.advance", r"\.decide \(streams/topology\.py"),
     ("copy.deepcopy (anywhere)", r"^deepcopy \(copy\.py"),
     ("table reads (Faust Table get: RocksDB get + JSON decode)",
      r"ManagedUserDict\.__getitem__|SerializedStore\.__getitem__|SerializedStore\.__contains__|Mapping\.get \("),

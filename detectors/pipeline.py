@@ -102,6 +102,20 @@ class MeterStage:
             new["_usage"], days = accumulate(new.get("_usage"), readings, entry.get("timezone") or "UTC")
         return new, findings, days
 
+    def status_message(self, entry: dict, readings: list[Reading], transitions: list[dict], *, partition: int,
+                       ts: int | None = None) -> dict:
+        """The ``status`` message of one batch of the meter for the topology stage (``FeederStage.status``):
+        how far the meter got (``ts``, its newest reading: the batch's newest unless given), the silences
+        inside the batch, its transitions (the findings, reports left out) and its voltage profile; with its
+        transformer and its source partition (a transformer's watermark waits for that partition). The
+        worker's detect stage and :class:`Pipeline` both build it here, so the correlator gets the same
+        message in the worker, the backtest and the tests."""
+        return {"type": "status", "meter_id": entry["meter_id"], "customer_id": entry["customer_id"],
+                "transformer_id": entry["transformer_id"], "partition": partition,
+                "first_ts": min(r.ts for r in readings), "ts": max(r.ts for r in readings) if ts is None else ts,
+                "interval_s": min(r.interval_s for r in readings), "gaps": batch_gaps(readings),
+                "transitions": transitions, "profile": profile_dict(self.context(entry).profile)}
+
 
 def _hot(readings: list[Reading], findings: list[dict], profile: Profile) -> bool:
     """Does the correlator need this batch's trace: a voltage finding, or a mean voltage out of band."""
@@ -388,13 +402,9 @@ class Pipeline:
         if findings:
             self.findings.extend(f for f in findings if f["status"] != "trace")
             self.reports.extend(f for f in findings if f["status"] == "report")
-        profile = self.meter_stage.context(entry).profile
         tid = entry["transformer_id"]
-        self.transformers[tid] = self.feeder_stage.status(self.transformers[tid], {
-            "type": "status", "meter_id": meter, "customer_id": entry["customer_id"], "partition": 0,
-            "first_ts": min(r.ts for r in readings), "ts": max(r.ts for r in readings),
-            "interval_s": min(r.interval_s for r in readings), "gaps": batch_gaps(readings),
-            "transitions": [f for f in findings if f["status"] != "report"], "profile": profile_dict(profile)})
+        self.transformers[tid] = self.feeder_stage.status(self.transformers[tid], self.meter_stage.status_message(
+            entry, readings, [f for f in findings if f["status"] != "report"], partition=0))
         if days:
             self._days(entry["customer_id"], days)
 

@@ -3,9 +3,9 @@
     route -> group -> inhibit -> silence -> dedup -> budget -> render -> deliver (retry) -> record
 
 :data:`STAGES` is that list, and :meth:`NotificationPath.handle` runs it; nothing else decides whether a
-customer is messaged. The worker (``streams/worker.py``) only feeds it requests (one per alert and customer,
-on the customer's partition) and gives it its state through :class:`Env` — Faust tables there, plain dicts
-in the unit tests — so the same code runs in both.
+customer is messaged. The worker's notify stage (``streams/notify.py``) only feeds it requests (one per alert
+and customer, on the customer's partition) and gives it its state through :class:`Env` — Faust tables there,
+plain dicts in the unit tests — so the same code runs in both.
 
 Each stage looks at one :class:`Decision` (one customer, one channel) and returns one of
 
@@ -45,7 +45,8 @@ from notifiers.quiet import DEFERRABLE_KINDS, quiet_until
 from notifiers.silences import SAFETY_KINDS, is_safety, matching
 
 __all__ = ["Decision", "Env", "NotificationPath", "Policy", "STAGES", "GO", "RECORD", "HOLD", "DROP",
-           "RESTORATION_KINDS", "HELD_DURING_OUTAGE", "SAFETY_KINDS", "VOLTAGE_KINDS", "is_safety"]
+           "RESTORATION_KINDS", "HELD_DURING_OUTAGE", "SAFETY_KINDS", "VOLTAGE_KINDS", "is_safety",
+           "notify_requests"]
 
 GO, RECORD, HOLD, DROP = "go", "record", "hold", "drop"
 
@@ -58,6 +59,26 @@ HELD_DURING_OUTAGE = kinds.having("held_during_outage")
 VOLTAGE_KINDS = kinds.having("inhibited_by_outage")
 #: answers to a customer's own SMS (HELP, "still out", a rating): sent whatever the budget or quiet hours
 REPLY_PREFIX = "reply_"
+
+
+def notify_requests(alert: dict) -> list[dict]:
+    """Who hears of one ``alerts`` record: a notify request per customer (keyed by customer on
+    ``gridwatch.notify-requests``), each then decided by the path like any other.
+
+    An open or acknowledged alert goes to every customer it names (those already told are dropped in
+    ``group``). The resolution of a restoration kind ("power is back") goes to its customers no longer dark
+    (``group`` then drops those never told of the outage), never after an operator's "no fault" (nothing
+    came back); an alert merged into a larger one only closes (``phase`` "closed": no message, the larger
+    one's end will say it). Anything else: no request.
+    """
+    if alert["status"] in ("open", "acknowledged"):
+        return [{"alert": alert, "customer_id": cid} for cid in alert["customer_ids"]]
+    if alert["status"] == "resolved" and alert["kind"] in RESTORATION_KINDS and not alert.get("no_fault"):
+        merged = bool(alert["evidence"].get("merged_into"))
+        dark = set(alert["evidence"].get("still_out_customer_ids") or ())
+        return [{"alert": alert, "customer_id": cid, "phase": "closed" if merged else "resolved"}
+                for cid in alert["customer_ids"] if merged or cid not in dark]
+    return []
 
 
 @dataclass

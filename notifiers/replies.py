@@ -10,19 +10,24 @@ Plain functions, no I/O, so the webhook service and its tests share one definiti
   "delivered" and a repeated "delivered" change nothing.
 - :func:`parse_reply`: what a customer's reply means — opt-out and opt-in keywords (Twilio's standard set,
   plus 退订 / TD for zh-CN), HELP, "OUT" / "still out" after a restoration notice, a 1–5 rating.
+- :func:`answer_reply`: what a known customer's reply does — opt out or back in, its ``feedback`` record,
+  whether it is answered (through the notification path) and whether it reopens an outage.
 """
 
 from __future__ import annotations
 
 import re
+import time
 import unicodedata
+import uuid
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Mapping
 
 from twilio.request_validator import RequestValidator
 
-__all__ = ["FEEDBACK_INTENTS", "STATUS_RANK", "TERMINAL_STATUSES", "Reply", "advance_status", "parse_reply",
-           "signature_ok"]
+__all__ = ["ANSWERED_INTENTS", "FEEDBACK_INTENTS", "SEEN_REPLIES", "STATUS_RANK", "TERMINAL_STATUSES", "Reply",
+           "ReplyOutcome", "advance_status", "answer_reply", "feedback_record", "parse_reply", "signature_ok"]
 
 
 def signature_ok(auth_token: str, url: str, params: Mapping[str, str], signature: str | None) -> bool:
@@ -93,3 +98,79 @@ def parse_reply(body: str) -> Reply:
     if m:
         return Reply("rating", int(m.group(1)))
     return Reply("other")
+
+
+#: Inbound message SIDs remembered per customer, so a webhook the provider retried counts once.
+SEEN_REPLIES = 20
+#: replies that get an answer: HELP (who we are, how to stop), "still out" (logged, crews told), a rating
+ANSWERED_INTENTS = ("help", "still_out", "rating")
+
+
+def _rfc3339(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _utc_now() -> str:
+    """Wall-clock time of a record we create (RFC 3339, UTC): when it happened, not event time."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def feedback_record(customer_id: str | None, inbound: dict, reply: Reply, *, from_masked: str | None = None,
+                    alert_id: str | None = None, opted_out: bool | None = None) -> dict:
+    """The ``feedback`` record of one inbound SMS (``inbound`` as the webhook published it, without the
+    numbers; ``reply`` from :func:`parse_reply`)."""
+    return {"feedback_id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"inbound|{inbound['sid']}")),
+            "customer_id": customer_id, "from_masked": from_masked if customer_id is None else None,
+            "channel": "sms", "provider_message_id": inbound["sid"], "body": inbound.get("body") or "",
+            "intent": reply.feedback_intent, "rating": reply.rating, "alert_id": alert_id,
+            "opted_out": opted_out, "received_at": _rfc3339(inbound.get("received_at") or time.time()),
+            "created_at": _utc_now()}
+
+
+@dataclass(frozen=True)
+class ReplyOutcome:
+    """What one known customer's reply does (:func:`answer_reply`); the caller sends and stores it."""
+    #: the customer's ``contacts`` entry after the reply (opt-out by STOP / START, the replies seen)
+    contact: dict
+    #: the ``feedback`` record
+    feedback: dict
+    #: the notify request of the answer (through the notification path, so STOP and the outbox still
+    #: apply), or None when the reply gets none
+    answer: dict | None
+    #: the ``gridwatch.alert-actions`` record reopening the outage ("still out" after "power is back"), or None
+    reopen: dict | None
+
+
+def answer_reply(customer_id: str, inbound: dict, contact: dict | None, customer: dict | None) -> ReplyOutcome | None:
+    """One SMS of a known customer (``inbound`` as the webhook published it, without the numbers), given the
+    customer's ``contacts`` entry and record: its opt-out, its feedback record, whether it gets an answer
+    and whether it reopens an outage. None when the message was seen already (the provider retried its
+    webhook).
+
+    The answer is decided here, with the opt-out as it is after this message: a START right behind an
+    opted-out customer's rating must not turn that rating's answer back on."""
+    contact = dict(contact or {})
+    seen = list(contact.get("seen") or [])
+    if inbound["sid"] in seen:
+        return None
+    reply = parse_reply(inbound.get("body") or "")
+    if reply.intent == "stop":
+        contact["opted_out"] = True
+    elif reply.intent == "start":
+        contact["opted_out"] = False
+    contact["seen"] = (seen + [inbound["sid"]])[-SEEN_REPLIES:]
+    rec = feedback_record(customer_id, inbound, reply, alert_id=contact.get("last_alert_id"),
+                          opted_out=bool((customer or {}).get("opted_out") or contact.get("opted_out")))
+    answer = None
+    if reply.intent in ANSWERED_INTENTS and not rec["opted_out"]:
+        answer = {"customer_id": customer_id, "alert": {
+            "alert_id": f"reply:{inbound['sid']}", "kind": f"reply_{reply.intent}", "severity": "info",
+            "status": "open", "scope": {"level": "customer", "id": customer_id}, "customer_ids": [customer_id]}}
+    reopen = None
+    last = contact.get("last_alert_id")
+    if reply.intent == "still_out" and last and customer:
+        # "still out" after "power is back": the outage is reopened for this customer's meter
+        reopen = {"action": "reopen", "alert_id": last, "customer_id": customer_id,
+                  "meter_id": customer["meter_id"], "at": rec["received_at"], "author": "customer",
+                  "reason": "customer reports power still off"}
+    return ReplyOutcome(contact, rec, answer, reopen)

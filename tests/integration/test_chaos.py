@@ -97,7 +97,7 @@ class Probe:
     def __init__(self, pipe: Pipeline):
         from kafka import KafkaConsumer
 
-        from streams.worker import partition_for
+        from streams.app import partition_for
 
         self.pipe, self.round = pipe, 0
         n = pipe.settings.partitions

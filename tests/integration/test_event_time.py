@@ -15,7 +15,7 @@ from collections import Counter
 import pytest
 
 from gridwatch.contract import decode_readings, format_ts
-from streams.worker import partition_for
+from streams.app import partition_for
 from tests.integration.test_pipeline import PrefixedSink
 
 pytestmark = pytest.mark.integration

@@ -1,6 +1,7 @@
 """The registry accepts only what the stages run: a (key, input) pair of ``detectors.api.STAGE_PAIRS``, and
 the optional hooks declared through their base in ``detectors.api`` (``Fittable``: model fits; ``Muting``: the
-meters out that the feeder stage mutes); the contract suite runs both."""
+meters out that the feeder stage mutes); the contract suite runs both. The meter stage builds the one status
+message the worker and the ``Pipeline`` send the correlator."""
 
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ import pytest
 from detectors import registry
 from detectors.api import STAGE_PAIRS, Detector, Fittable, Muting
 from detectors.outage import OutageDetector
-from detectors.pipeline import CustomerStage, FeederStage, Pipeline
+from detectors.pipeline import CustomerStage, FeederStage, MeterStage, Pipeline, directory_entry
 from detectors.topology import TransformerCorrelator
-from detectors.testing import CHECKS, check_detector, customer, daily_scenario, days, event_scenario, feeder
+from detectors.testing import (CHECKS, check_detector, customer, daily_scenario, days, event_scenario, feeder,
+                               readings)
 
 REGISTERED = registry.load()
 
@@ -301,3 +303,28 @@ def test_the_feeder_stage_mutes_only_the_meters_a_muting_detector_names(det, mut
     gasped = {e.meter_id for step in steps for e in step.inputs if e.type == "power_fail"}
     assert len(gasped) == 5
     assert stage.correlator.muted == (gasped if mutes else set())
+
+
+# ------------------------------------------------------------------------------ the meter status message
+def test_the_worker_and_the_pipeline_send_the_correlator_one_status_message(monkeypatch):
+    """Both build it with ``MeterStage.status_message``: the same fields, the meter's transformer among them."""
+    cust = customer()
+    entry = directory_entry(cust)
+    batch = readings(start="2026-07-01T00:00:00Z", n=4) + readings(start="2026-07-01T02:00:00Z", n=2, v=231.0)
+    stage = MeterStage(registry.enabled())
+    msg = stage.status_message(entry, batch, [], partition=3)
+    assert msg == {"type": "status", "meter_id": "M000001", "customer_id": "C000001", "transformer_id": "T0001",
+                   "partition": 3, "first_ts": batch[0].ts, "ts": batch[-1].ts, "interval_s": 900,
+                   "gaps": [[batch[3].ts, batch[4].ts]], "transitions": [],
+                   "profile": msg["profile"]}
+    assert set(msg["profile"]) == {"name", "nominal", "low", "high"}
+    assert stage.status_message(entry, batch, [], partition=3, ts=batch[-1].ts + 900)["ts"] == (
+        batch[-1].ts + 900)  # the meter's newest reading, when an earlier batch went further
+
+    seen = []
+    real = FeederStage.status
+    monkeypatch.setattr(FeederStage, "status", lambda self, tst, m: seen.append(m) or real(self, tst, m))
+    pipe = Pipeline(registry.enabled())
+    pipe.add_customer(cust)
+    pipe.add_readings(batch)
+    assert seen == [{**msg, "partition": 0}]

@@ -536,3 +536,24 @@ def test_a_released_request_whose_partition_moves_during_its_send_stays_held_for
     (d,) = run(env, {"customer_id": "C1", "release": key})
     assert len(env.provider.sends) == 1 and d.record["reason"].startswith("fenced")
     assert key in env.held["C1"] and env.outboxes[key]["state"] == "claimed"
+
+
+# --------------------------------------------------------------------------- who hears of an alert record
+def test_an_open_or_acknowledged_alert_goes_to_every_customer_it_names():
+    for status in ("open", "acknowledged"):
+        a = {**alert(status=status), "customer_ids": ["C1", "C2"]}
+        assert P.notify_requests(a) == [{"alert": a, "customer_id": "C1"}, {"alert": a, "customer_id": "C2"}]
+
+
+def test_power_is_back_goes_to_the_customers_no_longer_dark_and_a_merged_outage_only_closes():
+    back = {**alert("outage", "resolved", level="feeder", scope="F1", still_out_customer_ids=["C2"]),
+            "customer_ids": ["C1", "C2", "C3"]}
+    assert P.notify_requests(back) == [{"alert": back, "customer_id": c, "phase": "resolved"} for c in ("C1", "C3")]
+    merged = {**back, "evidence": {**back["evidence"], "merged_into": "outage:feeder:F9:2026-09-03T05:00:00Z"}}
+    assert P.notify_requests(merged) == [{"alert": merged, "customer_id": c, "phase": "closed"}
+                                         for c in ("C1", "C2", "C3")]
+
+
+def test_no_request_for_a_false_alarm_or_the_end_of_a_kind_without_a_restoration_message():
+    assert P.notify_requests({**alert("outage", "resolved"), "no_fault": True}) == []
+    assert P.notify_requests(alert("undervoltage", "resolved")) == []

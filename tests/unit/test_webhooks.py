@@ -15,11 +15,10 @@ from gridwatch import config as names
 from gridwatch.config import Settings
 from gridwatch.contract import check
 from notifiers.privacy import mask_phone
-from notifiers.replies import parse_reply
+from notifiers.replies import feedback_record, parse_reply
 from devtools.sandbox import SANDBOX_ACCOUNT_SID, STATE
 from devtools.sandbox import make_app as make_sandbox
 from streams.webhooks import EMPTY_TWIML, INBOUND_PATH, STATUS_PATH, auth_token, make_app
-from streams.worker import feedback_record
 from tests.unit.test_sms import served
 
 PUBLIC = "https://hooks.gridwatch.example"
