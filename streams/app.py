@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import faust
+from faust.transport.drivers import aiokafka as faust_aiokafka
 from kafka.partitioner.default import murmur2
 
 from detectors.api import Detector
@@ -187,6 +188,23 @@ class Context:
         return self.retries(stage).guard(msg)
 
 
+class IdempotentProducer(faust_aiokafka.Producer):
+    """Faust's producer with Kafka's idempotence on (Faust turns it on only inside transactions).
+
+    Without it a produce request whose answer is lost — the broker restarted or the connection dropped after
+    the broker appended the batch — is sent again by the producer's retry and appended twice: one SMS with two
+    `sent` records on `notifications`, an alert record twice. With it the broker drops the retried batch by
+    its producer id and sequence number.
+    """
+
+    def _settings_extra(self) -> dict[str, Any]:
+        return {**super()._settings_extra(), "acks": "all", "enable_idempotence": True}
+
+
+class Transport(faust_aiokafka.Transport):
+    Producer = IdempotentProducer
+
+
 def create(settings: Settings, detectors: list[Detector], *, web_port: int | None = None,
            cluster: str = "default") -> Context:
     """The Faust app with every topic and table of the worker, and the :class:`Context` of its stages.
@@ -224,6 +242,7 @@ def create(settings: Settings, detectors: list[Detector], *, web_port: int | Non
         broker_heartbeat_interval=min(3.0, SESSION_TIMEOUT_S / 5),
     )
     app.conf.table_standby_replicas = 0
+    app.transport = Transport(app.conf.broker_consumer, app)  # before anything creates the producer
 
     def topic(name):
         return app.topic(s.topic(name), key_type=bytes, value_type=bytes, key_serializer="raw",

@@ -193,3 +193,22 @@ def test_the_worker_serves_its_retries_and_dead_letters_as_prometheus_counters(t
     s = dataclasses.replace(Settings(), run_dir=tmp_path, topic_prefix="u.")
     assert "/metrics" in {v.view_path for v in build_app(s, web_port=6066).web.views.values()}
     assert "/metrics" not in {v.view_path for v in build_app(s).web.views.values()}
+
+
+def test_the_workers_producer_is_idempotent_so_a_retried_request_is_not_appended_twice(tmp_path):
+    """A produce request retried after a broker restart must not append a `sent` record (or an alert) twice:
+    the aiokafka producer the worker's app makes has Kafka's idempotence on, with acks from all replicas."""
+    import asyncio
+
+    from streams.worker import build_app
+
+    s = dataclasses.replace(Settings(), run_dir=tmp_path, topic_prefix="u.")
+    app = build_app(s)
+
+    async def made():  # aiokafka makes its producer inside a running loop; nothing connects before start()
+        return app.producer._new_producer()
+
+    producer = asyncio.run(made())
+    assert producer._txn_manager is not None  # aiokafka keeps the producer id and sequences there
+    assert producer._txn_manager.transactional_id is None  # idempotent, not transactional
+    assert producer._sender._acks == -1  # every in-sync replica (aiokafka's -1 is "all")
