@@ -65,7 +65,8 @@ from notifiers.privacy import mask_phone
 from notifiers.replies import TERMINAL_STATUSES, advance_status, parse_reply
 from notifiers.tips import usage_summary
 from streams import deadletters
-from streams.detect import READINGS_BATCH, READINGS_BATCH_WITHIN_S, MeterStates, StatusBatch, set_current_event
+from streams.detect import (READINGS_BATCH, READINGS_BATCH_WITHIN_S, Directory, MeterStates, StatusBatch,
+                            set_current_event)
 from streams.lifecycle import apply_action, apply_finding
 from streams.topics import TopicsError, cluster_id, consumer_gaps, verify_topics
 from streams.topicview import TopicView
@@ -448,9 +449,9 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
             async with guard(msg, "meter-directory"):
                 meter_id = msg.key.decode("utf-8")
                 if msg.value is None:
-                    meters_tb.pop(meter_id, None)
+                    directory.pop(meter_id)
                     continue
-                meters_tb[meter_id] = json.loads(msg.value)
+                directory.set(meter_id, json.loads(msg.value))
                 held = parked_tb.get(meter_id)
                 if held:
                     parked_tb.pop(meter_id, None)
@@ -461,6 +462,7 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
                     await detect(msg.partition, [Reading(**r) for r in held], event, statuses)
                     await send_statuses(statuses)
                     meter_states.write(meter_id)  # (same partition as this event's: both keyed by meter_id)
+                    save_clock(msg.partition)
                 held_events = parked_events_tb.get(meter_id)
                 if held_events:
                     parked_events_tb.pop(meter_id, None)
@@ -473,13 +475,14 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
 
     # -- readings -> per-meter voltage state ---------------------------------------------------------
     meter_states = MeterStates(meter_state_tb)
+    directory = Directory(meters_tb)  # the readings agent's view of the meters table (streams/detect.py)
     pending_status = StatusBatch()
 
     async def detect(partition: int, readings: list, event, statuses: StatusBatch) -> None:
         """One message's readings through the meter stage; its state and its status (in ``statuses``) wait
         for the end of the batch (``flush_detect``, streams/detect.py)."""
         meter_id = readings[0].meter_id
-        entry = meters_tb.get(meter_id)
+        entry = directory.get(meter_id)
         if entry is None:
             held = list(parked_tb.get(meter_id) or [])
             c = clock(partition)
@@ -516,8 +519,7 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
         if days:
             await daily_t.send(key=entry["customer_id"].encode(), value=_dumps({"meter_id": meter_id, "days": days}))
         meter_states.put(meter_id, after, event)
-        clock(partition).batch(meter_id, first, newest)
-        save_clock(partition)
+        clock(partition).batch(meter_id, first, newest)  # saved by the caller (save_clock), once per batch
         stats["readings"] += len(readings)
         if "voltage" in after:
             stats["duplicates"] += after["voltage"]["duplicates"] - before.get("voltage", {}).get("duplicates", 0)
@@ -600,6 +602,7 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
         use_event = set_current_event  # table writes go to the partition of the current event
         stage = retries("readings")
         async for events in stream.take_events(READINGS_BATCH, READINGS_BATCH_WITHIN_S):
+            stats["batches"] += 1
             touched: dict[int, object] = {}
             for event in events:
                 msg = event.message
@@ -621,6 +624,7 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
                 await flush_detect(use_event)
                 for p, event in touched.items():
                     use_event(event)
+                    save_clock(p)
                     await broadcast_watermark(p)
                     c = clock(p)
                     if c.parked and (c.watermark() or 0) >= held_checked.get(p, -(10**12)):
@@ -1118,6 +1122,7 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
         """After a rebalance the in-memory views are rebuilt from the tables for what this worker owns."""
         by_partition.clear()
         meter_states.forget()
+        directory.forget()
         owned.difference_update((tp.topic, tp.partition) for tp in revoked)
         for tp in revoked:
             if tp.topic == readings_t.get_topic_name():
