@@ -156,6 +156,10 @@ def transformer_watermark(parts: set[int], view: dict[str, int]) -> int | None:
 SESSION_TIMEOUT_S = float(os.environ.get("GRIDWATCH_SESSION_TIMEOUT_S", "30"))
 #: How long the producer waits to fill a request (seconds, Faust's ``producer_linger``).
 PRODUCER_LINGER_S = float(os.environ.get("GRIDWATCH_PRODUCER_LINGER_S", "0.005"))
+#: The producer's batch per partition (bytes, Faust's ``producer_max_batch_size``; its default is 16 KB). A
+#: meter state is ~6 KB: with 16 KB batches the end of a readings batch went out in a request per two or
+#: three states; with 512 KB in a request per linger (benchmarks/README.md, Issue 11).
+PRODUCER_MAX_BATCH_BYTES = int(os.environ.get("GRIDWATCH_PRODUCER_MAX_BATCH_BYTES", "524288"))
 #: ``gridwatch worker`` on SIGTERM: a graceful stop (commit offsets, close tables) gets this long, then the
 #: process exits at once, which is safe: the next start recovers exactly as after a crash.
 STOP_GRACE_S = float(os.environ.get("GRIDWATCH_STOP_GRACE_S", "7"))
@@ -206,6 +210,7 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
         # the readings agent's end of batch sends a changelog message per meter: let the producer gather
         # them into fewer, larger requests (milliseconds of latency on every send)
         producer_linger=PRODUCER_LINGER_S,
+        producer_max_batch_size=PRODUCER_MAX_BATCH_BYTES,
         broker_session_timeout=SESSION_TIMEOUT_S,
         broker_heartbeat_interval=min(3.0, SESSION_TIMEOUT_S / 5),
     )
