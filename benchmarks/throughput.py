@@ -244,7 +244,8 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 - one linear scrip
     p.add_argument("--meters", type=int, default=1024)
     p.add_argument("--days", type=float, default=3.0)
     p.add_argument("--batch", type=int, default=16, help="readings per meter.readings message (default 16)")
-    p.add_argument("--workers", type=int, default=2, help="the scale-out run's worker processes (default 2)")
+    p.add_argument("--workers", type=int, default=2,
+                   help="the scale-out run's worker processes (default 2; 0: no scale-out run, for quick A/B pairs)")
     p.add_argument("--state-meters", type=int, default=100_000,
                    help="meters for the memory figure of the meter states (default 100,000; 0: skip)")
     p.add_argument("--poll", type=float, default=0.25)
@@ -284,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 - one linear scrip
     rows = []
     try:
         end_a = publish_backlog(one, sim, args.timeout, args.poll)
-        end_b = publish_backlog(many, sim, args.timeout, args.poll)
+        end_b = publish_backlog(many, sim, args.timeout, args.poll) if args.workers else end_a
         assert end_a == end_b == n_msgs, (end_a, end_b, n_msgs)
 
         load = loadavg()
@@ -294,8 +295,9 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 - one linear scrip
 
         r1 = run_workers(one, 1, end_a, args.timeout, args.poll)
         print(f"one worker: {r1['msgs_s']:,.0f} messages/s (load average {r1['load']})", flush=True)
-        r2 = run_workers(many, args.workers, end_b, args.timeout, args.poll)
-        print(f"{args.workers} workers: {r2['msgs_s']:,.0f} messages/s (load average {r2['load']})", flush=True)
+        r2 = run_workers(many, args.workers, end_b, args.timeout, args.poll) if args.workers else None
+        if r2:
+            print(f"{args.workers} workers: {r2['msgs_s']:,.0f} messages/s (load average {r2['load']})", flush=True)
 
         mem = None
         if args.state_meters:
@@ -307,8 +309,9 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 - one linear scrip
 
         row("raw limit: aiokafka + json.loads, one process", raw)
         row("one `gridwatch worker`, every detector", r1, f"{100 * r1['msgs_s'] / raw['msgs_s']:.1f} % of the raw limit")
-        row(f"{args.workers} `gridwatch worker` processes, one group", r2,
-            f"{r2['msgs_s'] / r1['msgs_s']:.2f}x one worker")
+        if r2:
+            row(f"{args.workers} `gridwatch worker` processes, one group", r2,
+                f"{r2['msgs_s'] / r1['msgs_s']:.2f}x one worker")
         print()
         print(f"| {rpm:g} readings/message | messages/s | readings/s | CPU µs per message | load average | |")
         print("|---|---:|---:|---:|---|---|")

@@ -16,6 +16,7 @@ Figures from GB/T 12325-2008, EN 50160, ANSI C84.1 and IEEE 1159 (see README, "V
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Mapping
 
 __all__ = ["Profile", "PROFILES", "profile_for", "profile_for_customer", "profile_for_context", "ieee1159",
@@ -39,19 +40,21 @@ class Profile:
     outer_high_pct: float | None = None  # EN 50160: every 10-minute mean <= nominal x (1 + 0.10)
     weekly_share: float | None = None    # EN 50160: 95 % of a week's 10-minute means in the band
 
-    @property
+    # The limits in volts, computed once per profile (a profile is immutable): the detectors compare every
+    # reading with them, several times each.
+    @cached_property
     def low(self) -> float:
         return round(self.nominal * (1 - self.low_pct), 2)
 
-    @property
+    @cached_property
     def high(self) -> float:
         return round(self.nominal * (1 + self.high_pct), 2)
 
-    @property
+    @cached_property
     def outer_low(self) -> float | None:
         return None if self.outer_low_pct is None else round(self.nominal * (1 - self.outer_low_pct), 2)
 
-    @property
+    @cached_property
     def outer_high(self) -> float | None:
         return None if self.outer_high_pct is None else round(self.nominal * (1 + self.outer_high_pct), 2)
 

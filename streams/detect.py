@@ -42,9 +42,14 @@ from streams.app import Context, _dumps, partition_for
 
 log = logging.getLogger("gridwatch.worker")
 
-#: messages per batch of the readings agent, and how long it waits for a batch to fill (seconds)
+#: messages per batch of the readings agent, and how long it waits for a batch to fill (seconds). What a
+#: batch costs beyond its messages (a state write per meter, a status message per feeder, the watermarks)
+#: is paid once per batch: on a backlog, a batch filled for 0.2 s held only ~300 messages of 16 readings, and
+#: each meter's state was written about once per message; a 1 s batch writes it about half as often (the CPU
+#: per message in benchmarks/README.md, Issue 11). A reading waits at most this long before it is detected:
+#: nothing for readings 15 minutes apart.
 READINGS_BATCH = int(os.environ.get("GRIDWATCH_READINGS_BATCH", "2000"))
-READINGS_BATCH_WITHIN_S = float(os.environ.get("GRIDWATCH_READINGS_BATCH_WITHIN_S", "0.2"))
+READINGS_BATCH_WITHIN_S = float(os.environ.get("GRIDWATCH_READINGS_BATCH_WITHIN_S", "1.0"))
 #: meter states kept in memory between batches; beyond, they are dropped after the batch's writes and read
 #: again from the table. A state of every detector takes ~5 KB as Python objects (~1.7 KB as JSON; see
 #: benchmarks/README.md), so this bounds the cache to ~50 MB.
@@ -58,6 +63,46 @@ def set_current_event(event: Any) -> None:
     on. Only the context variable: the stream's own ``current_event`` is what ``take_events`` reads to fill
     the next batch. (faust-streaming is pinned: ``_current_event`` is its module's context variable.)"""
     _current_event.set(weakref.ref(event))
+
+
+#: directory entries the readings agent keeps in memory (a few hundred bytes each as Python objects)
+DIRECTORY_CACHE_METERS = int(os.environ.get("GRIDWATCH_DIRECTORY_CACHE_METERS", "100000"))
+
+
+class Directory:
+    """``meter_id -> directory entry`` (the ``meters`` table) with the entries read kept in a dict in front of it.
+
+    The readings agent needs its meter's entry for every message; read from the table that is two RocksDB
+    lookups and a JSON decode each time (~40 µs, as much as the detectors' work on a one-reading message).
+    Every change to the table goes through :meth:`set` and :meth:`pop`, which change the dict at the same
+    moment, so a reading sees an entry exactly when it would have read it from the table; a meter not in
+    the directory is remembered as ``None`` until its entry arrives. After a rebalance (:meth:`forget`) the
+    entries are read again: recovery writes the store directly, and another worker may have changed them.
+    Past ``limit`` entries the dict starts again empty."""
+
+    def __init__(self, table: Any, limit: int = DIRECTORY_CACHE_METERS):
+        self.table, self.limit = table, limit
+        self.cache: dict[str, dict | None] = {}
+
+    def get(self, meter_id: str) -> dict | None:
+        try:
+            return self.cache[meter_id]
+        except KeyError:
+            if len(self.cache) >= self.limit:
+                self.cache.clear()
+            entry = self.cache[meter_id] = self.table.get(meter_id)
+            return entry
+
+    def set(self, meter_id: str, entry: dict) -> None:
+        self.table[meter_id] = entry   # first the table: a failed write leaves the dict as it was
+        self.cache[meter_id] = entry
+
+    def pop(self, meter_id: str) -> None:
+        self.table.pop(meter_id, None)
+        self.cache.pop(meter_id, None)
+
+    def forget(self) -> None:
+        self.cache.clear()
 
 
 #: statuses in one ``meter-status`` message at most
@@ -166,8 +211,9 @@ MAX_FUTURE_S = int(os.environ.get("GRIDWATCH_MAX_FUTURE_S", "900"))
 def install(ctx: Context):
     """The readings and meter-events agents, with the partitions' event-time clocks and what they hold.
 
-    Returns ``meter_known(partition, meter_id, event)``, which the meter-directory agent (streams/directory.py)
-    awaits when a meter is in the directory: what was held for it is decided on then."""
+    Returns ``meter_entry(partition, meter_id, entry, event)``, which the meter-directory agent
+    (streams/directory.py) awaits for every directory entry: what was held for a meter is decided on once it
+    is in the directory."""
     app, n, stats = ctx.app, ctx.partitions, ctx.stats
     attempts, guard, retries, dead_letter_raw = ctx.attempts, ctx.guard, ctx.retries, ctx.dead_letter_raw
     readings_t, events_t, status_t = ctx.topics.readings, ctx.topics.events, ctx.topics.status
@@ -239,9 +285,15 @@ def install(ctx: Context):
                     {**ev, "ts": format_ts(ev["ts"])}), why, deadletters.REFUSED, "meter-events", "unknown_meter")
         count_held()
 
-    async def meter_known(partition: int, meter_id: str, event) -> None:
-        """The meter is in the directory now (its entry in the table): what was held for it is decided on, on
-        this partition (the directory's: the same number as the readings', both keyed by meter_id)."""
+    async def meter_entry(partition: int, meter_id: str, entry: dict | None, event) -> None:
+        """A meter's directory entry arrived (``None``: it left the directory). Written through ``directory``,
+        so a reading sees it exactly when the table has it. Once the meter is in the directory what was held
+        for it is decided on, on this partition (the directory's: the same number as the readings', both keyed
+        by meter_id)."""
+        if entry is None:
+            directory.pop(meter_id)
+            return
+        directory.set(meter_id, entry)
         held = parked_tb.get(meter_id)
         if held:
             parked_tb.pop(meter_id, None)
@@ -252,6 +304,7 @@ def install(ctx: Context):
             await detect(partition, [Reading(**r) for r in held], event, statuses)
             await send_statuses(statuses)
             meter_states.write(meter_id)  # (same partition as this event's: both keyed by meter_id)
+            save_clock(partition)
         held_events = parked_events_tb.get(meter_id)
         if held_events:
             parked_events_tb.pop(meter_id, None)
@@ -264,13 +317,14 @@ def install(ctx: Context):
 
     # -- readings -> per-meter voltage state ---------------------------------------------------------
     meter_states = MeterStates(meter_state_tb)
+    directory = Directory(meters_tb)  # the readings agent's view of the meters table
     pending_status = StatusBatch()
 
     async def detect(partition: int, readings: list, event, statuses: StatusBatch) -> None:
         """One message's readings through the meter stage; its state and its status (in ``statuses``) wait
         for the end of the batch (``flush_detect``, streams/detect.py)."""
         meter_id = readings[0].meter_id
-        entry = meters_tb.get(meter_id)
+        entry = directory.get(meter_id)
         if entry is None:
             held = list(parked_tb.get(meter_id) or [])
             c = clock(partition)
@@ -307,8 +361,7 @@ def install(ctx: Context):
         if days:
             await daily_t.send(key=entry["customer_id"].encode(), value=_dumps({"meter_id": meter_id, "days": days}))
         meter_states.put(meter_id, after, event)
-        clock(partition).batch(meter_id, first, newest)
-        save_clock(partition)
+        clock(partition).batch(meter_id, first, newest)  # saved by the caller (save_clock), once per batch
         stats["readings"] += len(readings)
         if "voltage" in after:
             stats["duplicates"] += after["voltage"]["duplicates"] - before.get("voltage", {}).get("duplicates", 0)
@@ -385,6 +438,7 @@ def install(ctx: Context):
         use_event = set_current_event  # table writes go to the partition of the current event
         stage = retries("readings")
         async for events in stream.take_events(READINGS_BATCH, READINGS_BATCH_WITHIN_S):
+            stats["batches"] += 1
             touched: dict[int, object] = {}
             for event in events:
                 msg = event.message
@@ -406,6 +460,7 @@ def install(ctx: Context):
                 await flush_detect(use_event)
                 for p, event in touched.items():
                     use_event(event)
+                    save_clock(p)
                     await broadcast_watermark(p)
                     c = clock(p)
                     if c.parked and (c.watermark() or 0) >= held_checked.get(p, -(10**12)):
@@ -455,10 +510,11 @@ def install(ctx: Context):
     async def forget_partitions(app, revoked, **kwargs):
         """After a rebalance the in-memory views are rebuilt from the tables for what this worker owns."""
         meter_states.forget()
+        directory.forget()
         for tp in revoked:
             if tp.topic == readings_t.get_topic_name():
                 newest_seen.clear()  # it may come from a partition no longer ours
                 for d in (clocks, wm_sent, last_active, read_upto, held_checked):
                     d.pop(tp.partition, None)
 
-    return meter_known
+    return meter_entry

@@ -16,14 +16,15 @@ from gridwatch.contract import ContractError, decode_customer, decode_key
 from streams.app import Context, _dumps, partition_for
 
 
-def install(ctx: Context, meter_known: Callable[[int, str, object], Awaitable[None]]) -> None:
-    """The ``customers``, ``phone-directory`` and ``meter-directory`` agents. ``meter_known`` (the detect
-    stage's) decides on what was held for a meter when it is in the directory."""
+def install(ctx: Context, meter_entry: Callable[[int, str, dict | None, object], Awaitable[None]]) -> None:
+    """The ``customers``, ``phone-directory`` and ``meter-directory`` agents. ``meter_entry`` (the detect
+    stage's) writes a meter's directory entry (``None``: gone) through the readings agent's view of the
+    ``meters`` table and decides on what was held for the meter once it is in the directory."""
     app, n, stats = ctx.app, ctx.partitions, ctx.stats
     attempts, guard = ctx.attempts, ctx.guard
     customers_t, directory_t, phone_dir_t = ctx.topics.customers, ctx.topics.directory, ctx.topics.phone_dir
     status_t = ctx.topics.status
-    customers_tb, meters_tb, phones_tb = ctx.tables.customers, ctx.tables.meters, ctx.tables.phones
+    customers_tb, phones_tb = ctx.tables.customers, ctx.tables.phones
 
     # -- customers and the meter directory --------------------------------------------------------
     @app.agent(customers_t, name="customers")
@@ -81,8 +82,5 @@ def install(ctx: Context, meter_known: Callable[[int, str, object], Awaitable[No
             msg = event.message
             async with guard(msg, "meter-directory"):
                 meter_id = msg.key.decode("utf-8")
-                if msg.value is None:
-                    meters_tb.pop(meter_id, None)
-                    continue
-                meters_tb[meter_id] = json.loads(msg.value)
-                await meter_known(msg.partition, meter_id, event)
+                entry = None if msg.value is None else json.loads(msg.value)
+                await meter_entry(msg.partition, meter_id, entry, event)

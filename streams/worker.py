@@ -66,8 +66,8 @@ def build_app(settings: Settings | None = None, *, web_port: int | None = None, 
     detectors = enabled(s.detectors)  # a broken or unknown detector stops the start here, by name
     ctx = streams_app.create(s, detectors, web_port=web_port, cluster=cluster)
     log.info("detectors: %s", ", ".join(d.name for d in detectors))
-    meter_known = detect.install(ctx)
-    directory.install(ctx, meter_known)
+    meter_entry = detect.install(ctx)
+    directory.install(ctx, meter_entry)
     topology.install(ctx)
     bills.install(ctx)
     alerts.install(ctx)

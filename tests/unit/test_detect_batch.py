@@ -11,7 +11,7 @@ import pytest
 from gridwatch import contract
 from gridwatch.contract import ContractError, decode_readings
 from streams import deadletters as dl
-from streams.detect import STATUSES_PER_MESSAGE, MeterStates, StatusBatch
+from streams.detect import STATUSES_PER_MESSAGE, Directory, MeterStates, StatusBatch
 
 
 class _Table(dict):
@@ -68,6 +68,40 @@ def test_a_failed_write_is_written_again_and_the_cache_is_bounded():
         states.flush(lambda ev: None)
     assert states.flush(lambda ev: None) == 2 and table == {"M1": {"a": 1}, "M2": {"a": 2}}
     assert states.cache == {}  # beyond the limit: dropped once written
+
+
+def test_a_directory_entry_is_read_once_and_every_change_is_seen_at_once():
+    table = _Table()
+    table["M1"] = {"feeder_id": "F1"}
+    directory = Directory(table, limit=3)
+    assert directory.get("M1") == {"feeder_id": "F1"} and directory.get("M2") is None
+    assert directory.get("M1") and directory.get("M2") is None and table.reads == 2  # kept, unknown too
+    directory.set("M2", {"feeder_id": "F2"})  # the meter-directory agent's writes go through it
+    assert directory.get("M2") == {"feeder_id": "F2"} and table["M2"] == {"feeder_id": "F2"}
+    directory.set("M1", {"feeder_id": "F9"})
+    assert directory.get("M1") == {"feeder_id": "F9"}
+    directory.pop("M1")
+    assert directory.get("M1") is None and "M1" not in table and table.reads == 3
+    table["M3"] = {"feeder_id": "F3"}  # written by recovery, straight into the store
+    directory.forget()  # (a rebalance)
+    assert directory.get("M1") is None and directory.get("M2") and directory.get("M3") == {"feeder_id": "F3"}
+    assert table.reads == 6
+    directory.get("M4")  # a fourth entry: past the limit the dict starts again
+    assert list(directory.cache) == ["M4"]
+
+
+def test_a_failed_directory_write_leaves_the_entry_as_it_was():
+    class Failing(_Table):
+        def __setitem__(self, key, value):
+            raise ConnectionError("changelog send failed")
+
+    table = Failing()
+    dict.__setitem__(table, "M1", {"feeder_id": "F1"})
+    directory = Directory(table)
+    assert directory.get("M1") == {"feeder_id": "F1"}
+    with pytest.raises(ConnectionError):
+        directory.set("M1", {"feeder_id": "F2"})
+    assert directory.get("M1") == {"feeder_id": "F1"}
 
 
 def test_statuses_go_out_per_feeder_in_order_and_in_bounded_messages():
