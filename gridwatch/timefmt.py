@@ -80,3 +80,13 @@ def parse_time(value: str | int | float, *, naive_utc: bool = False, relative_to
         t = value.strip()
         return relative_to + (1 if t[0] == "+" else -1) * parse_duration(t[1:])
     return parse_datetime(value, naive_utc=naive_utc).timestamp()
+
+
+def format_time(epoch: float) -> str:
+    """An instant as the records we create write it: RFC 3339, UTC, microseconds (``2026-07-01T10:00:00.000000Z``)."""
+    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def utc_now() -> str:
+    """Wall-clock time of a record we create (:func:`format_time`): when it happened, not event time."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -21,10 +21,11 @@ import time
 import unicodedata
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Mapping
 
 from twilio.request_validator import RequestValidator
+
+from gridwatch.timefmt import format_time, utc_now
 
 __all__ = ["ANSWERED_INTENTS", "FEEDBACK_INTENTS", "SEEN_REPLIES", "STATUS_RANK", "TERMINAL_STATUSES", "Reply",
            "ReplyOutcome", "advance_status", "answer_reply", "feedback_record", "parse_reply", "signature_ok"]
@@ -106,13 +107,6 @@ SEEN_REPLIES = 20
 ANSWERED_INTENTS = ("help", "still_out", "rating")
 
 
-def _rfc3339(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _utc_now() -> str:
-    """Wall-clock time of a record we create (RFC 3339, UTC): when it happened, not event time."""
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def feedback_record(customer_id: str | None, inbound: dict, reply: Reply, *, from_masked: str | None = None,
@@ -123,8 +117,8 @@ def feedback_record(customer_id: str | None, inbound: dict, reply: Reply, *, fro
             "customer_id": customer_id, "from_masked": from_masked if customer_id is None else None,
             "channel": "sms", "provider_message_id": inbound["sid"], "body": inbound.get("body") or "",
             "intent": reply.feedback_intent, "rating": reply.rating, "alert_id": alert_id,
-            "opted_out": opted_out, "received_at": _rfc3339(inbound.get("received_at") or time.time()),
-            "created_at": _utc_now()}
+            "opted_out": opted_out, "received_at": format_time(inbound.get("received_at") or time.time()),
+            "created_at": utc_now()}
 
 
 @dataclass(frozen=True)

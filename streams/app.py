@@ -18,7 +18,6 @@ import os
 import socket
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -55,10 +54,6 @@ def partition_for(key: str, partitions: int) -> int:
 
 _dumps = dumps  # every record we publish: compact UTF-8 JSON, and never NaN or Infinity (allow_nan=False)
 
-
-def _utc_now() -> str:
-    """Wall-clock time of a record we create (RFC 3339, UTC): when it happened, not event time."""
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def group_instance_id(settings: Settings, datadir) -> str:
@@ -308,6 +303,5 @@ def create(settings: Settings, detectors: list[Detector], *, web_port: int | Non
         if ctx.stats:
             log.info("progress: %s", ", ".join(f"{k}={v}" for k, v in sorted(ctx.stats.items())))
 
-    app.gridwatch_stats = ctx.stats
     return ctx
 

@@ -46,6 +46,7 @@ from kafka import KafkaProducer
 from gridwatch import config as names
 from gridwatch.config import Settings
 from gridwatch.contract import ContractError
+from gridwatch.timefmt import utc_now
 
 log = logging.getLogger("gridwatch.dlq")
 
@@ -257,7 +258,7 @@ def letter(*, topic: str, partition: int, offset: int | None, key: bytes | None,
         "dlq_id": lid, "topic": topic, "partition": partition, "offset": offset,
         "key": _text(key), "payload": _text(value), "key_b64": _b64(key), "value_b64": _b64(value),
         "stage": stage, "reason": reason, "code": code or DEFAULT_CODES[reason], "error": error,
-        "at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")}
+        "at": utc_now()}
 
 
 @dataclass

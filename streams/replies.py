@@ -13,9 +13,10 @@ from __future__ import annotations
 import json
 import logging
 
+from gridwatch.timefmt import utc_now
 from notifiers.privacy import mask_phone
 from notifiers.replies import TERMINAL_STATUSES, advance_status, answer_reply, feedback_record, parse_reply
-from streams.app import Context, _dumps, _utc_now
+from streams.app import Context, _dumps
 
 log = logging.getLogger("gridwatch.worker")
 
@@ -106,7 +107,7 @@ def install(ctx: Context) -> None:
                                    "failed": "failed"}[new]
                         rec = {**n, "status": outcome,
                                "reason": f"provider error {ev['error_code']}" if ev.get("error_code") else None,
-                               "created_at": _utc_now()}
+                               "created_at": utc_now()}
                         stats[f"notifications_{outcome}"] += 1
                         await notifications_t.send(key=n["customer_id"].encode(), value=_dumps(rec))
                 deliveries_tb[sid] = d
