@@ -174,6 +174,19 @@ def test_an_interrupted_send_is_reconciled_with_the_provider(found, sends):
         assert env.records[0]["reason"] == "reconciled: sent before a restart"
 
 
+def held_to_settle(monkeypatch, a=None):
+    """A claim a dead worker left two minutes ago for ``a`` (an alert to C1), the provider's message list down
+    (HTTP 500): the request is held to be settled later. Returns the env and the claim's outbox key."""
+    a = a or alert()
+    key = f"{a['alert_id']}|C1|sms"
+    down = NotifierError("HTTP 500", status=500, retryable=True)
+    env = Env([customer()], Provider(sent=down), policy=P.Policy(send_deadline_s=30.0))
+    fake_time(monkeypatch, env)
+    env.outboxes[key] = {"state": "claimed", "at": NOW - 120, "body": "the text"}
+    run(env, {"alert": a, "customer_id": "C1"})
+    return env, key
+
+
 def test_lookups_failing_429_and_5xx_are_retried_and_a_claim_that_cannot_be_settled_stays_claimed(monkeypatch):
     a = alert()
     key = f"{a['alert_id']}|C1|sms"
@@ -187,11 +200,8 @@ def test_lookups_failing_429_and_5xx_are_retried_and_a_claim_that_cannot_be_sett
     assert env.provider.sends == [] and statuses(env) == [("sent", "reconciled: sent before a restart")]
 
     # the provider's list stays down past the deadline: neither failed nor resent -- held, still claimed
-    env = Env([customer()], Provider(sent=down), policy=P.Policy(send_deadline_s=30.0))
-    fake_time(monkeypatch, env)
-    env.outboxes[key] = claim = {"state": "claimed", "at": NOW - 120, "body": "the text"}
-    run(env, {"alert": a, "customer_id": "C1"})
-    assert env.provider.sends == [] and env.outboxes[key] == claim
+    env, key = held_to_settle(monkeypatch, a)
+    assert env.provider.sends == [] and env.outboxes[key] == {"state": "claimed", "at": NOW - 120, "body": "the text"}
     assert [r["status"] for r in env.records] == ["deferred"] and "unsettled" in env.records[0]["reason"]
     assert 2 <= len(env.provider.lookups) <= P.SETTLE_LOOKUPS
     (held,) = env.held["C1"].values()
@@ -461,13 +471,7 @@ def test_a_worker_killed_before_its_record_was_written_has_it_written_as_decided
 def test_a_held_request_is_kept_until_decided_so_a_kill_while_it_is_released_does_not_lose_it(monkeypatch):
     """A claim held to be settled later is released; the worker dies while settling it. The held request
     must still be there for the next release (taken out first, it was gone: the claim never settled)."""
-    a = alert()
-    key = f"{a['alert_id']}|C1|sms"
-    down = NotifierError("HTTP 500", status=500, retryable=True)
-    env = Env([customer()], Provider(sent=down), policy=P.Policy(send_deadline_s=30.0))
-    fake_time(monkeypatch, env)
-    env.outboxes[key] = {"state": "claimed", "at": NOW - 120, "body": "the text"}
-    run(env, {"alert": a, "customer_id": "C1"})
+    env, key = held_to_settle(monkeypatch)
     assert env.held["C1"][key]["why"] == "settle"
     env.provider.sent = Delivery("SMlater", "sent")
     env.kill_before = "emit sent"
@@ -523,13 +527,7 @@ def test_power_is_back_waits_for_a_notice_whose_send_a_crash_left_unsettled(monk
 def test_a_released_request_whose_partition_moves_during_its_send_stays_held_for_the_new_owner(monkeypatch):
     """Sent, then the partition moved before the record: the claim is the new owner's to settle, so the held
     request it was released from must stay held (dropped here, the new owner would find nothing to release)."""
-    a = alert()
-    key = f"{a['alert_id']}|C1|sms"
-    down = NotifierError("HTTP 500", status=500, retryable=True)
-    env = Env([customer()], Provider(sent=down), policy=P.Policy(send_deadline_s=30.0))
-    fake_time(monkeypatch, env)
-    env.outboxes[key] = {"state": "claimed", "at": NOW - 120, "body": "the text"}
-    run(env, {"alert": a, "customer_id": "C1"})  # unsettled: held
+    env, key = held_to_settle(monkeypatch)
     env.provider.sent = None  # proven absent (the claim is old): sent now, and the partition moves meanwhile
     owned = [True, True, True]  # reconcile, the claim, the send; not any more at the record
     env.owns = lambda: owned.pop(0) if owned else False
