@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import faust
+from faust.tables.recovery import Recovery
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from kafka.partitioner.default import murmur2
 
@@ -200,8 +201,76 @@ class IdempotentProducer(faust_aiokafka.Producer):
         return {**super()._settings_extra(), "acks": "all", "enable_idempotence": True}
 
 
+class SeekFirstConsumer(faust_aiokafka.Consumer):
+    """Faust's consumer, able to hold back resuming partitions until they have been seeked (see
+    :class:`SeekFirstRecovery`): while held, ``resume_partitions`` is remembered and done by the next
+    ``perform_seek`` once it has seeked every partition to its committed offset."""
+
+    _held: list[set] | None = None
+
+    def hold_resumes(self) -> None:
+        self._held = []
+
+    def release_resumes(self) -> None:
+        held, self._held = self._held, None
+        for tps in held or ():
+            super().resume_partitions(tps)
+
+    def resume_partitions(self, tps) -> None:
+        if self._held is None:
+            super().resume_partitions(tps)
+        else:
+            self._held.append(set(tps))
+
+    def pause_partitions(self, tps) -> None:
+        tps = set(tps)
+        if self._held is not None:  # (a rebalance while held: what it pauses stays paused)
+            self._held = [held - tps for held in self._held]
+        super().pause_partitions(tps)
+
+    async def perform_seek(self) -> None:
+        await super().perform_seek()
+        if self._held is not None:
+            self.release_resumes()
+            self.hold_resumes()
+
+    async def _getmany(self, active_partitions, timeout: float):
+        # Faust hands the fetch its live set of active partitions, which a pause may empty while the fetch
+        # waits in the consumer's thread; aiokafka reads an empty set as "every partition" and returns (and
+        # moves past) records that Faust then drops as not active. The fetch gets the set as it was asked.
+        if active_partitions is not None:
+            active_partitions = frozenset(active_partitions)
+        return await super()._getmany(active_partitions, timeout)
+
+
+class SeekFirstRecovery(Recovery):
+    """Faust's recovery, which seeks the stream partitions to their committed offsets *before* it resumes them.
+
+    Faust's ``on_recovery_completed`` resumes them first, with the flow already on (the changelogs were
+    read): what the fetcher gets in between is handed to the agents, then handed to them again from the
+    committed offset after the seek. Every worker that starts (or takes partitions) on a backlog processed
+    its first messages twice: readings counted as duplicates, a meter event forwarded twice."""
+
+    async def on_recovery_completed(self, generation_id: int = 0) -> None:
+        consumer = self.app.consumer
+        consumer.hold_resumes()
+        try:
+            await super().on_recovery_completed(generation_id)
+        finally:
+            consumer.release_resumes()
+
+
+class TableManager(faust.tables.TableManager):
+    @property
+    def recovery(self) -> Recovery:
+        if self._recovery is None:
+            self._recovery = SeekFirstRecovery(self.app, self, beacon=self.beacon, loop=self.loop)
+        return self._recovery
+
+
 class Transport(faust_aiokafka.Transport):
     Producer = IdempotentProducer
+    Consumer = SeekFirstConsumer
 
 
 def create(settings: Settings, detectors: list[Detector], *, web_port: int | None = None,
@@ -240,6 +309,7 @@ def create(settings: Settings, detectors: list[Detector], *, web_port: int | Non
         producer_max_batch_size=PRODUCER_MAX_BATCH_BYTES,
         broker_session_timeout=SESSION_TIMEOUT_S,
         broker_heartbeat_interval=min(3.0, SESSION_TIMEOUT_S / 5),
+        TableManager=TableManager,
     )
     app.conf.table_standby_replicas = 0
     app.transport = Transport(app.conf.broker_consumer, app)  # before anything creates the producer

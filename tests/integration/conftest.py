@@ -155,18 +155,51 @@ class Pipeline(ServiceLogs):
         env = {**self.env, "GRIDWATCH_RUN_DIR": str(self.settings.run_dir / name)}
         self.procs.start(name, gridwatch_argv("worker"), env, self.settings.run_dir / f"{name}.log")
 
-    def restart_worker(self, sig=None) -> None:
-        """Stop the worker (SIGTERM: gracefully; SIGKILL: a crash) and start a new one on the same state."""
+    def stop_worker(self, sig=None) -> None:
+        """Stop the worker: SIGTERM gracefully, SIGKILL as a crash."""
         import signal
-
-        from devtools.demo import gridwatch_argv
 
         name, proc = next((n, p) for n, p in self.procs.children if n == "worker")
         proc.send_signal(sig or signal.SIGTERM)
         proc.wait(timeout=60)
         self.procs.children.remove((name, proc))
+
+    def start_worker(self) -> None:
+        from devtools.demo import gridwatch_argv
+
         self.procs.start("worker", gridwatch_argv("worker"), self.env, self.settings.run_dir / "worker.log")
 
+    def restart_worker(self, sig=None) -> None:
+        """Stop the worker (SIGTERM: gracefully; SIGKILL: a crash) and start a new one on the same state."""
+        self.stop_worker(sig)
+        self.start_worker()
+
+    def wait_committed(self, topic: str, timeout: float = 120.0) -> None:
+        """Until the workers' group has committed ``topic`` up to its end offsets as of now. A worker stopped
+        after that re-reads none of it, however its stop goes (one cut short by the stop grace is a crash)."""
+        from kafka import KafkaConsumer, TopicPartition
+        from kafka.admin import KafkaAdminClient
+
+        admin = KafkaAdminClient(bootstrap_servers=self.settings.bootstrap_list, client_id="gridwatch-tests")
+        consumer = KafkaConsumer(bootstrap_servers=self.settings.bootstrap_list, group_id=None,
+                                 enable_auto_commit=False)
+        group, name = self.settings.app_id, self.topic(topic)
+        try:
+            tps = [TopicPartition(name, p) for p in sorted(consumer.partitions_for_topic(name) or ())]
+            ends = {tp: end for tp, end in consumer.end_offsets(tps).items() if end}
+            deadline = time.monotonic() + timeout
+            while True:
+                got = admin.list_group_offsets({group: None}).get(group) or {}
+                behind = {tp.partition: (getattr(got.get(tp), "offset", None), end) for tp, end in ends.items()
+                          if (getattr(got.get(tp), "offset", None) or 0) < end}
+                if not behind:
+                    return
+                assert time.monotonic() < deadline, f"{topic} not committed within {timeout:.0f}s: {behind}"
+                self.assert_alive()
+                time.sleep(1)
+        finally:
+            consumer.close()
+            admin.close()
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import signal
 import struct
 import time
 
@@ -93,7 +92,6 @@ def wait_states(pipeline, last_ts: dict[str, int], timeout: float = 240.0) -> di
 
 
 def test_meter_states_in_the_formats_before_are_recovered_from_the_changelog_and_go_on(pipeline):
-    from devtools.demo import gridwatch_argv
     from devtools.simulator import SimConfig, Simulator, publish
 
     from tests.integration.test_pipeline import PrefixedSink
@@ -115,11 +113,10 @@ def test_meter_states_in_the_formats_before_are_recovered_from_the_changelog_and
     first = wait_states(pipeline, last_of(records[:half]))
     assert all("c" in st["_trace"] and st["_usage"]["v"] == 2 for st in first.values())
 
-    # the worker stops; the changelog's newest value of every meter becomes that value in the formats before
-    name, proc = next((n, p) for n, p in pipeline.procs.children if n == "worker")
-    proc.send_signal(signal.SIGTERM)
-    proc.wait(timeout=60)
-    pipeline.procs.children.remove((name, proc))
+    # the worker stops (with the half committed: it is not read again, however the stop goes); the
+    # changelog's newest value of every meter becomes that value in the formats before
+    pipeline.wait_committed("meter.readings")
+    pipeline.stop_worker()
     from streams.topics import changelog_topic
 
     topic = changelog_topic(pipeline.settings, "meter-state")
@@ -128,7 +125,7 @@ def test_meter_states_in_the_formats_before_are_recovered_from_the_changelog_and
     pipeline.flush()
     assert all("q" in st["_trace"] for _, st in newest_states(pipeline).values())
     shutil.rmtree(pipeline.settings.run_dir / "worker")          # a new host: every table from its changelog
-    pipeline.procs.start("worker", gridwatch_argv("worker"), pipeline.env, pipeline.settings.run_dir / "worker.log")
+    pipeline.start_worker()
 
     publish(records[half:], PrefixedSink(pipeline), progress=False, flush_after=None)
     after = wait_states(pipeline, last_of(records[half:]))
