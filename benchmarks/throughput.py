@@ -41,8 +41,8 @@ import uuid
 import warnings
 from pathlib import Path
 
-from benchmarks.common import code_version, loadavg, proc_cpu_seconds, sim_for
-from benchmarks.worker_throughput import Offsets, Worker, delete_benchmark_topics, free_port, wait_caught_up
+from benchmarks.common import code_version, loadavg, machine_cpu, proc_cpu_seconds, sim_for
+from benchmarks.worker_throughput import Offsets, Worker, broker_pid, delete_benchmark_topics, free_port, wait_caught_up
 
 
 def rss_kb(pid: int) -> tuple[int | None, int | None]:
@@ -138,17 +138,29 @@ async def raw_limit(settings, expected: int) -> tuple[int, int, float, float]:
         await consumer.stop()
 
 
+def cores(r: dict) -> str:
+    """Where the CPU went during a timed window: the workers, the local broker, the whole machine."""
+    broker = "" if r["broker_cores"] is None else f", the broker {r['broker_cores']:.2f}"
+    return (f"CPU in cores: the workers {r['workers_cores']:.2f}{broker}; the machine {100 * r['machine_busy']:.0f} % "
+            f"busy over {os.cpu_count()} cores")
+
+
 def run_workers(setup: Setup, count: int, end: int, timeout: float, poll: float) -> dict:
-    """``count`` worker processes on one backlog until ``meter.readings`` is committed to its end."""
+    """``count`` worker processes on one backlog until ``meter.readings`` is committed to its end.
+
+    Timed from the first commit after the group is Stable with all ``count`` members: the workers start
+    together, and the first to join takes every partition until the others join, so what is committed
+    before that measures one worker and a rebalance, not ``count``."""
     from gridwatch import config as names
 
     offsets = Offsets(setup.settings)
     workers = [Worker(setup.worker_env(i + 1), setup.run_dir / f"worker{i + 1}.log") for i in range(count)]
     started = time.monotonic()
-    first = last = None
+    first = last = stable = None
     prev = c_first = 0
     mem: list[tuple[int | None, int | None]] = []
     cpu = lambda: sum(w.cpu() or 0.0 for w in workers)  # noqa: E731
+    broker = broker_pid()  # a broker this project started on this machine shares its cores
     try:
         while True:
             for w in workers:
@@ -156,22 +168,30 @@ def run_workers(setup: Setup, count: int, end: int, timeout: float, poll: float)
                     raise RuntimeError(f"a worker exited with {w.proc.returncode}:\n{w.tail()}")
             if time.monotonic() - started > timeout:
                 raise RuntimeError(f"not caught up after {timeout:.0f} s:\n{workers[0].tail()}")
+            if stable is None and offsets.stable_members() == count:
+                stable = time.monotonic()
             c = offsets.committed(names.READINGS)[names.READINGS]
             if c != prev:
-                last = (time.monotonic(), cpu(), c)
-                if first is None:
+                last = (time.monotonic(), cpu(), c, (broker and proc_cpu_seconds(broker)) or 0.0, machine_cpu())
+                if first is None and stable is not None:
                     first, c_first = last, c
                 prev = c
             if c >= end:
                 mem = [rss_kb(w.proc.pid) for w in workers]
                 break
             time.sleep(poll)
+        if first is None:
+            raise RuntimeError("the backlog was committed before the group was stable: use a larger backlog (--days)")
         elapsed = last[0] - first[0]
         done = prev - c_first
         if elapsed <= 0 or done <= 0:
             raise RuntimeError("the whole backlog was committed at once: use a larger backlog (--days)")
+        (busy0, total0), (busy1, total1) = first[4], last[4]
         return {"msgs_s": done / elapsed, "cpu_per_msg": (last[1] - first[1]) / done, "window_s": elapsed,
-                "messages": done, "total_s": last[0] - started, "mem": mem, "load": loadavg()}
+                "messages": done, "total_s": last[0] - started, "stable_s": stable - started, "mem": mem,
+                "workers_cores": (last[1] - first[1]) / elapsed,
+                "broker_cores": (last[3] - first[3]) / elapsed if broker else None,
+                "machine_busy": (busy1 - busy0) / max(1e-9, total1 - total0), "load": loadavg()}
     finally:
         for w in workers:
             w.stop()
@@ -294,10 +314,12 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 - one linear scrip
         print(f"raw limit: {msgs} messages, {readings} readings in {secs:.1f} s (load average {load})", flush=True)
 
         r1 = run_workers(one, 1, end_a, args.timeout, args.poll)
-        print(f"one worker: {r1['msgs_s']:,.0f} messages/s (load average {r1['load']})", flush=True)
+        print(f"one worker: {r1['msgs_s']:,.0f} messages/s ({cores(r1)}; load average {r1['load']})", flush=True)
         r2 = run_workers(many, args.workers, end_b, args.timeout, args.poll) if args.workers else None
         if r2:
-            print(f"{args.workers} workers: {r2['msgs_s']:,.0f} messages/s (load average {r2['load']})", flush=True)
+            print(f"{args.workers} workers: {r2['msgs_s']:,.0f} messages/s over {r2['messages']:,} messages from the "
+                  f"group's stable point ({r2['stable_s']:.1f} s after the start; {cores(r2)}; load average "
+                  f"{r2['load']})", flush=True)
 
         mem = None
         if args.state_meters:

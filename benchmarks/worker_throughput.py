@@ -119,6 +119,11 @@ class Offsets:
                 out[n] += om.offset
         return out
 
+    def stable_members(self) -> int:
+        """How many members the group has when it is Stable (0 while it rebalances or is empty)."""
+        seen = self.admin.describe_groups([self.group])[self.group]
+        return len(seen.get("members") or ()) if seen.get("group_state") == "Stable" else 0
+
     def close(self):
         with contextlib.suppress(Exception):
             self.consumer.close()
