@@ -83,22 +83,28 @@ class PartitionClock:
     # -- what must outlive the worker ------------------------------------------------------------------
     def saved(self) -> dict | None:
         """What a restarted worker needs to judge batches as ahead the same way (its newest accepted reading
-        and the claims), when it changed since the last call, else None. A restarted worker re-reads only
-        from the committed offset: without it, a reading after a gap (an outage the restore events claimed,
-        or simply newer readings before the committed offset) would be refused as ahead where the
-        undisturbed worker accepted it. The newest reading moves once per round of the partition's meters,
-        claims with power events and refused batches: small and rare."""
-        state = (self.reference(), tuple(sorted(self.claims.items())))
-        if state == self._saved:
+        and the claims), when it changed since the last :meth:`mark_saved`, else None. A restarted worker
+        re-reads only from the committed offset: without it, a reading after a gap (an outage the restore
+        events claimed, or simply newer readings before the committed offset) would be refused as ahead where
+        the undisturbed worker accepted it. The newest reading moves once per round of the partition's
+        meters, claims with power events and refused batches: small and rare."""
+        if self._state() == self._saved:
             return None
-        self._saved = state
-        return {"ref": state[0], "claims": dict(self.claims)}
+        return {"ref": self.reference(), "claims": dict(self.claims)}
+
+    def mark_saved(self, saved: dict) -> None:
+        """``saved`` (from :meth:`saved`) is written: not returned again until the clock changes. Only once the
+        write succeeded, so a failed write is written again when it is retried."""
+        self._saved = (saved["ref"], tuple(sorted(saved["claims"].items())))
+
+    def _state(self) -> tuple:
+        return self.reference(), tuple(sorted(self.claims.items()))
 
     def restore(self, saved: dict | None) -> None:
         if saved:
             self.restored = saved.get("ref")
             self.claims.update(saved.get("claims") or {})
-            self._saved = (self.reference(), tuple(sorted(self.claims.items())))
+            self._saved = self._state()
 
     def ahead(self, meter_id: str, first_ts: int, last_ts: int, count: int, interval_s: int) -> int | None:
         """If a batch of ``count`` readings from ``first_ts`` to ``last_ts`` is dated ahead of the rest of the

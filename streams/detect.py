@@ -242,9 +242,11 @@ def install(ctx: Context):
 
     def save_clock(p: int) -> None:
         """Keep what the partition's clock needs after a restart (PartitionClock.saved), when it changed."""
-        saved = clock(p).saved()
+        c = clock(p)
+        saved = c.saved()
         if saved is not None:
             watermarks_tb[f"c{p}"] = saved
+            c.mark_saved(saved)
 
     def not_in_future(partition: int, meter_id: str, readings: list) -> None:
         """Refuse (``ts_in_future``) a batch dated after the wall clock, or ahead of the rest of its partition
