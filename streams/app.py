@@ -204,7 +204,7 @@ class IdempotentProducer(faust_aiokafka.Producer):
 class SeekFirstConsumer(faust_aiokafka.Consumer):
     """Faust's consumer, able to hold back resuming partitions until they have been seeked (see
     :class:`SeekFirstRecovery`): while held, ``resume_partitions`` is remembered and done by the next
-    ``perform_seek`` once it has seeked every partition to its committed offset."""
+    ``perform_seek`` once it has seeked every partition to its committed offset, which ends the hold."""
 
     _held: list[set] | None = None
 
@@ -230,9 +230,7 @@ class SeekFirstConsumer(faust_aiokafka.Consumer):
 
     async def perform_seek(self) -> None:
         await super().perform_seek()
-        if self._held is not None:
-            self.release_resumes()
-            self.hold_resumes()
+        self.release_resumes()
 
     async def _getmany(self, active_partitions, timeout: float):
         # Faust hands the fetch its live set of active partitions, which a pause may empty while the fetch
@@ -248,8 +246,9 @@ class SeekFirstRecovery(Recovery):
 
     Faust's ``on_recovery_completed`` resumes them first, with the flow already on (the changelogs were
     read): what the fetcher gets in between is handed to the agents, then handed to them again from the
-    committed offset after the seek. Every worker that starts (or takes partitions) on a backlog processed
-    its first messages twice: readings counted as duplicates, a meter event forwarded twice."""
+    committed offset after the seek. A worker that recovers tables (on a new host, or taking partitions over
+    from another worker) while messages wait could process its first ones twice: readings counted as
+    duplicates, a meter event forwarded twice."""
 
     async def on_recovery_completed(self, generation_id: int = 0) -> None:
         consumer = self.app.consumer
@@ -261,6 +260,8 @@ class SeekFirstRecovery(Recovery):
 
 
 class TableManager(faust.tables.TableManager):
+    """Faust's table manager with :class:`SeekFirstRecovery` as its recovery."""
+
     @property
     def recovery(self) -> Recovery:
         if self._recovery is None:

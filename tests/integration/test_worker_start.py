@@ -1,4 +1,5 @@
-"""The worker refuses to start on missing topics, and the demo runs end to end."""
+"""The worker refuses to start on missing topics, reads a backlog once when it starts, and the demo runs end
+to end."""
 
 from __future__ import annotations
 
