@@ -58,7 +58,7 @@ from gridwatch.config import Settings
 from gridwatch.kinds import KINDS
 from gridwatch.signals import stop_event
 from notifiers.silences import active, expire, new_silence, parse_scope, silence_state
-from streams.lifecycle import apply_action, make_action
+from notifiers.lifecycle import apply_action, make_action
 from streams.topicview import TopicView, TopicViewError
 
 __all__ = ["CONSOLE", "Console", "EventHub", "make_app", "serve", "run", "register", "SECURITY_HEADERS"]

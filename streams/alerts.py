@@ -1,7 +1,7 @@
 """The alerts stage: ``gridwatch.findings`` + ``gridwatch.alert-actions`` -> the alert lifecycle -> ``alerts``
 -> one ``gridwatch.notify-requests`` message per customer.
 
-The lifecycle rules themselves are streams/lifecycle.py (pure, shared with the console); this module keeps
+The lifecycle rules themselves are notifiers/lifecycle.py (pure, shared with the console); this module keeps
 the latest record per alert in the ``lifecycle`` table and publishes what they return.
 """
 
@@ -13,7 +13,7 @@ import logging
 from notifiers.path import notify_requests
 from streams import deadletters
 from streams.app import Context, _dumps
-from streams.lifecycle import apply_action, apply_finding
+from notifiers.lifecycle import apply_action, apply_finding
 
 log = logging.getLogger("gridwatch.worker")
 

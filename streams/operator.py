@@ -2,7 +2,7 @@
 
 ``gridwatch silence add|list|expire`` writes and reads the compacted silences topic (keyed by silence
 id); ``gridwatch alert ack|resolve`` publish an action on the alert-actions topic keyed by the alert id
-(the worker applies it to the alert, see ``streams.lifecycle``); ``gridwatch alert list`` shows the
+(the worker applies it to the alert, see ``notifiers.lifecycle``); ``gridwatch alert list`` shows the
 latest record of every alert. Nothing here changes state locally: the topics are the record.
 
 Exit codes: 0 done, 2 invalid input, an unknown silence, or Kafka unreachable / topics missing.
@@ -24,7 +24,7 @@ from gridwatch.config import ALERT_ACTIONS, ALERTS, SILENCES, Settings
 from gridwatch.contract import dumps
 from notifiers import silences as sil
 from notifiers.silences import parse_scope, silence_state
-from streams.lifecycle import make_action
+from notifiers.lifecycle import make_action
 from streams.topicview import TopicViewError, read_all
 
 EXIT_INVALID = 2

@@ -7,7 +7,7 @@ import re
 import pytest
 
 from gridwatch import contract
-from streams.lifecycle import apply_action, apply_finding, reopened_alert_id
+from notifiers.lifecycle import apply_action, apply_finding, reopened_alert_id
 
 AID = "undervoltage:transformer:T1:2026-07-01T09:00:00Z"
 
