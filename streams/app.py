@@ -201,62 +201,21 @@ class IdempotentProducer(faust_aiokafka.Producer):
         return {**super()._settings_extra(), "acks": "all", "enable_idempotence": True}
 
 
-class SeekFirstConsumer(faust_aiokafka.Consumer):
-    """Faust's consumer, able to hold back resuming partitions until they have been seeked (see
-    :class:`SeekFirstRecovery`): while held, ``resume_partitions`` is remembered and done by the next
-    ``perform_seek`` once it has seeked every partition to its committed offset, which ends the hold."""
-
-    _held: list[set] | None = None
-
-    def hold_resumes(self) -> None:
-        self._held = []
-
-    def release_resumes(self) -> None:
-        held, self._held = self._held, None
-        for tps in held or ():
-            super().resume_partitions(tps)
-
-    def resume_partitions(self, tps) -> None:
-        if self._held is None:
-            super().resume_partitions(tps)
-        else:
-            self._held.append(set(tps))
-
-    def pause_partitions(self, tps) -> None:
-        tps = set(tps)
-        if self._held is not None:  # (a rebalance while held: what it pauses stays paused)
-            self._held = [held - tps for held in self._held]
-        super().pause_partitions(tps)
-
-    async def perform_seek(self) -> None:
-        await super().perform_seek()
-        self.release_resumes()
-
-    async def _getmany(self, active_partitions, timeout: float):
-        # Faust hands the fetch its live set of active partitions, which a pause may empty while the fetch
-        # waits in the consumer's thread; aiokafka reads an empty set as "every partition" and returns (and
-        # moves past) records that Faust then drops as not active. The fetch gets the set as it was asked.
-        if active_partitions is not None:
-            active_partitions = frozenset(active_partitions)
-        return await super()._getmany(active_partitions, timeout)
-
-
 class SeekFirstRecovery(Recovery):
-    """Faust's recovery, which seeks the stream partitions to their committed offsets *before* it resumes them.
+    """Faust's recovery, with the flow off until the stream partitions are seeked to their committed offsets.
 
-    Faust's ``on_recovery_completed`` resumes them first, with the flow already on (the changelogs were
-    read): what the fetcher gets in between is handed to the agents, then handed to them again from the
-    committed offset after the seek. A worker that recovers tables (on a new host, or taking partitions over
-    from another worker) while messages wait could process its first ones twice: readings counted as
-    duplicates, a meter event forwarded twice."""
+    Faust's ``on_recovery_completed`` resumes the stream partitions and then seeks them, with the flow still
+    on from reading the changelogs: what the fetcher got in between was handed to the agents, then handed to
+    them again from the committed offset after the seek. A worker that recovers tables (on a new host, or
+    taking partitions over from another worker) while messages wait processed its first ones twice:
+    readings counted as duplicates, a meter event forwarded twice. With the flow off, the fetcher hands
+    nothing over until Faust turns it on again at the end, after its seek — as during the rest of a
+    rebalance."""
 
     async def on_recovery_completed(self, generation_id: int = 0) -> None:
-        consumer = self.app.consumer
-        consumer.hold_resumes()
-        try:
-            await super().on_recovery_completed(generation_id)
-        finally:
-            consumer.release_resumes()
+        self.app.consumer.stop_flow()
+        self.app.flow_control.suspend()
+        await super().on_recovery_completed(generation_id)
 
 
 class TableManager(faust.tables.TableManager):
@@ -271,7 +230,6 @@ class TableManager(faust.tables.TableManager):
 
 class Transport(faust_aiokafka.Transport):
     Producer = IdempotentProducer
-    Consumer = SeekFirstConsumer
 
 
 def create(settings: Settings, detectors: list[Detector], *, web_port: int | None = None,
