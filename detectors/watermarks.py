@@ -88,9 +88,10 @@ class PartitionClock:
         events claimed, or simply newer readings before the committed offset) would be refused as ahead where
         the undisturbed worker accepted it. The newest reading moves once per round of the partition's
         meters, claims with power events and refused batches: small and rare."""
-        if self._state() == self._saved:
+        state = self._state()
+        if state == self._saved:
             return None
-        return {"ref": self.reference(), "claims": dict(self.claims)}
+        return {"ref": state[0], "claims": dict(state[1])}
 
     def mark_saved(self, saved: dict) -> None:
         """``saved`` (from :meth:`saved`) is written: not returned again until the clock changes. Only once the
