@@ -155,13 +155,13 @@ class Pipeline(ServiceLogs):
         env = {**self.env, "GRIDWATCH_RUN_DIR": str(self.settings.run_dir / name)}
         self.procs.start(name, gridwatch_argv("worker"), env, self.settings.run_dir / f"{name}.log")
 
-    def stop_worker(self, sig=None) -> None:
+    def stop_worker(self, sig=None, timeout: float = 60.0) -> None:
         """Stop the worker: SIGTERM gracefully, SIGKILL as a crash."""
         import signal
 
         name, proc = next((n, p) for n, p in self.procs.children if n == "worker")
         proc.send_signal(sig or signal.SIGTERM)
-        proc.wait(timeout=60)
+        proc.wait(timeout=timeout)
         self.procs.children.remove((name, proc))
 
     def start_worker(self) -> None:

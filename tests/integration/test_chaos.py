@@ -127,14 +127,9 @@ class Probe:
 
 def kill_and_restart(pipe: Pipeline) -> float:
     """kill -9, then a new worker on the same state; returns the monotonic time of its start."""
-    from devtools.demo import gridwatch_argv
-
-    name, proc = next((n, p) for n, p in pipe.procs.children if n == "worker")
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=30)
-    pipe.procs.children.remove((name, proc))
+    pipe.stop_worker(signal.SIGKILL, timeout=30)
     t0 = time.monotonic()
-    pipe.procs.start("worker", gridwatch_argv("worker"), pipe.env, pipe.settings.run_dir / "worker.log")
+    pipe.start_worker()
     return t0
 
 

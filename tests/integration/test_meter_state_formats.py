@@ -78,6 +78,16 @@ def newest_states(pipeline, timeout: float = 60.0) -> dict[bytes, tuple[int, dic
         consumer.close()
 
 
+def newest_readings(records) -> dict[str, int]:
+    """meter_id -> the time of its newest reading among the simulator's ``records``."""
+    out: dict[str, int] = {}
+    for _, topic, _, value in records:
+        if topic == "meter.readings":
+            for r in value if isinstance(value, list) else [value]:
+                out[r["meter_id"]] = max(out.get(r["meter_id"], 0), _reading(r).ts)
+    return out
+
+
 def wait_states(pipeline, last_ts: dict[str, int], timeout: float = 240.0) -> dict[str, dict]:
     """Until every meter's state on the changelog has seen its reading at ``last_ts[meter]``."""
     deadline = time.monotonic() + timeout
@@ -100,17 +110,9 @@ def test_meter_states_in_the_formats_before_are_recovered_from_the_changelog_and
                               hours=36, batch=8, faults=("meter_undervoltage:M000002@+27h/2h",)))
     records = list(sim.timed_records())
     half = min(i for i, r in enumerate(records) if r[0] >= sim.start + 26 * 3600)
-    newest: dict[str, int] = {}
-
-    def last_of(recs):
-        for _, topic, _, value in recs:
-            if topic == "meter.readings":
-                for r in value if isinstance(value, list) else [value]:
-                    newest[r["meter_id"]] = max(newest.get(r["meter_id"], 0), _reading(r).ts)
-        return dict(newest)
 
     publish(records[:half], PrefixedSink(pipeline), progress=False)
-    first = wait_states(pipeline, last_of(records[:half]))
+    first = wait_states(pipeline, newest_readings(records[:half]))
     assert all("c" in st["_trace"] and st["_usage"]["v"] == 2 for st in first.values())
 
     # the worker stops (with the half committed: it is not read again, however the stop goes); the
@@ -128,7 +130,7 @@ def test_meter_states_in_the_formats_before_are_recovered_from_the_changelog_and
     pipeline.start_worker()
 
     publish(records[half:], PrefixedSink(pipeline), progress=False, flush_after=None)
-    after = wait_states(pipeline, last_of(records[half:]))
+    after = wait_states(pipeline, newest_readings(records))
 
     # the same states as the meter stage computes in memory over the same messages, in the new formats only
     entries = {c["meter_id"]: directory_entry(c) for c in sim.customers()}

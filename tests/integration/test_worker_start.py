@@ -77,10 +77,9 @@ def test_a_worker_started_on_a_backlog_hands_each_message_to_its_agents_once(pip
     detectors as a duplicate (and skipped)."""
     import shutil
 
-    from detectors.pipeline import _reading
     from devtools.simulator import SimConfig, Simulator, publish
 
-    from tests.integration.test_meter_state_formats import wait_states
+    from tests.integration.test_meter_state_formats import newest_readings, wait_states
     from tests.integration.test_pipeline import PrefixedSink
 
     sim = Simulator(SimConfig(seed=11, feeders=1, transformers_per_feeder=1, meters_per_transformer=4, hours=24,
@@ -88,21 +87,14 @@ def test_a_worker_started_on_a_backlog_hands_each_message_to_its_agents_once(pip
     records = list(sim.timed_records())
     half = min(i for i, r in enumerate(records) if r[0] >= sim.start + 12 * 3600)
 
-    def newest(recs) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for _, topic, _, value in recs:
-            if topic == "meter.readings":
-                for r in value if isinstance(value, list) else [value]:
-                    out[r["meter_id"]] = max(out.get(r["meter_id"], 0), _reading(r).ts)
-        return out
-
     publish(records[:half], PrefixedSink(pipeline), progress=False)
-    wait_states(pipeline, newest(records[:half]))
+    wait_states(pipeline, newest_readings(records[:half]))
     pipeline.wait_committed("meter.readings")  # nothing of the first half is read again
     pipeline.stop_worker()
     shutil.rmtree(pipeline.settings.run_dir / "worker")  # a new host: every table from its changelog
     pipeline.start_worker()
     publish(records[half:], PrefixedSink(pipeline), progress=False, flush_after=None)  # while it starts
-    states = wait_states(pipeline, newest(records))
+    want = newest_readings(records)
+    states = wait_states(pipeline, want)
     assert {m: (st["voltage"]["duplicates"], st["sag_swell"]["skipped"]) for m, st in states.items()} == {
-        m: (0, 0) for m in newest(records)}
+        m: (0, 0) for m in want}
