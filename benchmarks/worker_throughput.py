@@ -57,7 +57,7 @@ from typing import NamedTuple
 from benchmarks.common import code_version, loadavg, machine_cpu, proc_cpu_seconds, sim_for
 
 COMMIT_NOTE = "Faust commits every 2.8 s"
-READY_LINE = "[^Worker]: Ready"
+READY_LINE = "Worker]: Ready"  # Faust logs "[^<worker class>]: Ready" (ours is BoundedStopWorker)
 
 
 class Snap(NamedTuple):
