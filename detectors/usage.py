@@ -52,6 +52,7 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta
 from functools import lru_cache
+from operator import itemgetter
 from typing import Any, Iterable
 from zoneinfo import ZoneInfo
 
@@ -115,17 +116,23 @@ def local_date(ts: int | float, tz: str) -> date:
     return datetime.fromtimestamp(ts, ZoneInfo(tz)).date()
 
 
+def _segment(t: int, tz: str) -> tuple[date, str, int | None, int]:
+    """(local date, band, start, end) of the band of its local day that instant ``t`` falls in. The start is
+    None when odd zone data puts ``t`` outside its own local day's bounds (a day after clocks went back
+    over midnight): its band is then the last, up to the day's end."""
+    d = local_date(t, tz)
+    b = day_bounds(tz, d)
+    for i in range(4):
+        if b[i] <= t < b[i + 1]:
+            return d, _BANDS[i], b[i], b[i + 1]
+    return d, _BANDS[-1], None, b[4]
+
+
 def _pieces(t0: int, t1: int, tz: str) -> Iterable[tuple[date, str, int]]:
     """Split ``[t0, t1)`` at local-day and band boundaries: (local date, band, seconds)."""
     t = t0
     while t < t1:
-        d = local_date(t, tz)
-        b = day_bounds(tz, d)
-        band, seg_end = _BANDS[-1], b[4]
-        for i in range(4):
-            if b[i] <= t < b[i + 1]:
-                band, seg_end = _BANDS[i], b[i + 1]
-                break
+        d, band, _, seg_end = _segment(t, tz)
         end = min(t1, seg_end) if seg_end > t else t1  # guard against odd zone data: never loop for ever
         yield d, band, end - t
         t = end
@@ -150,14 +157,15 @@ def _close(d: date, rec: dict, tz: str, fallback_step: int | None) -> dict:
     }
 
 
-def _field(r: Any, name: str, default: Any = None) -> Any:
-    return r.get(name, default) if isinstance(r, dict) else getattr(r, name, default)
-
-
-def _order(r: Any) -> tuple:
+def _fields(r: Any) -> tuple:
+    """(ts, interval_s or 0, kwh, quality) of a reading: a dict, or an object with those attributes."""
     if isinstance(r, dict):
-        return r.get("ts"), r.get("interval_s") or 0
-    return getattr(r, "ts", None), getattr(r, "interval_s", None) or 0
+        return r.get("ts"), r.get("interval_s") or 0, r.get("kwh"), r.get("quality", "actual")
+    return (getattr(r, "ts", None), getattr(r, "interval_s", None) or 0, getattr(r, "kwh", None),
+            getattr(r, "quality", "actual"))
+
+
+_by_time = itemgetter(0, 1)
 
 
 def accumulate(state: dict | None, readings: Iterable[Any], tz: str, *, grace_s: int = GRACE_S
@@ -177,16 +185,13 @@ def accumulate(state: dict | None, readings: Iterable[Any], tz: str, *, grace_s:
     last_ts, step = st["last_ts"], st["step"]
     duplicates, late, late_kwh = st["duplicates"], st["late"], st["late_kwh"]
 
-    def record(d: date) -> dict:
-        key = d.isoformat()
-        rec = open_days.get(key)
-        if rec is None:
-            rec = open_days[key] = _new_day()
-        return rec
-
-    for r in sorted(readings, key=_order):
-        t1 = int(_field(r, "ts"))
-        interval = int(_field(r, "interval_s") or step or DEFAULT_INTERVAL_S)
+    # The band a reading falls in is remembered: a meter's readings mostly fall in the band of the one
+    # before, and within it (the same local date, between its bounds) the split is that band's alone, the
+    # one piece ``_pieces`` gives. Anything else goes through ``_pieces``.
+    band_of: tuple | None = None    # (local date, band, start, end, the date's key)
+    for t1, interval, kwh, quality in sorted(map(_fields, readings), key=_by_time):
+        t1 = int(t1)
+        interval = int(interval or step or DEFAULT_INTERVAL_S)
         t0 = t1 - interval
         if closed_d is not None and local_date(t1 - 1, tz) <= closed_d:
             late += 1                      # its whole interval is in days already closed (or a repeat)
@@ -201,18 +206,28 @@ def accumulate(state: dict | None, readings: Iterable[Any], tz: str, *, grace_s:
             last_ts = t1
             if not catch_up:
                 step = interval
-        kwh = _field(r, "kwh")
         if kwh is None:
             continue
         kwh = float(kwh)
-        estimated = _field(r, "quality", "actual") == "estimated" and not catch_up
+        estimated = quality == "estimated" and not catch_up
+        pieces: Iterable[tuple]
+        if t0 < t1:
+            if band_of is None or not band_of[2] <= t0 < band_of[3] or local_date(t0, tz) != band_of[0]:
+                d, band, lo, hi = _segment(t0, tz)
+                band_of = (d, band, lo, hi, d.isoformat()) if lo is not None else None
+            pieces = ((band_of[0], band_of[1], interval, band_of[4]),) if band_of and t1 <= band_of[3] else (
+                (d, band, secs, d.isoformat()) for d, band, secs in _pieces(t0, t1, tz))
+        else:
+            pieces = ()
         touched: set[str] = set()
-        for d, band, secs in _pieces(t0, t1, tz):
+        for d, band, secs, key in pieces:
             share = kwh * secs / interval
             if closed_d is not None and d <= closed_d:
                 late_kwh += share          # the part of a long reading that falls in a closed day
                 continue
-            rec = record(d)
+            rec = open_days.get(key)
+            if rec is None:
+                rec = open_days[key] = _new_day()
             rec["kwh"] += share
             rec["covered_s"] += secs
             if catch_up:
@@ -225,7 +240,6 @@ def accumulate(state: dict | None, readings: Iterable[Any], tz: str, *, grace_s:
                 rec["evening_kwh"] += share
             if not catch_up:
                 rec["step"] = interval if rec["step"] is None else min(rec["step"], interval)
-            key = d.isoformat()
             if key not in touched:
                 rec["readings"] += 1
                 touched.add(key)

@@ -10,6 +10,8 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from detectors.usage import GRACE_S, accumulate, day_bounds, new_state
 from gridwatch.contract import Reading
@@ -158,3 +160,37 @@ def test_day_bounds_of_a_zone_that_skips_midnight():
     b = day_bounds("America/Havana", datetime(2024, 3, 10).date())
     assert datetime.fromtimestamp(b[0], ZoneInfo("America/Havana")).hour == 1
     assert b[4] - b[0] == 23 * 3600
+
+
+# zones with odd days: clocks back at midnight (Santiago: 24:00 -> 23:00), forward over it (Havana: 00:00 ->
+# 01:00), by half an hour (Lord Howe), at 02:00 (Paris), never (Kolkata)
+ODD_ZONES = ["America/Santiago", "America/Havana", "Australia/Lord_Howe", "Europe/Paris", "Asia/Kolkata"]
+CHANGES = {"America/Santiago": [(2024, 4, 6, 22), (2024, 9, 7, 22)], "America/Havana": [(2024, 3, 9, 22),
+           (2024, 11, 2, 22)], "Australia/Lord_Howe": [(2024, 4, 6, 22), (2024, 10, 5, 22)],
+           "Europe/Paris": [(2024, 3, 30, 22), (2024, 10, 26, 22)], "Asia/Kolkata": [(2024, 6, 1, 22)]}
+CADENCES = [60, 300, 900, 1800]
+
+
+@given(data=st.data())
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_a_batch_splits_its_readings_as_one_reading_at_a_time_does(data):
+    """Within one call ``accumulate`` reuses the band of the reading before (see the code); one reading per
+    call never does, so both must give the same days, around DST changes in zones with odd days. A meter
+    reads every ``cadence`` seconds, its intervals up to four of them (so an interval can start before the
+    one before it ended); no gaps, so no catch-up, whose day would depend on when the day is closed."""
+    tz = data.draw(st.sampled_from(ODD_ZONES))
+    t = local(tz, *data.draw(st.sampled_from(CHANGES[tz]))) + data.draw(st.integers(-8, 8)) * 1800
+    cadence = data.draw(st.sampled_from(CADENCES))
+    readings = []
+    for _ in range(data.draw(st.integers(1, 120))):
+        t += cadence
+        interval = min(cadence * data.draw(st.sampled_from([1, 1, 2, 4])), 7200)  # at most the grace
+        kwh = data.draw(st.one_of(st.none(), st.floats(0, 5, allow_nan=False)))
+        readings.append(Reading("M1", t, interval, kwh, quality=data.draw(st.sampled_from(["actual", "estimated"]))))
+    one_by_one, days = None, []
+    for r in readings:
+        one_by_one, closed = accumulate(one_by_one, [r], tz)
+        days += closed
+    batch, batch_days = accumulate(None, readings, tz)
+    assert batch_days == days
+    assert {k: v for k, v in batch.items() if k != "seen"} == {k: v for k, v in one_by_one.items() if k != "seen"}
